@@ -1,0 +1,579 @@
+package iu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// DefaultSource is the event source used when a caller gives none (the
+// command line and bulk plans).
+const DefaultSource = "iu:cli"
+
+// Engine applies iu's rules over a Store. It is safe for concurrent use and
+// holds no state of its own besides configuration: several engines (or
+// processes) may share one store.
+type Engine struct {
+	store      Store
+	now        func() time.Time
+	maxRetries int
+	chunk      int
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithClock sets the clock stamped on every row (UTC, millisecond precision).
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithMaxRetries bounds how often a transaction that failed transiently is
+// run again before the failure is returned.
+func WithMaxRetries(n int) Option { return func(e *Engine) { e.maxRetries = n } }
+
+// WithBulkChunk sets how many events a bulk run hands the store at once.
+func WithBulkChunk(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.chunk = n
+		}
+	}
+}
+
+// NewEngine returns an engine over store.
+func NewEngine(store Store, opts ...Option) *Engine {
+	e := &Engine{store: store, now: time.Now, maxRetries: 8, chunk: 512}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// Store returns the engine's store.
+func (e *Engine) Store() Store { return e.store }
+
+func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Millisecond) }
+
+// update runs fn in a write transaction, again from the start when the store
+// reports a transient failure, with bounded, jittered exponential backoff.
+// fn must be safe to run more than once.
+func (e *Engine) update(ctx context.Context, fn func(Tx) error) error {
+	backoff := 2 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := e.store.Update(ctx, fn)
+		if err == nil || !errors.Is(err, ErrRetryable) {
+			return err
+		}
+		if attempt >= e.maxRetries {
+			return Errorf(ErrUnavailable, "gave up after %d attempts: %v", attempt+1, err)
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(sleep):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// PublishResult says what publishing one template did.
+type PublishResult struct {
+	Key     string `json:"key"`
+	Digest  Digest `json:"digest"`
+	Pieces  int    `json:"pieces"`
+	Created bool   `json:"created"`
+}
+
+// PublishTemplates publishes templates in one transaction: all or none.
+// Publishing identical content again is a no-op (Created false); the same key
+// with other content is ErrTemplateExists.
+func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, actor string) ([]PublishResult, error) {
+	if err := CheckActor(actor); err != nil {
+		return nil, err
+	}
+	seen := make(map[string]*Template)
+	for _, t := range templates {
+		if t.Digest != GraphDigest(t.Slots) {
+			return nil, Errorf(ErrInvalidTemplate, "template %s: digest does not match its graph", t.Key)
+		}
+		if o, dup := seen[t.Key]; dup && !o.SameContent(t) {
+			return nil, Errorf(ErrTemplateExists, "template %s is given twice with different content", t.Key)
+		}
+		seen[t.Key] = t
+	}
+	var results []PublishResult
+	err := e.update(ctx, func(tx Tx) error {
+		results = results[:0]
+		at := e.clock()
+		for _, t := range templates {
+			r := PublishResult{Key: t.Key, Digest: t.Digest, Pieces: len(t.Slots)}
+			stored, err := tx.GetTemplate(ctx, t.Key)
+			switch {
+			case err == nil:
+				if !stored.SameContent(t) {
+					next := t.Key
+					if k, err := ParseTemplateKey(t.Key); err == nil {
+						k.Version++
+						next = k.String()
+					}
+					return Errorf(ErrTemplateExists,
+						"template %s is already published with other content (stored %s, given %s); templates are immutable: publish the change as a new version, e.g. %s",
+						t.Key, stored.Digest, t.Digest, next)
+				}
+			case errors.Is(err, ErrUnknownTemplate):
+				c := *t
+				c.Actor, c.CreatedAt = actor, at
+				if c.EmitMode == "" {
+					c.EmitMode = EmitLive
+				}
+				if err := tx.InsertTemplate(ctx, &c); err != nil {
+					return err
+				}
+				r.Created = true
+			default:
+				return err
+			}
+			results = append(results, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// GetTemplate returns a template with its piece bodies.
+func (e *Engine) GetTemplate(ctx context.Context, key string) (*Template, error) {
+	var t *Template
+	err := e.store.View(ctx, func(tx Tx) error {
+		var err error
+		if t, err = tx.GetTemplate(ctx, key); err != nil {
+			return err
+		}
+		ids := make([]Digest, len(t.Slots))
+		for i, s := range t.Slots {
+			ids[i] = s.Piece
+		}
+		t.Pieces, err = tx.GetPieces(ctx, ids)
+		return err
+	})
+	return t, err
+}
+
+// ListTemplates lists every template.
+func (e *Engine) ListTemplates(ctx context.Context) ([]TemplateInfo, error) {
+	var out []TemplateInfo
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		out, err = tx.ListTemplates(ctx)
+		return err
+	})
+	return out, err
+}
+
+// SetEmitMode switches a template between live and shadow.
+func (e *Engine) SetEmitMode(ctx context.Context, key string, mode EmitMode) error {
+	if _, err := ParseEmitMode(string(mode)); err != nil {
+		return err
+	}
+	return e.update(ctx, func(tx Tx) error { return tx.SetEmitMode(ctx, key, mode) })
+}
+
+// Gates returns the committed state of the gates.
+func (e *Engine) Gates(ctx context.Context) (Gates, error) {
+	var g Gates
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		g, err = tx.Gates(ctx)
+		return err
+	})
+	return g, err
+}
+
+// SetGates changes gates, audited under actor, and returns the new state.
+func (e *Engine) SetGates(ctx context.Context, change GateChange, actor string) (Gates, error) {
+	if err := CheckActor(actor); err != nil {
+		return Gates{}, err
+	}
+	if len(change) == 0 {
+		return Gates{}, Errorf(ErrInvalidInput, "no gate to set: give NAME=true or NAME=false")
+	}
+	var g Gates
+	err := e.update(ctx, func(tx Tx) error {
+		if err := tx.SetGates(ctx, change, actor, e.clock()); err != nil {
+			return err
+		}
+		var err error
+		g, err = tx.Gates(ctx)
+		return err
+	})
+	return g, err
+}
+
+// GateAudit returns the newest gate changes first.
+func (e *Engine) GateAudit(ctx context.Context, limit int) ([]GateAuditEntry, error) {
+	var out []GateAuditEntry
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		out, err = tx.ListGateAudit(ctx, limit)
+		return err
+	})
+	return out, err
+}
+
+// EmitRequest asks for one event to instantiate one template.
+type EmitRequest struct {
+	TemplateKey string
+	Event       Event
+	Actor       string
+	Prefix      string // instance key prefix; defaults to Actor
+}
+
+// prepared is a validated request with its derived keys.
+type prepared struct {
+	req            *EmitRequest
+	idempotencyKey string
+	instanceKey    string
+	payload        Digest
+}
+
+// prepare validates a request. It touches no store, so a bad event is
+// refused before any transaction.
+func prepare(r *EmitRequest) (prepared, error) {
+	if _, err := ParseTemplateKey(r.TemplateKey); err != nil {
+		return prepared{}, err
+	}
+	if err := r.Event.Validate(); err != nil {
+		return prepared{}, err
+	}
+	if err := CheckActor(r.Actor); err != nil {
+		return prepared{}, err
+	}
+	prefix := r.Prefix
+	if prefix == "" {
+		prefix = r.Actor
+	}
+	if err := CheckPrefix(prefix); err != nil {
+		return prepared{}, err
+	}
+	k := IdempotencyKey(r.TemplateKey, r.Event.Source, r.Event.ID)
+	return prepared{req: r, idempotencyKey: k, instanceKey: AutoInstanceKey(prefix, k), payload: r.Event.PayloadDigest()}, nil
+}
+
+// Outcome is the answer to one request of a batch: a result or an error.
+type Outcome struct {
+	Result Result
+	Err    error
+}
+
+// Emit instantiates one template from one event, exactly once. It is safe
+// to call again with the same event: the retry returns the first answer with
+// Replayed set. The same event with another payload is ErrIdempotencyConflict.
+func (e *Engine) Emit(ctx context.Context, req EmitRequest) (Result, error) {
+	p, err := prepare(&req)
+	if err != nil {
+		return Result{}, err
+	}
+	var out Outcome
+	err = e.update(ctx, func(tx Tx) error {
+		outs, err := e.instantiate(ctx, tx, []prepared{p}, nil)
+		if err != nil {
+			return err
+		}
+		out = outs[0]
+		return out.Err
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return out.Result, nil
+}
+
+// EmitBatch applies many requests in one transaction and answers each on its
+// own: a bad request fails alone and writes nothing, its neighbours commit.
+// The returned error is for the batch as a whole (the store failed).
+func (e *Engine) EmitBatch(ctx context.Context, reqs []EmitRequest) ([]Outcome, error) {
+	outs := make([]Outcome, len(reqs))
+	var ps []prepared
+	var at []int
+	for i := range reqs {
+		p, err := prepare(&reqs[i])
+		if err != nil {
+			outs[i].Err = err
+			continue
+		}
+		ps = append(ps, p)
+		at = append(at, i)
+	}
+	if len(ps) == 0 {
+		return outs, nil
+	}
+	err := e.update(ctx, func(tx Tx) error {
+		res, err := e.instantiate(ctx, tx, ps, nil)
+		if err != nil {
+			return err
+		}
+		for j, o := range res {
+			outs[at[j]] = o
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return outs, nil
+}
+
+// instantiate applies prepared requests inside tx. It reads the gates and the
+// templates once, claims every new idempotency key in one call and writes
+// every new instance in another. Per-request failures (unknown template,
+// idempotency conflict) are reported in their Outcome and write nothing;
+// the returned error is a store failure. templates caches graphs across
+// calls within one transaction (may be nil).
+func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, templates map[string]*Template) ([]Outcome, error) {
+	outs := make([]Outcome, len(ps))
+	for i, p := range ps {
+		outs[i].Result = Result{TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, IdempotencyKey: p.idempotencyKey}
+	}
+	gates, err := tx.Gates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !gates.AutoInstantiateEnabled {
+		for i := range outs {
+			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateAutoInstantiate
+		}
+		return outs, nil
+	}
+	if templates == nil {
+		templates = make(map[string]*Template)
+	}
+	at := e.clock()
+	var entries []LogEntry
+	var claimant []int            // index into ps for each entry
+	first := make(map[string]int) // idempotency key -> first request in this batch
+	dupOf := make(map[int]int)    // later duplicate -> first request
+	for i, p := range ps {
+		t, ok := templates[p.req.TemplateKey]
+		if !ok {
+			t, err = tx.GetTemplate(ctx, p.req.TemplateKey)
+			if err != nil && !errors.Is(err, ErrUnknownTemplate) {
+				return nil, err
+			}
+			templates[p.req.TemplateKey] = t // nil for unknown
+		}
+		if t == nil {
+			outs[i].Err = Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", p.req.TemplateKey)
+			continue
+		}
+		status := StatusOK
+		if t.EmitMode == EmitShadow {
+			status = StatusShadow
+		} else if !gates.ComposerEnabled {
+			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateComposer
+			continue
+		}
+		if j, dup := first[p.idempotencyKey]; dup {
+			dupOf[i] = j
+			continue
+		}
+		first[p.idempotencyKey] = i
+		ev := &p.req.Event
+		entries = append(entries, LogEntry{
+			IdempotencyKey: p.idempotencyKey, EventID: ev.ID, EventType: ev.Type, EventSource: ev.Source,
+			TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, Actor: p.req.Actor,
+			Status: status, PayloadDigest: p.payload, CreatedAt: at,
+		})
+		claimant = append(claimant, i)
+	}
+	if len(entries) == 0 {
+		resolveDuplicates(ps, outs, dupOf)
+		return outs, nil
+	}
+	existing, err := tx.ClaimEvents(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	var instances []Instance
+	for k, entry := range entries {
+		i := claimant[k]
+		if prior, taken := existing[entry.IdempotencyKey]; taken {
+			outs[i] = replay(ps[i], prior)
+			continue
+		}
+		outs[i].Result.Status = entry.Status
+		if entry.Status != StatusOK {
+			continue
+		}
+		t := templates[entry.TemplateKey]
+		ev := ps[i].req.Event
+		instances = append(instances, Instance{
+			Key: entry.InstanceKey, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
+			Actor: entry.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: at,
+		})
+	}
+	if len(instances) > 0 {
+		if err := tx.InsertInstances(ctx, instances); err != nil {
+			return nil, err
+		}
+	}
+	resolveDuplicates(ps, outs, dupOf)
+	return outs, nil
+}
+
+// replay answers a request whose idempotency key was already claimed.
+func replay(p prepared, prior LogEntry) Outcome {
+	if prior.PayloadDigest != p.payload || prior.TemplateKey != p.req.TemplateKey {
+		ev := p.req.Event
+		return Outcome{Err: Errorf(ErrIdempotencyConflict,
+			"idempotency conflict: event %q from %q was already applied to %s with a different payload (type, subject or data); a new event needs a new id",
+			ev.ID, ev.Source, prior.TemplateKey)}
+	}
+	return Outcome{Result: Result{
+		Status: prior.Status, TemplateKey: prior.TemplateKey, InstanceKey: prior.InstanceKey,
+		IdempotencyKey: prior.IdempotencyKey, Replayed: true,
+	}}
+}
+
+// resolveDuplicates answers the repeats of an event within one batch as
+// replays of its first occurrence.
+func resolveDuplicates(ps []prepared, outs []Outcome, dupOf map[int]int) {
+	for i, j := range dupOf {
+		if outs[j].Err != nil {
+			outs[i].Err = outs[j].Err
+			continue
+		}
+		r := outs[j].Result
+		outs[i] = replay(ps[i], LogEntry{
+			IdempotencyKey: r.IdempotencyKey, TemplateKey: r.TemplateKey, InstanceKey: r.InstanceKey,
+			Status: r.Status, PayloadDigest: ps[j].payload,
+		})
+	}
+}
+
+// ComposeRequest asks for a manual composition: the older path, where an
+// operator names the instance.
+type ComposeRequest struct {
+	TemplateKey string
+	InstanceKey string
+	Actor       string
+}
+
+// ComposeResult describes a composed instance.
+type ComposeResult struct {
+	InstanceKey string `json:"instance_key"`
+	TemplateKey string `json:"template_key"`
+	Digest      Digest `json:"digest"`
+	Pieces      int    `json:"pieces"`
+}
+
+// CheckInstanceKey validates a manually chosen instance key.
+func CheckInstanceKey(key string) error {
+	if key == "" {
+		return Errorf(ErrInvalidInput, "instance key is required")
+	}
+	if len(key) > 256 || strings.IndexFunc(key, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) >= 0 {
+		return Errorf(ErrInvalidInput, "instance key %q must be printable, without spaces, at most 256 bytes", key)
+	}
+	if strings.HasPrefix(key, "tpl:") || strings.HasPrefix(key, "tpl-inst:auto:") {
+		return Errorf(ErrInvalidInput, "instance key %q: the prefixes tpl: and tpl-inst:auto: are reserved (try tpl-inst:manual:...)", key)
+	}
+	return nil
+}
+
+// Compose makes an instance of a template under a chosen key and records
+// its lineage with mode manual. The composer gate must be on.
+func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult, error) {
+	if _, err := ParseTemplateKey(req.TemplateKey); err != nil {
+		return ComposeResult{}, err
+	}
+	if err := CheckInstanceKey(req.InstanceKey); err != nil {
+		return ComposeResult{}, err
+	}
+	if err := CheckActor(req.Actor); err != nil {
+		return ComposeResult{}, err
+	}
+	var res ComposeResult
+	err := e.update(ctx, func(tx Tx) error {
+		g, err := tx.Gates(ctx)
+		if err != nil {
+			return err
+		}
+		if !g.ComposerEnabled {
+			return Errorf(ErrGateClosed, "gate %s is off: composition is disabled (iu gate set composer_enabled=true)", GateComposer)
+		}
+		t, err := tx.GetTemplate(ctx, req.TemplateKey)
+		if err != nil {
+			if errors.Is(err, ErrUnknownTemplate) {
+				return Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", req.TemplateKey)
+			}
+			return err
+		}
+		in := Instance{
+			Key: req.InstanceKey, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: GraphDigest(t.Slots),
+			Actor: req.Actor, Mode: ModeManual, Slots: t.Slots, CreatedAt: e.clock(),
+		}
+		if err := tx.InsertInstances(ctx, []Instance{in}); err != nil {
+			if errors.Is(err, ErrInstanceExists) {
+				return Errorf(ErrInstanceExists, "instance %q already exists: choose another key", req.InstanceKey)
+			}
+			return err
+		}
+		res = ComposeResult{InstanceKey: in.Key, TemplateKey: t.Key, Digest: in.Digest, Pieces: len(t.Slots)}
+		return nil
+	})
+	return res, err
+}
+
+// Instances reads the per-instance view.
+func (e *Engine) Instances(ctx context.Context, f InstanceFilter) ([]InstanceRow, error) {
+	var out []InstanceRow
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		out, err = tx.ListInstances(ctx, f)
+		return err
+	})
+	return out, err
+}
+
+// Stats reads the per-template summary.
+func (e *Engine) Stats(ctx context.Context) ([]TemplateStat, error) {
+	var out []TemplateStat
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		out, err = tx.ListTemplateStats(ctx)
+		return err
+	})
+	return out, err
+}
+
+// RollbackReport says what a rollback deleted, or would delete.
+type RollbackReport struct {
+	Actor  string `json:"actor"`
+	DryRun bool   `json:"dry_run"`
+	RollbackCounts
+}
+
+// Rollback removes an actor's auto instantiations: event log rows, then
+// lineage, then instance collections and their memberships, in one
+// transaction. With apply false it only counts (the default of the command
+// line). Templates, pieces and other actors' rows are untouched, and a
+// rolled-back event may be instantiated again.
+func (e *Engine) Rollback(ctx context.Context, actor string, apply bool) (RollbackReport, error) {
+	if err := CheckActor(actor); err != nil {
+		return RollbackReport{}, err
+	}
+	r := RollbackReport{Actor: actor, DryRun: !apply}
+	run := e.update
+	if !apply {
+		run = e.store.View
+	}
+	err := run(ctx, func(tx Tx) (err error) {
+		r.RollbackCounts, err = tx.RollbackActor(ctx, actor, apply)
+		return err
+	})
+	if err != nil {
+		return RollbackReport{}, fmt.Errorf("rollback %s: %w", actor, err)
+	}
+	return r, nil
+}

@@ -1,0 +1,101 @@
+package iu
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error for the adapters: the HTTP layer maps codes to
+// status codes and the command line maps them to exit codes, each in one
+// table of its own.
+type Code string
+
+const (
+	CodeInvalid     Code = "invalid"     // bad input: nothing was written
+	CodeNotFound    Code = "not_found"   // the named thing does not exist
+	CodeConflict    Code = "conflict"    // the write contradicts what is stored
+	CodeGateClosed  Code = "gate_closed" // a kill switch is off
+	CodeUnavailable Code = "unavailable" // the store is busy or unreachable; retry later
+	CodeInternal    Code = "internal"    // a bug or an unexpected failure
+)
+
+// Sentinel errors for the cases callers handle. Match them with errors.Is;
+// the *Error that wraps them carries the message for people.
+var (
+	ErrInvalidTemplate     = errors.New("invalid template")
+	ErrInvalidEvent        = errors.New("invalid event")
+	ErrInvalidInput        = errors.New("invalid input")
+	ErrUnknownTemplate     = errors.New("unknown template")
+	ErrNotFound            = errors.New("not found")
+	ErrTemplateExists      = errors.New("template exists with other content")
+	ErrInstanceExists      = errors.New("instance exists")
+	ErrIdempotencyConflict = errors.New("idempotency conflict")
+	ErrGateClosed          = errors.New("gate closed")
+	ErrStoreBusy           = errors.New("store busy")
+	ErrUnavailable         = errors.New("store unavailable")
+	ErrNotStore            = errors.New("not an iu store")
+	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
+
+	// ErrRetryable marks a transient failure of a transaction (a
+	// serialization failure, a deadlock, a busy database) that is safe to run
+	// again from the start. Backends wrap their native errors with it; the
+	// engine retries with bounded, jittered backoff.
+	ErrRetryable = errors.New("transient transaction failure")
+)
+
+var sentinelCodes = map[error]Code{
+	ErrInvalidTemplate:     CodeInvalid,
+	ErrInvalidEvent:        CodeInvalid,
+	ErrInvalidInput:        CodeInvalid,
+	ErrUnknownTemplate:     CodeNotFound,
+	ErrNotFound:            CodeNotFound,
+	ErrTemplateExists:      CodeConflict,
+	ErrInstanceExists:      CodeConflict,
+	ErrIdempotencyConflict: CodeConflict,
+	ErrGateClosed:          CodeGateClosed,
+	ErrStoreBusy:           CodeUnavailable,
+	ErrUnavailable:         CodeUnavailable,
+	ErrRetryable:           CodeUnavailable,
+	ErrNotStore:            CodeInvalid,
+	ErrSchemaTooNew:        CodeInvalid,
+}
+
+// Error is iu's error for people and programs: a Code for programs, a
+// Message for people, and the sentinel it is an instance of for errors.Is.
+type Error struct {
+	Code    Code
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error of the kind of sentinel with a formatted message.
+// The message should name the thing at fault and, where it helps, say what to
+// do about it.
+func Errorf(sentinel error, format string, args ...any) *Error {
+	code, ok := sentinelCodes[sentinel]
+	if !ok {
+		code = CodeInternal
+	}
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Err: sentinel}
+}
+
+// ErrorCode returns the code of err: that of the outermost *Error, else that
+// of a sentinel it wraps, else CodeInternal. nil has no code ("").
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Code != "" {
+		return e.Code
+	}
+	for s, c := range sentinelCodes {
+		if errors.Is(err, s) {
+			return c
+		}
+	}
+	return CodeInternal
+}

@@ -1,0 +1,133 @@
+package iu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+// Rendered is an instance as its user reads it.
+type Rendered struct {
+	InstanceKey string `json:"instance_key"`
+	TemplateKey string `json:"template_key"`
+	Format      string `json:"format"` // "markdown" or "checklist"
+	Text        string `json:"text"`
+}
+
+// Render shows an instance with its event's subject and data filled in at
+// read time; the stored graph is not changed. A file template renders as a
+// Markdown document, a wf template as an ordered checklist that respects
+// the dependencies. Placeholders: {{ .subject }}, {{ .data.NAME }},
+// {{ .event.id }} (type, source, time), {{ .instance }}, {{ .template }},
+// {{ .actor }}.
+func (e *Engine) Render(ctx context.Context, key string) (*Rendered, error) {
+	var rec *InstanceRecord
+	var pieces map[Digest]Piece
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		if rec, err = tx.GetInstance(ctx, key); err != nil {
+			return err
+		}
+		ids := make([]Digest, len(rec.Slots))
+		for i, s := range rec.Slots {
+			ids[i] = s.Piece
+		}
+		pieces, err = tx.GetPieces(ctx, ids)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return RenderInstance(rec, pieces)
+}
+
+// RenderInstance renders a loaded instance; see Engine.Render.
+func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, error) {
+	vars := map[string]any{"instance": rec.Key, "template": rec.TemplateKey, "actor": rec.Actor, "subject": "", "data": map[string]any{}}
+	if ev := rec.Event; ev != nil {
+		vars["subject"] = ev.Subject
+		ea := map[string]any{"id": ev.ID, "type": ev.Type, "source": ev.Source, "subject": ev.Subject}
+		if !ev.Time.IsZero() {
+			ea["time"] = ev.Time
+		}
+		vars["event"] = ea
+		if len(ev.Data) > 0 {
+			var d any
+			dec := json.NewDecoder(bytes.NewReader(ev.Data))
+			dec.UseNumber()
+			if err := dec.Decode(&d); err == nil {
+				vars["data"] = d
+			}
+		}
+	}
+	kind := ""
+	if k, err := ParseTemplateKey(rec.TemplateKey); err == nil {
+		kind = k.Kind
+	}
+	out := &Rendered{InstanceKey: rec.Key, TemplateKey: rec.TemplateKey, Format: "markdown"}
+	var b strings.Builder
+	title := rec.Title
+	if title == "" {
+		title = rec.TemplateKey
+	}
+	if s, _ := vars["subject"].(string); s != "" {
+		title += ": " + s
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	order := TopoOrder(rec.Slots)
+	number := make(map[string]int, len(order))
+	for n, i := range order {
+		number[rec.Slots[i].ID] = n + 1
+	}
+	if kind == "wf" {
+		out.Format = "checklist"
+	}
+	for n, i := range order {
+		s := rec.Slots[i]
+		p, ok := pieces[s.Piece]
+		if !ok {
+			return nil, Errorf(ErrNotFound, "instance %s: piece %s of slot %q is missing from the store (run iu verify)", rec.Key, s.Piece, s.ID)
+		}
+		text, err := fill(s.ID, p.Body, vars)
+		if err != nil {
+			return nil, err
+		}
+		if kind == "wf" {
+			fmt.Fprintf(&b, "%d. [ ] %s", n+1, indent(strings.TrimSpace(text), "       "))
+			if len(s.After) > 0 {
+				deps := make([]string, len(s.After))
+				for j, a := range s.After {
+					deps[j] = strconv.Itoa(number[a])
+				}
+				fmt.Fprintf(&b, " _(after %s)_", strings.Join(deps, ", "))
+			}
+			b.WriteString("\n")
+			continue
+		}
+		b.WriteString(strings.TrimSpace(text))
+		b.WriteString("\n\n")
+	}
+	if kind == "wf" {
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "---\n_%s, from %s (%s)_\n", rec.Key, rec.TemplateKey, rec.Digest)
+	out.Text = b.String()
+	return out, nil
+}
+
+func fill(slot, body string, vars map[string]any) (string, error) {
+	t, err := template.New(slot).Option("missingkey=default").Parse(body)
+	if err != nil {
+		return "", Errorf(ErrInvalidTemplate, "slot %q: %v", slot, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, vars); err != nil {
+		return "", Errorf(ErrInvalidInput, "slot %q: filling in placeholders: %v", slot, err)
+	}
+	return b.String(), nil
+}
+
+func indent(s, pad string) string { return strings.ReplaceAll(s, "\n", "\n"+pad) }

@@ -1,0 +1,205 @@
+package iu
+
+import (
+	"context"
+	"time"
+)
+
+// Store is iu's storage: one implementation per database (package sqlite,
+// package postgres). Every rule of the engine is checked against every
+// backend by the conformance suite in package storetest.
+//
+// Backends translate their native errors at this boundary: transient
+// transaction failures wrap ErrRetryable, an unreachable or locked database
+// ErrUnavailable or ErrStoreBusy, missing rows ErrNotFound.
+type Store interface {
+	// Update runs fn in one write transaction and commits if fn returns nil.
+	// It does not retry: fn may consume a stream. The engine retries
+	// operations that are safe to run again.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only transaction with a consistent snapshot.
+	View(ctx context.Context, fn func(Tx) error) error
+	// ViewFresh runs fn like View but on a brand-new connection that has
+	// shared nothing with earlier work: the durability check after a bulk.
+	ViewFresh(ctx context.Context, fn func(Tx) error) error
+	// Describe names the store for people ("sqlite:/path/iu.db").
+	Describe() string
+	Close() error
+}
+
+// Tx is one transaction. Methods are batch-shaped so that a backend can turn a
+// thousand events into a handful of round trips.
+type Tx interface {
+	// Gates returns the state of every gate as this transaction sees it.
+	Gates(ctx context.Context) (Gates, error)
+	// SetGates applies change and records each change in the audit trail.
+	SetGates(ctx context.Context, change GateChange, actor string, at time.Time) error
+	// ListGateAudit returns the newest audit entries first, at most limit.
+	ListGateAudit(ctx context.Context, limit int) ([]GateAuditEntry, error)
+
+	// GetTemplate returns a template's header and graph (Pieces is nil), or
+	// ErrUnknownTemplate.
+	GetTemplate(ctx context.Context, key string) (*Template, error)
+	// ListTemplates returns every template, ordered by key.
+	ListTemplates(ctx context.Context) ([]TemplateInfo, error)
+	// InsertTemplate stores a new template with its pieces (pieces already
+	// stored are shared). It returns ErrTemplateExists if the key is taken.
+	InsertTemplate(ctx context.Context, t *Template) error
+	// SetEmitMode changes a template's emit mode, or returns ErrUnknownTemplate.
+	SetEmitMode(ctx context.Context, key string, mode EmitMode) error
+	// GetPieces returns the pieces with the given ids that exist.
+	GetPieces(ctx context.Context, ids []Digest) (map[Digest]Piece, error)
+
+	// ClaimEvents inserts the log entries whose idempotency keys are new and
+	// returns, keyed by idempotency key, the stored entries of those that
+	// were already there (they were not written). Keys in entries are
+	// distinct. Under concurrency exactly one transaction claims a key.
+	ClaimEvents(ctx context.Context, entries []LogEntry) (map[string]LogEntry, error)
+	// InsertInstances stores instance collections, their memberships and
+	// lineage. It returns ErrInstanceExists if a key is taken.
+	InsertInstances(ctx context.Context, instances []Instance) error
+	// GetInstance returns one instance with its lineage, or ErrNotFound.
+	GetInstance(ctx context.Context, key string) (*InstanceRecord, error)
+
+	// CountSurfaces counts an actor's event-log rows, lineage rows and the
+	// instance collections under an instance key prefix.
+	CountSurfaces(ctx context.Context, actor, prefix string) (Surfaces, error)
+	// ListInstances reads the per-instance view.
+	ListInstances(ctx context.Context, f InstanceFilter) ([]InstanceRow, error)
+	// ListTemplateStats reads the per-template summary view.
+	ListTemplateStats(ctx context.Context) ([]TemplateStat, error)
+
+	// RollbackActor counts what rolling back an actor's auto instantiations
+	// deletes, and deletes it when apply is true: event log, then lineage,
+	// then instance collections, then their memberships.
+	RollbackActor(ctx context.Context, actor string, apply bool) (RollbackCounts, error)
+
+	// ScanInstanceGraphs calls fn for each instance collection (those of
+	// actor when it is not empty) in key order, with the graph as stored.
+	ScanInstanceGraphs(ctx context.Context, actor string, fn func(*InstanceGraph) error) error
+	// ListTemplateGraphs returns every template's stored graph by key.
+	ListTemplateGraphs(ctx context.Context) (map[string]*Template, error)
+	// ListPieces returns every stored piece; verify hashes each once.
+	ListPieces(ctx context.Context) (map[Digest]Piece, error)
+	// CountOrphans counts rows that point at something missing.
+	CountOrphans(ctx context.Context) (Orphans, error)
+}
+
+// Mode says how an instance was made.
+type Mode string
+
+const (
+	ModeAuto   Mode = "auto"
+	ModeManual Mode = "manual"
+)
+
+// LogEntry is a row of iu_auto_instantiate_event_log.
+type LogEntry struct {
+	IdempotencyKey string
+	EventID        string
+	EventType      string
+	EventSource    string
+	TemplateKey    string
+	InstanceKey    string
+	Actor          string
+	Status         Status
+	PayloadDigest  Digest
+	CreatedAt      time.Time
+}
+
+// Instance is a new instance collection to store. Slots is the template's
+// own graph, shared, not copied.
+type Instance struct {
+	Key            string
+	TemplateKey    string
+	TemplateDigest Digest
+	Digest         Digest
+	Actor          string
+	Mode           Mode
+	Event          *Event // nil for manual compositions
+	Slots          []Slot
+	CreatedAt      time.Time
+}
+
+// InstanceRecord is a stored instance with its lineage.
+type InstanceRecord struct {
+	Key            string
+	Title          string
+	Digest         Digest
+	TemplateKey    string
+	TemplateDigest Digest
+	Actor          string
+	Mode           Mode
+	Event          *Event
+	Slots          []Slot
+	CreatedAt      time.Time
+}
+
+// InstanceGraph is what verify reads of one instance.
+type InstanceGraph struct {
+	Key            string
+	Digest         Digest // as stored on the collection
+	HasLineage     bool
+	TemplateKey    string
+	TemplateDigest Digest // as recorded in lineage
+	Slots          []Slot // from membership rows
+}
+
+// Surfaces counts the three surfaces of a bulk run.
+type Surfaces struct {
+	EventLog  int64 `json:"event_log"`
+	Lineage   int64 `json:"lineage"`
+	Instances int64 `json:"instances"`
+}
+
+// InstanceFilter selects rows of the per-instance view. Zero fields do not
+// filter. Rows come in created_at, instance_key order.
+type InstanceFilter struct {
+	Actor       string
+	TemplateKey string
+	Prefix      string // instance prefix: keys under AutoInstancePrefix(Prefix)
+	Limit       int    // 0: no limit
+	Offset      int
+}
+
+// InstanceRow is a row of view iu_auto_instantiate_instances.
+type InstanceRow struct {
+	InstanceKey    string    `json:"instance_key"`
+	TemplateKey    string    `json:"template_key"`
+	EventID        string    `json:"event_id"`
+	EventType      string    `json:"event_type"`
+	EventSource    string    `json:"event_source"`
+	Actor          string    `json:"actor"`
+	CreatedAt      time.Time `json:"created_at"`
+	TemplateDigest Digest    `json:"template_digest"`
+	InstanceDigest Digest    `json:"instance_digest"`
+	DigestMatch    bool      `json:"digest_match"`
+}
+
+// TemplateStat is a row of view iu_auto_instantiate_template_summary.
+type TemplateStat struct {
+	TemplateKey       string   `json:"template_collection_key"`
+	EmitMode          EmitMode `json:"emit_mode"`
+	InstanceCount     int64    `json:"instance_count"`
+	InstancesLastHour int64    `json:"instances_last_hour"`
+}
+
+// RollbackCounts is what a rollback deletes (or would delete).
+type RollbackCounts struct {
+	LogRows     int64 `json:"log_rows"`
+	LineageRows int64 `json:"lineage_rows"`
+	Instances   int64 `json:"instances"`
+	Memberships int64 `json:"memberships"`
+}
+
+// Orphans counts rows that point at something missing; all zero in a
+// healthy store.
+type Orphans struct {
+	Memberships int64 `json:"memberships"` // membership rows without their collection or piece
+	Lineage     int64 `json:"lineage"`     // lineage rows without their instance
+	EventLog    int64 `json:"event_log"`   // ok log rows without their instance
+	Instances   int64 `json:"instances"`   // instance collections without lineage
+}
+
+// Total returns the number of orphan rows of every kind.
+func (o Orphans) Total() int64 { return o.Memberships + o.Lineage + o.EventLog + o.Instances }

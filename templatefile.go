@@ -1,0 +1,133 @@
+package iu
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// templateFile is the on-disk shape of a template (YAML, or JSON, which YAML
+// reads too). Unknown fields are refused so that a typo such as "afer:" is
+// not silently ignored.
+type templateFile struct {
+	Key      string      `yaml:"key"`
+	Title    string      `yaml:"title"`
+	EmitMode string      `yaml:"emit_mode"`
+	Pieces   []pieceFile `yaml:"pieces"`
+}
+
+type pieceFile struct {
+	ID    string   `yaml:"id"`
+	Kind  string   `yaml:"kind"`
+	Body  string   `yaml:"body"`
+	After []string `yaml:"after"`
+}
+
+// MaxTemplateFileBytes bounds a template file.
+const MaxTemplateFileBytes = 8 << 20
+
+// ParseTemplateFile parses and validates one template file. name is used in
+// messages only. Errors are *Error with ErrInvalidTemplate and say which file
+// and line is at fault.
+func ParseTemplateFile(name string, data []byte) (*Template, error) {
+	spec, err := ParseTemplateSpec(data)
+	if err == nil {
+		var t *Template
+		if t, err = spec.Build(); err == nil {
+			return t, nil
+		}
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return nil, &Error{Code: e.Code, Message: name + ": " + e.Message, Err: e.Err}
+	}
+	return nil, Errorf(ErrInvalidTemplate, "%s: %v", name, err)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
+
+// ParseTemplateSpec decodes a template file without validating its content
+// beyond its shape.
+func ParseTemplateSpec(data []byte) (*TemplateSpec, error) {
+	if len(data) > MaxTemplateFileBytes {
+		return nil, Errorf(ErrInvalidTemplate, "file is larger than %d bytes", MaxTemplateFileBytes)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, Errorf(ErrInvalidTemplate, "empty file: want a template with key, title and pieces")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f templateFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, Errorf(ErrInvalidTemplate, "%s", yamlMessage(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return nil, Errorf(ErrInvalidTemplate, "more than one YAML document: put one template in each file")
+	}
+	// A second pass for line numbers: the strict decode above has no positions.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errorf(ErrInvalidTemplate, "%s", yamlMessage(err))
+	}
+	spec := &TemplateSpec{Key: f.Key, Title: f.Title, EmitMode: f.EmitMode}
+	var lines []int
+	if doc := docMapping(&root); doc != nil {
+		for i := 0; i+1 < len(doc.Content); i += 2 {
+			if doc.Content[i].Value == "pieces" {
+				spec.Line = doc.Content[i].Line
+				for _, p := range doc.Content[i+1].Content {
+					lines = append(lines, p.Line)
+				}
+			}
+		}
+	}
+	for i, p := range f.Pieces {
+		s := SlotSpec{ID: p.ID, Kind: p.Kind, Body: p.Body, After: p.After}
+		if i < len(lines) {
+			s.Line = lines[i]
+		}
+		spec.Pieces = append(spec.Pieces, s)
+	}
+	return spec, nil
+}
+
+func docMapping(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	return n
+}
+
+// yamlMessage turns yaml.v3's messages into ours: "line N: problem", with
+// Go type names replaced by what the author wrote.
+func yamlMessage(err error) string {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	msg = yamlLineRE.ReplaceAllString("yaml: "+msg, "line $1: ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if i := strings.Index(msg, " not found in type iu."); i >= 0 {
+		// "field afer not found in type iu.pieceFile"
+		msg = strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	}
+	msg = strings.NewReplacer(
+		"!!seq", "a list", "!!map", "a mapping", "!!str", "a string", "!!int", "a number", "!!bool", "a boolean",
+		"into string", "into a string", "into []string", "into a list of slot ids",
+		"into []iu.pieceFile", "into a list of pieces", "into iu.templateFile", "into a template", "into iu.pieceFile", "into a piece",
+	).Replace(msg)
+	return fmt.Sprint(msg)
+}

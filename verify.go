@@ -1,0 +1,169 @@
+package iu
+
+import (
+	"context"
+	"fmt"
+	"slices"
+)
+
+// VerifySummary is the digest-match invariant in three numbers.
+type VerifySummary struct {
+	Matches  int64 `json:"matches"`
+	Diverges int64 `json:"diverges"`
+	Total    int64 `json:"total"`
+}
+
+// Divergence names one instance that failed verification and why.
+type Divergence struct {
+	InstanceKey string   `json:"instance_key"`
+	TemplateKey string   `json:"template_key,omitempty"`
+	Reasons     []string `json:"reasons"`
+}
+
+// MaxDivergingListed bounds the divergences a report lists; the counts are
+// always complete.
+const MaxDivergingListed = 1000
+
+// VerifyReport proves (or disproves) the digest-match and shared-graph
+// invariants for every instance.
+type VerifyReport struct {
+	VerifySummary
+	Diverging []Divergence `json:"diverging"`
+	Orphans   Orphans      `json:"orphans"`
+}
+
+// OK reports whether nothing diverges and nothing is orphaned.
+func (r *VerifyReport) OK() bool { return r.Diverges == 0 && r.Orphans.Total() == 0 }
+
+// Verify recomputes every instance's digest (those of actor, if given) from
+// its stored membership rows and the stored piece bodies, and compares it
+// with the template's digest, the digest recorded in lineage and the
+// instance's own stored digest. It also checks the shared-graph invariant
+// (each slot holds the template's own piece, with the template's edges) and
+// counts orphan rows across the store.
+func (e *Engine) Verify(ctx context.Context, actor string) (*VerifyReport, error) {
+	rep := &VerifyReport{Diverging: []Divergence{}}
+	err := e.store.View(ctx, func(tx Tx) error {
+		templates, err := tx.ListTemplateGraphs(ctx)
+		if err != nil {
+			return err
+		}
+		stored, err := tx.ListPieces(ctx)
+		if err != nil {
+			return err
+		}
+		// Hash each stored piece once: the id its content really has.
+		real := make(map[Digest]Digest, len(stored))
+		for id, p := range stored {
+			real[id] = p.ID()
+		}
+		recompute := func(slots []Slot) (Digest, []string) {
+			var why []string
+			rs := make([]Slot, len(slots))
+			for i, s := range slots {
+				rs[i] = s
+				r, ok := real[s.Piece]
+				switch {
+				case !ok:
+					why = append(why, fmt.Sprintf("slot %q: piece %s is missing", s.ID, s.Piece))
+				case r != s.Piece:
+					why = append(why, fmt.Sprintf("slot %q: piece %s does not match its stored content (hashes to %s)", s.ID, s.Piece, r))
+				}
+				rs[i].Piece = r
+			}
+			return GraphDigest(rs), why
+		}
+		templateReal := make(map[string]Digest, len(templates))
+		templateWhy := make(map[string][]string, len(templates))
+		for k, t := range templates {
+			d, why := recompute(t.Slots)
+			if d != t.Digest {
+				why = append(why, fmt.Sprintf("template %s: stored graph hashes to %s, not its digest %s", k, d, t.Digest))
+			}
+			templateReal[k], templateWhy[k] = d, why
+		}
+		err = tx.ScanInstanceGraphs(ctx, actor, func(g *InstanceGraph) error {
+			rep.Total++
+			why := checkInstance(g, templates, templateWhy, recompute)
+			if len(why) == 0 {
+				rep.Matches++
+				return nil
+			}
+			rep.Diverges++
+			if len(rep.Diverging) < MaxDivergingListed {
+				rep.Diverging = append(rep.Diverging, Divergence{InstanceKey: g.Key, TemplateKey: g.TemplateKey, Reasons: why})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		rep.Orphans, err = tx.CountOrphans(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func checkInstance(g *InstanceGraph, templates map[string]*Template, templateWhy map[string][]string, recompute func([]Slot) (Digest, []string)) []string {
+	var why []string
+	if !g.HasLineage {
+		return []string{"no lineage row: the instance's origin is unknown"}
+	}
+	t, ok := templates[g.TemplateKey]
+	if !ok {
+		return []string{fmt.Sprintf("template %s is missing", g.TemplateKey)}
+	}
+	why = append(why, templateWhy[g.TemplateKey]...)
+	d, pieceWhy := recompute(g.Slots)
+	why = append(why, pieceWhy...)
+	if d != t.Digest {
+		why = append(why, fmt.Sprintf("recomputed digest %s differs from the template's %s", d, t.Digest))
+	}
+	if g.TemplateDigest != t.Digest {
+		why = append(why, fmt.Sprintf("lineage records template digest %s, the template has %s", g.TemplateDigest, t.Digest))
+	}
+	if g.Digest != d {
+		why = append(why, fmt.Sprintf("stored instance digest %s differs from the recomputed %s", g.Digest, d))
+	}
+	why = append(why, sharedGraph(g.Slots, t.Slots)...)
+	return why
+}
+
+// sharedGraph checks that an instance's slots are exactly the template's:
+// the same slot ids, each holding the template's own piece id, with the
+// same edges. Content addressing means a copied piece would have to be a
+// different id; this names it.
+func sharedGraph(inst, tpl []Slot) []string {
+	var why []string
+	want := make(map[string]Slot, len(tpl))
+	for _, s := range tpl {
+		want[s.ID] = s
+	}
+	seen := make(map[string]bool, len(inst))
+	for _, s := range inst {
+		seen[s.ID] = true
+		w, ok := want[s.ID]
+		if !ok {
+			why = append(why, fmt.Sprintf("slot %q is not in the template", s.ID))
+			continue
+		}
+		if s.Piece != w.Piece {
+			why = append(why, fmt.Sprintf("slot %q holds piece %s, not the template's %s (the graph is not shared)", s.ID, s.Piece, w.Piece))
+		}
+		a, b := slices.Clone(s.After), slices.Clone(w.After)
+		slices.Sort(a)
+		slices.Sort(b)
+		if !slices.Equal(a, b) {
+			why = append(why, fmt.Sprintf("slot %q: edges %v differ from the template's %v", s.ID, a, b))
+		}
+	}
+	for _, s := range tpl {
+		if !seen[s.ID] {
+			why = append(why, fmt.Sprintf("slot %q of the template is missing", s.ID))
+		}
+	}
+	return why
+}
