@@ -389,7 +389,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 		claimant = append(claimant, i)
 	}
 	if len(entries) == 0 {
-		resolveDuplicates(ps, outs, dupOf)
+		resolveDuplicates(ps, outs, dupOf, nil)
 		return outs, nil
 	}
 	existing, err := tx.ClaimEvents(ctx, entries)
@@ -410,7 +410,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 		t := templates[entry.TemplateKey]
 		ev := ps[i].req.Event
 		instances = append(instances, Instance{
-			Key: entry.InstanceKey, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
+			Key: entry.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
 			Actor: entry.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: at,
 		})
 	}
@@ -419,7 +419,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 			return nil, err
 		}
 	}
-	resolveDuplicates(ps, outs, dupOf)
+	resolveDuplicates(ps, outs, dupOf, existing)
 	return outs, nil
 }
 
@@ -438,9 +438,14 @@ func replay(p prepared, prior LogEntry) Outcome {
 }
 
 // resolveDuplicates answers the repeats of an event within one batch as
-// replays of its first occurrence.
-func resolveDuplicates(ps []prepared, outs []Outcome, dupOf map[int]int) {
+// replays: of the stored entry if there was one, else of the first
+// occurrence in the batch.
+func resolveDuplicates(ps []prepared, outs []Outcome, dupOf map[int]int, existing map[string]LogEntry) {
 	for i, j := range dupOf {
+		if prior, ok := existing[ps[i].idempotencyKey]; ok {
+			outs[i] = replay(ps[i], prior)
+			continue
+		}
 		if outs[j].Err != nil {
 			outs[i].Err = outs[j].Err
 			continue
@@ -512,7 +517,7 @@ func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult
 			return err
 		}
 		in := Instance{
-			Key: req.InstanceKey, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: GraphDigest(t.Slots),
+			Key: req.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: GraphDigest(t.Slots),
 			Actor: req.Actor, Mode: ModeManual, Slots: t.Slots, CreatedAt: e.clock(),
 		}
 		if err := tx.InsertInstances(ctx, []Instance{in}); err != nil {

@@ -111,6 +111,7 @@ type LogEntry struct {
 // own graph, shared, not copied.
 type Instance struct {
 	Key            string
+	Title          string
 	TemplateKey    string
 	TemplateDigest Digest
 	Digest         Digest

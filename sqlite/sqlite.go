@@ -1,0 +1,297 @@
+// Package sqlite is iu's embedded store: one SQLite file, opened with
+// modernc.org/sqlite (pure Go, no cgo).
+//
+// The file is in WAL mode with synchronous=FULL, so a committed instance
+// survives power loss, and foreign keys are on. Within one process all writes
+// go through a single connection; across processes BEGIN IMMEDIATE and a busy
+// timeout make writers queue instead of failing, so several iu processes can
+// share one file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/iu-engine/iu"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// versionTable is goose's bookkeeping table; its presence marks an iu store.
+const versionTable = "iu_schema_version"
+
+// Options tune a Store. The zero value is sensible.
+type Options struct {
+	// BusyWait bounds how long a write waits for another process that holds
+	// the write lock before ErrStoreBusy (default 2 minutes: a large bulk in
+	// another process holds the lock that long).
+	BusyWait time.Duration
+	// Readers is the size of the read pool (default 4).
+	Readers int
+}
+
+// Store is an iu.Store on one SQLite file.
+type Store struct {
+	path     string
+	w        *sql.DB // the single writer connection
+	r        *sql.DB // readers
+	busyWait time.Duration
+
+	wmu sync.Mutex // serializes write transactions in this process
+}
+
+var _ iu.Store = (*Store)(nil)
+
+func dsn(path string, params ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	for _, p := range params {
+		q.Add("_pragma", p)
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the iu store at path and brings its schema
+// up to date. It refuses a file that is not an iu store or whose schema is
+// newer than this build knows.
+func Open(ctx context.Context, path string, opt Options) (*Store, error) {
+	if path == "" {
+		return nil, iu.Errorf(iu.ErrInvalidInput, "sqlite: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, iu.Errorf(iu.ErrNotStore, "%s is a directory, not an iu store", path)
+	}
+	s := &Store{path: abs, busyWait: opt.BusyWait}
+	if s.busyWait <= 0 {
+		s.busyWait = 2 * time.Minute
+	}
+	readers := opt.Readers
+	if readers <= 0 {
+		readers = 4
+	}
+	if err := s.migrate(ctx); err != nil {
+		return nil, err
+	}
+	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32000)")+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.r, err = sql.Open("sqlite", dsn(abs, "query_only(1)"))
+	if err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers)
+	if err := s.w.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, s.translate(err)
+	}
+	return s, nil
+}
+
+// migrate checks what the file is and applies pending migrations under an
+// exclusive file lock, so that processes opening a new store at once do not
+// race.
+func (s *Store) migrate(ctx context.Context) error {
+	// Look before touching: a file that is not ours must not be switched to
+	// WAL mode or given a version table.
+	check, err := sql.Open("sqlite", dsn(s.path))
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
+	err = s.checkIsStore(ctx, check)
+	check.Close()
+	if err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", dsn(s.path, "journal_mode(WAL)", "synchronous(FULL)"))
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(2)
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
+		goose.WithTableName(versionTable), goose.WithLocker(&fileLocker{path: s.path}), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: read schema version: %w", s.path, s.translate(err))
+	}
+	if current > target {
+		return iu.Errorf(iu.ErrSchemaTooNew, "%s has schema version %d, newer than this iu knows (%d): upgrade iu", s.path, current, target)
+	}
+	if current == target {
+		return nil
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: %s: migrate: %w", s.path, s.translate(err))
+	}
+	return nil
+}
+
+// checkIsStore refuses files that are not SQLite databases, and SQLite
+// databases that hold other tables but no iu schema.
+func (s *Store) checkIsStore(ctx context.Context, db *sql.DB) error {
+	var tables, ours int
+	err := db.QueryRowContext(ctx,
+		`SELECT count(*), count(*) FILTER (WHERE name = ?) FROM sqlite_master WHERE type = 'table'`, versionTable,
+	).Scan(&tables, &ours)
+	if err != nil {
+		var se *sqlite.Error
+		if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB {
+			return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: not a SQLite database", s.path)
+		}
+		return fmt.Errorf("sqlite: %s: %w", s.path, s.translate(err))
+	}
+	if tables > 0 && ours == 0 {
+		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: it is a SQLite database with other tables", s.path)
+	}
+	return nil
+}
+
+// Describe names the store.
+func (s *Store) Describe() string { return "sqlite:" + s.path }
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the store.
+func (s *Store) Close() error {
+	var errs []error
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Update runs fn in a write transaction (BEGIN IMMEDIATE). It waits up to
+// Options.BusyWait for another process's write lock.
+func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var sqlTx *sql.Tx
+	deadline := time.Now().Add(s.busyWait)
+	for {
+		var err error
+		sqlTx, err = s.w.BeginTx(ctx, nil)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) {
+			return s.translate(err)
+		}
+		if time.Now().After(deadline) {
+			return iu.Errorf(iu.ErrStoreBusy, "%s is busy: another process has held its write lock for over %s; try again later", s.path, s.busyWait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t := &tx{s: s, tx: sqlTx, write: true}
+	if err := fn(t); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return s.translate(err)
+	}
+	return nil
+}
+
+// View runs fn in a read transaction on the read pool.
+func (s *Store) View(ctx context.Context, fn func(iu.Tx) error) error {
+	return view(ctx, s, s.r, fn)
+}
+
+// ViewFresh runs fn on a new connection, opened for this call only.
+func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
+	db, err := sql.Open("sqlite", dsn(s.path, "query_only(1)"))
+	if err != nil {
+		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return view(ctx, s, db, fn)
+}
+
+func view(ctx context.Context, s *Store, db *sql.DB, fn func(iu.Tx) error) error {
+	sqlTx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.translate(err)
+	}
+	defer sqlTx.Rollback()
+	return fn(&tx{s: s, tx: sqlTx})
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) &&
+		(se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+}
+
+// translate turns SQLite's errors into iu's at the boundary.
+func (s *Store) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		return iu.Errorf(iu.ErrStoreBusy, "%s is busy: %v; try again", s.path, err)
+	case sqlite3.SQLITE_NOTADB:
+		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: not a SQLite database", s.path)
+	case sqlite3.SQLITE_CANTOPEN:
+		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: %v (does the directory exist and is it writable?)", s.path, err)
+	case sqlite3.SQLITE_READONLY:
+		return iu.Errorf(iu.ErrUnavailable, "%s is read-only: %v", s.path, err)
+	case sqlite3.SQLITE_FULL:
+		return iu.Errorf(iu.ErrUnavailable, "%s: disk full: %v", s.path, err)
+	}
+	return fmt.Errorf("sqlite: %w", err)
+}

@@ -1,0 +1,712 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/iu-engine/iu"
+)
+
+// timeFormat is how every time is stored: fixed width, so that text order
+// is time order and the views can compare with strftime('%Y-%m-%dT%H:%M:%fZ').
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeFormat, s)
+	if err != nil {
+		// Rows written by hand in the sqlite3 shell may use other ISO forms.
+		if t2, err2 := time.Parse(time.RFC3339Nano, s); err2 == nil {
+			return t2, nil
+		}
+		return time.Time{}, fmt.Errorf("stored time %q: %w", s, err)
+	}
+	return t, nil
+}
+
+// tx is an iu.Tx on a SQLite transaction.
+type tx struct {
+	s     *Store
+	tx    *sql.Tx
+	write bool
+}
+
+// exec runs a write statement.
+func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if !t.write {
+		return nil, errors.New("sqlite: write in a read-only transaction")
+	}
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		return nil, t.s.translate(err)
+	}
+	return res, nil
+}
+
+func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, t.s.translate(err)
+	}
+	return rows, nil
+}
+
+func (t *tx) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
+	rows, err := t.query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return t.s.translate(err)
+		}
+		return sql.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return t.s.translate(err)
+	}
+	return rows.Close()
+}
+
+// maxRowsPerInsert bounds a multi-row INSERT: a few hundred rows per
+// statement amortizes the statement cost without huge statements.
+const maxRowsPerInsert = 128
+
+// insertRows inserts len(args)/ncol rows with multi-row INSERT statements:
+// head is "INSERT INTO t (a, b) VALUES", tail is appended (e.g. an ON
+// CONFLICT clause).
+func (t *tx) insertRows(ctx context.Context, head string, ncol int, tail string, args []any) error {
+	rows := len(args) / ncol
+	for off := 0; off < rows; off += maxRowsPerInsert {
+		n := min(maxRowsPerInsert, rows-off)
+		if _, err := t.exec(ctx, insertSQL(head, ncol, n, tail), args[off*ncol:(off+n)*ncol]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertSQL(head string, ncol, n int, tail string) string {
+	var b strings.Builder
+	row := "(" + strings.Repeat("?, ", ncol-1) + "?)"
+	b.Grow(len(head) + n*(len(row)+2) + len(tail))
+	b.WriteString(head)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(tail)
+	return b.String()
+}
+
+// inList returns "(?, ?, ...)" for n values.
+func inList(n int) string { return "(" + strings.Repeat("?, ", n-1) + "?)" }
+
+// prefixEnd returns the smallest string greater than every string that
+// starts with p, so that "k >= p AND k < prefixEnd(p)" is an index range.
+func prefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return "\xff\xff\xff\xff"
+}
+
+func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
+	var g iu.Gates
+	rows, err := t.query(ctx, `SELECT name, enabled FROM iu_gate`)
+	if err != nil {
+		return g, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var on bool
+		if err := rows.Scan(&name, &on); err != nil {
+			return g, err
+		}
+		g.Set(name, on)
+	}
+	return g, rows.Err()
+}
+
+func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
+	for _, name := range change.Names() {
+		on := change[name]
+		res, err := t.exec(ctx, `UPDATE iu_gate SET enabled = ?, updated_at = ?, updated_by = ? WHERE name = ?`, on, fmtTime(at), actor, name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("sqlite: gate %s is missing from iu_gate", name)
+		}
+		if _, err := t.exec(ctx, `INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by) VALUES (?, ?, ?, ?)`, name, on, fmtTime(at), actor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := t.query(ctx, `SELECT name, enabled, changed_by, changed_at FROM iu_gate_audit ORDER BY id DESC LIMIT ?`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.GateAuditEntry{}
+	for rows.Next() {
+		var e iu.GateAuditEntry
+		var at string
+		if err := rows.Scan(&e.Name, &e.Enabled, &e.ChangedBy, &at); err != nil {
+			return nil, err
+		}
+		if e.ChangedAt, err = parseTime(at); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
+	tp := &iu.Template{Key: key}
+	var digest, mode, at string
+	err := t.queryRow(ctx, `SELECT title, digest, emit_mode, actor, created_at FROM iu_piece_collection
+		WHERE collection_key = ? AND collection_kind = 'template'`, []any{key},
+		&tp.Title, &digest, &mode, &tp.Actor, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tp.Digest, err = iu.ParseDigest(digest); err != nil {
+		return nil, err
+	}
+	tp.EmitMode = iu.EmitMode(mode)
+	if tp.CreatedAt, err = parseTime(at); err != nil {
+		return nil, err
+	}
+	if tp.Slots, err = t.slots(ctx, key); err != nil {
+		return nil, err
+	}
+	return tp, nil
+}
+
+// slots reads a collection's membership rows in declaration order.
+func (t *tx) slots(ctx context.Context, key string) ([]iu.Slot, error) {
+	rows, err := t.query(ctx, `SELECT slot, piece_id, after_slots FROM iu_collection_membership
+		WHERE collection_key = ? ORDER BY position`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.Slot
+	for rows.Next() {
+		var s iu.Slot
+		var piece, after string
+		if err := rows.Scan(&s.ID, &piece, &after); err != nil {
+			return nil, err
+		}
+		if s.Piece, err = iu.ParseDigest(piece); err != nil {
+			return nil, err
+		}
+		s.After = splitAfter(after)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func splitAfter(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
+}
+
+func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.emit_mode, c.digest, c.actor, c.created_at,
+		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_key = c.collection_key)
+		FROM iu_piece_collection c WHERE c.collection_kind = 'template' ORDER BY c.collection_key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.TemplateInfo{}
+	for rows.Next() {
+		var ti iu.TemplateInfo
+		var mode, digest, at string
+		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &at, &ti.Pieces); err != nil {
+			return nil, err
+		}
+		ti.EmitMode = iu.EmitMode(mode)
+		if ti.Digest, err = iu.ParseDigest(digest); err != nil {
+			return nil, err
+		}
+		if ti.CreatedAt, err = parseTime(at); err != nil {
+			return nil, err
+		}
+		out = append(out, ti)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
+	at := fmtTime(tp.CreatedAt)
+	args := make([]any, 0, 4*len(tp.Slots))
+	seen := make(map[iu.Digest]bool, len(tp.Slots))
+	for _, s := range tp.Slots {
+		if seen[s.Piece] {
+			continue
+		}
+		seen[s.Piece] = true
+		p, ok := tp.Pieces[s.Piece]
+		if !ok {
+			return iu.Errorf(iu.ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", tp.Key, s.ID, s.Piece)
+		}
+		args = append(args, s.Piece.String(), p.Kind, p.Body, at)
+	}
+	if err := t.insertRows(ctx, `INSERT INTO iu_piece (piece_id, kind, body, created_at) VALUES `, 4, ` ON CONFLICT DO NOTHING`, args); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, emit_mode, actor, created_at)
+		VALUES (?, 'template', ?, ?, ?, ?, ?)`, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, at)
+	if err != nil {
+		if isUnique(err) {
+			return iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key)
+		}
+		return err
+	}
+	return t.insertRows(ctx, membershipInsert, 5, "", membershipArgs(nil, tp.Key, tp.Slots))
+}
+
+const membershipInsert = `INSERT INTO iu_collection_membership (collection_key, slot, position, piece_id, after_slots) VALUES `
+
+func membershipArgs(args []any, key string, slots []iu.Slot) []any {
+	for i, s := range slots {
+		args = append(args, key, s.ID, i, s.Piece.String(), strings.Join(s.After, " "))
+	}
+	return args
+}
+
+func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) error {
+	res, err := t.exec(ctx, `UPDATE iu_piece_collection SET emit_mode = ? WHERE collection_key = ? AND collection_kind = 'template'`, string(mode), key)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+	}
+	return nil
+}
+
+// maxInList bounds the values bound in one IN (...) list.
+const maxInList = 256
+
+func (t *tx) GetPieces(ctx context.Context, ids []iu.Digest) (map[iu.Digest]iu.Piece, error) {
+	out := make(map[iu.Digest]iu.Piece, len(ids))
+	uniq := make([]any, 0, len(ids))
+	seen := make(map[iu.Digest]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, id.String())
+		}
+	}
+	for off := 0; off < len(uniq); off += maxInList {
+		part := uniq[off:min(off+maxInList, len(uniq))]
+		rows, err := t.query(ctx, `SELECT piece_id, kind, body FROM iu_piece WHERE piece_id IN `+inList(len(part)), part...)
+		if err != nil {
+			return nil, err
+		}
+		if err := scanPieces(rows, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func scanPieces(rows *sql.Rows, out map[iu.Digest]iu.Piece) error {
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var p iu.Piece
+		if err := rows.Scan(&id, &p.Kind, &p.Body); err != nil {
+			return err
+		}
+		d, err := iu.ParseDigest(id)
+		if err != nil {
+			return err
+		}
+		out[d] = p
+	}
+	return rows.Err()
+}
+
+func (t *tx) ListPieces(ctx context.Context) (map[iu.Digest]iu.Piece, error) {
+	rows, err := t.query(ctx, `SELECT piece_id, kind, body FROM iu_piece`)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[iu.Digest]iu.Piece)
+	return out, scanPieces(rows, out)
+}
+
+const logColumns = `idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at`
+
+func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+	existing := make(map[string]iu.LogEntry)
+	keys := make([]any, len(entries))
+	for i, e := range entries {
+		keys[i] = e.IdempotencyKey
+	}
+	// The write lock is held (BEGIN IMMEDIATE), so nothing can claim a key
+	// between this read and the insert below.
+	for off := 0; off < len(keys); off += maxInList {
+		part := keys[off:min(off+maxInList, len(keys))]
+		rows, err := t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key IN `+inList(len(part)), part...)
+		if err != nil {
+			return nil, err
+		}
+		if err := scanLog(rows, existing); err != nil {
+			return nil, err
+		}
+	}
+	args := make([]any, 0, 10*len(entries))
+	for _, e := range entries {
+		if _, ok := existing[e.IdempotencyKey]; ok {
+			continue
+		}
+		args = append(args, e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey,
+			e.Actor, string(e.Status), e.PayloadDigest.String(), fmtTime(e.CreatedAt))
+	}
+	if err := t.insertRows(ctx, `INSERT INTO iu_auto_instantiate_event_log (`+logColumns+`) VALUES `, 10, "", args); err != nil {
+		return nil, err
+	}
+	return existing, nil
+}
+
+func scanLog(rows *sql.Rows, out map[string]iu.LogEntry) error {
+	defer rows.Close()
+	for rows.Next() {
+		var e iu.LogEntry
+		var status, payload, at string
+		if err := rows.Scan(&e.IdempotencyKey, &e.EventID, &e.EventType, &e.EventSource, &e.TemplateKey, &e.InstanceKey,
+			&e.Actor, &status, &payload, &at); err != nil {
+			return err
+		}
+		e.Status = iu.Status(status)
+		var err error
+		if e.PayloadDigest, err = iu.ParseDigest(payload); err != nil {
+			return err
+		}
+		if e.CreatedAt, err = parseTime(at); err != nil {
+			return err
+		}
+		out[e.IdempotencyKey] = e
+	}
+	return rows.Err()
+}
+
+func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
+	cols := make([]any, 0, 6*len(instances))
+	lineage := make([]any, 0, 12*len(instances))
+	members := make([]any, 0, 5*8*len(instances))
+	for i := range instances {
+		in := &instances[i]
+		at := fmtTime(in.CreatedAt)
+		cols = append(cols, in.Key, "instance", in.Title, in.Digest.String(), in.Actor, at)
+		var evID, evType, evSource, evSubject, evTime, evData any
+		if ev := in.Event; ev != nil {
+			evID, evType, evSource, evSubject = ev.ID, ev.Type, ev.Source, ev.Subject
+			if !ev.Time.IsZero() {
+				evTime = ev.Time.UTC().Format(time.RFC3339Nano)
+			}
+			if len(ev.Data) > 0 {
+				evData = string(ev.Data)
+			}
+		}
+		lineage = append(lineage, in.Key, in.TemplateKey, in.TemplateDigest.String(), in.Actor, string(in.Mode),
+			evID, evType, evSource, evSubject, evTime, evData, at)
+		members = membershipArgs(members, in.Key, in.Slots)
+	}
+	err := t.insertRows(ctx, `INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at) VALUES `,
+		6, "", cols)
+	if err != nil {
+		if isUnique(err) {
+			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", err)
+		}
+		return err
+	}
+	if err := t.insertRows(ctx, membershipInsert, 5, "", members); err != nil {
+		return err
+	}
+	return t.insertRows(ctx, `INSERT INTO iu_collection_template_instance_lineage (instance_key, template_key, template_digest, actor, mode,
+		event_id, event_type, event_source, event_subject, event_time, event_data, created_at) VALUES `, 12, "", lineage)
+}
+
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
+	rec := &iu.InstanceRecord{Key: key}
+	var digest, at string
+	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evTime, evData sql.NullString
+	err := t.queryRow(ctx, `SELECT c.title, c.digest, c.actor, c.created_at, l.template_key, l.template_digest, l.mode,
+		l.event_id, l.event_type, l.event_source, l.event_subject, l.event_time, l.event_data
+		FROM iu_piece_collection c LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+		WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key},
+		&rec.Title, &digest, &rec.Actor, &at, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rec.Digest, err = iu.ParseDigest(digest); err != nil {
+		return nil, err
+	}
+	if rec.CreatedAt, err = parseTime(at); err != nil {
+		return nil, err
+	}
+	rec.TemplateKey, rec.Mode = tkey.String, iu.Mode(mode.String)
+	if tdigest.Valid {
+		if rec.TemplateDigest, err = iu.ParseDigest(tdigest.String); err != nil {
+			return nil, err
+		}
+	}
+	if evID.Valid {
+		ev := &iu.Event{ID: evID.String, Type: evType.String, Source: evSource.String, Subject: evSubject.String}
+		if evTime.Valid {
+			ev.Time, _ = time.Parse(time.RFC3339Nano, evTime.String)
+		}
+		if evData.Valid {
+			ev.Data = json.RawMessage(evData.String)
+		}
+		rec.Event = ev
+	}
+	if rec.Slots, err = t.slots(ctx, key); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfaces, error) {
+	var s iu.Surfaces
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = ?),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'),
+		(SELECT count(*) FROM iu_piece_collection WHERE collection_key >= ? AND collection_key < ?
+			AND collection_kind = 'instance' AND actor = ?)`,
+		[]any{actor, actor, prefix, prefixEnd(prefix), actor}, &s.EventLog, &s.Lineage, &s.Instances)
+	return s, err
+}
+
+func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.InstanceRow, error) {
+	var where []string
+	var args []any
+	if f.Actor != "" {
+		where, args = append(where, "actor = ?"), append(args, f.Actor)
+	}
+	if f.TemplateKey != "" {
+		where, args = append(where, "template_key = ?"), append(args, f.TemplateKey)
+	}
+	if f.Prefix != "" {
+		p := iu.AutoInstancePrefix(f.Prefix)
+		where, args = append(where, "instance_key >= ? AND instance_key < ?"), append(args, p, prefixEnd(p))
+	}
+	q := `SELECT instance_key, template_key, event_id, event_type, event_source, actor, created_at,
+		template_digest, instance_digest, digest_match FROM iu_auto_instantiate_instances`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	q += " ORDER BY created_at, instance_key LIMIT ? OFFSET ?"
+	args = append(args, limit, f.Offset)
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.InstanceRow{}
+	for rows.Next() {
+		var r iu.InstanceRow
+		var at, td, id string
+		if err := rows.Scan(&r.InstanceKey, &r.TemplateKey, &r.EventID, &r.EventType, &r.EventSource, &r.Actor, &at, &td, &id, &r.DigestMatch); err != nil {
+			return nil, err
+		}
+		if r.CreatedAt, err = parseTime(at); err != nil {
+			return nil, err
+		}
+		r.TemplateDigest, _ = iu.ParseDigest(td)
+		r.InstanceDigest, _ = iu.ParseDigest(id)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) ListTemplateStats(ctx context.Context) ([]iu.TemplateStat, error) {
+	rows, err := t.query(ctx, `SELECT template_collection_key, emit_mode, instance_count, instances_last_hour
+		FROM iu_auto_instantiate_template_summary ORDER BY template_collection_key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.TemplateStat{}
+	for rows.Next() {
+		var s iu.TemplateStat
+		var mode string
+		if err := rows.Scan(&s.TemplateKey, &mode, &s.InstanceCount, &s.InstancesLastHour); err != nil {
+			return nil, err
+		}
+		s.EmitMode = iu.EmitMode(mode)
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
+	var c iu.RollbackCounts
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = ?),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'),
+		(SELECT count(*) FROM iu_piece_collection c JOIN iu_collection_template_instance_lineage l
+			ON l.instance_key = c.collection_key WHERE l.actor = ? AND l.mode = 'auto'),
+		(SELECT count(*) FROM iu_collection_membership m JOIN iu_collection_template_instance_lineage l
+			ON l.instance_key = m.collection_key WHERE l.actor = ? AND l.mode = 'auto')`,
+		[]any{actor, actor, actor, actor}, &c.LogRows, &c.LineageRows, &c.Instances, &c.Memberships)
+	if err != nil || !apply {
+		return c, err
+	}
+	// Keep the instance keys before lineage, which names them, is deleted.
+	steps := []string{
+		`CREATE TEMP TABLE IF NOT EXISTS iu_rollback_keys (instance_key TEXT PRIMARY KEY) WITHOUT ROWID`,
+		`DELETE FROM temp.iu_rollback_keys`,
+		`INSERT INTO temp.iu_rollback_keys SELECT instance_key FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
+		`DELETE FROM iu_auto_instantiate_event_log WHERE actor = ?1`,
+		`DELETE FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
+		// Memberships go with their collection (ON DELETE CASCADE).
+		`DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_key IN (SELECT instance_key FROM temp.iu_rollback_keys)`,
+		`DELETE FROM temp.iu_rollback_keys`,
+	}
+	for _, q := range steps {
+		var args []any
+		if strings.Contains(q, "?1") {
+			args = []any{actor}
+		}
+		if _, err := t.tx.ExecContext(ctx, q, args...); err != nil {
+			return c, t.s.translate(err)
+		}
+	}
+	return c, nil
+}
+
+func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
+	q := `SELECT c.collection_key, c.digest, l.instance_key IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		m.slot, m.piece_id, m.after_slots
+		FROM iu_piece_collection c
+		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+		LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		WHERE c.collection_kind = 'instance'`
+	var args []any
+	if actor != "" {
+		q += ` AND c.actor = ?`
+		args = append(args, actor)
+	}
+	q += ` ORDER BY c.collection_key, m.slot`
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var cur *iu.InstanceGraph
+	for rows.Next() {
+		var key, digest, tkey, tdigest string
+		var has bool
+		var slot, piece, after sql.NullString
+		if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &slot, &piece, &after); err != nil {
+			return err
+		}
+		if cur == nil || cur.Key != key {
+			if cur != nil {
+				if err := fn(cur); err != nil {
+					return err
+				}
+			}
+			cur = &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
+			cur.Digest, _ = iu.ParseDigest(digest)
+			cur.TemplateDigest, _ = iu.ParseDigest(tdigest)
+		}
+		if slot.Valid {
+			s := iu.Slot{ID: slot.String, After: splitAfter(after.String)}
+			s.Piece, _ = iu.ParseDigest(piece.String)
+			cur.Slots = append(cur.Slots, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return t.s.translate(err)
+	}
+	if cur != nil {
+		return fn(cur)
+	}
+	return nil
+}
+
+func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.digest, c.emit_mode, m.slot, m.piece_id, m.after_slots
+		FROM iu_piece_collection c JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		WHERE c.collection_kind = 'template' ORDER BY c.collection_key, m.position`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]*iu.Template)
+	for rows.Next() {
+		var key, title, digest, mode, slot, piece, after string
+		if err := rows.Scan(&key, &title, &digest, &mode, &slot, &piece, &after); err != nil {
+			return nil, err
+		}
+		tp, ok := out[key]
+		if !ok {
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode)}
+			tp.Digest, _ = iu.ParseDigest(digest)
+			out[key] = tp
+		}
+		s := iu.Slot{ID: slot, After: splitAfter(after)}
+		s.Piece, _ = iu.ParseDigest(piece)
+		tp.Slots = append(tp.Slots, s)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
+	var o iu.Orphans
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_collection_membership m
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = m.collection_key)
+			   OR NOT EXISTS (SELECT 1 FROM iu_piece p WHERE p.piece_id = m.piece_id)),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage l
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = l.instance_key)),
+		(SELECT count(*) FROM iu_auto_instantiate_event_log e
+			WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
+		(SELECT count(*) FROM iu_piece_collection c
+			WHERE c.collection_kind = 'instance'
+			  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_key = c.collection_key))`,
+		nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
+	return o, err
+}
