@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -98,9 +99,14 @@ func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, er
 		if kind == "wf" {
 			fmt.Fprintf(&b, "%d. [ ] %s", n+1, indent(strings.TrimSpace(text), "       "))
 			if len(s.After) > 0 {
-				deps := make([]string, len(s.After))
+				nums := make([]int, len(s.After))
 				for j, a := range s.After {
-					deps[j] = strconv.Itoa(number[a])
+					nums[j] = number[a]
+				}
+				slices.Sort(nums)
+				deps := make([]string, len(nums))
+				for j, n := range nums {
+					deps[j] = strconv.Itoa(n)
 				}
 				fmt.Fprintf(&b, " _(after %s)_", strings.Join(deps, ", "))
 			}

@@ -1,0 +1,432 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iu-engine/iu"
+)
+
+func (a *app) templateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "template", Short: "Publish, list, inspect templates and set their emit mode"}
+	var actor string
+	publish := &cobra.Command{
+		Use:   "publish FILE...",
+		Short: "Publish YAML or JSON template files (all or none)",
+		Long: `Publish template files. Every file is validated first; if any is invalid nothing is
+published. Publishing identical content again is a no-op; the same key with other
+content is refused: templates are immutable, publish a new version instead.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			var tps []*iu.Template
+			for _, f := range args {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("read template: %w", err)
+				}
+				tp, err := iu.ParseTemplateFile(f, data)
+				if err != nil {
+					return err
+				}
+				tps = append(tps, tp)
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			res, err := svc.PublishTemplates(cmd.Context(), tps, actor)
+			if err != nil {
+				return err
+			}
+			return a.printPublish(res)
+		}),
+	}
+	publish.Flags().StringVar(&actor, "actor", defaultActor(), "who publishes")
+
+	list := &cobra.Command{
+		Use: "list", Short: "List templates", Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ts, err := svc.ListTemplates(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.printTemplates(ts)
+		}),
+	}
+	show := &cobra.Command{
+		Use: "show KEY", Short: "Show a template's graph and pieces", Args: cobra.ExactArgs(1),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			t, err := svc.GetTemplate(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.printTemplate(t)
+		}),
+	}
+	mode := &cobra.Command{
+		Use: "mode KEY live|shadow", Short: "Set a template's emit mode", Args: cobra.ExactArgs(2),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			m, err := iu.ParseEmitMode(args[1])
+			if err != nil {
+				return usageError{err}
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := svc.SetEmitMode(cmd.Context(), args[0], m); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(map[string]string{"key": args[0], "emit_mode": string(m)})
+			}
+			fmt.Fprintf(a.stdout, "%s: emit mode %s\n", args[0], m)
+			return nil
+		}),
+	}
+	cmd.AddCommand(publish, list, show, mode)
+	return cmd
+}
+
+func (a *app) gateCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "gate", Short: "Read and set the global gates (kill switches)"}
+	var audit int
+	list := &cobra.Command{
+		Use: "list", Short: "Show the gates", Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			g, err := svc.Gates(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var trail []iu.GateAuditEntry
+			if audit > 0 {
+				if trail, err = svc.GateAudit(cmd.Context(), audit); err != nil {
+					return err
+				}
+			}
+			return a.printGates(g, trail, audit > 0)
+		}),
+	}
+	list.Flags().IntVar(&audit, "audit", 0, "also show the last N changes")
+	var actor string
+	set := &cobra.Command{
+		Use:   "set NAME=BOOL...",
+		Short: "Set gates, e.g. iu gate set composer_enabled=true auto_instantiate_enabled=true",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			m := map[string]bool{}
+			for _, arg := range args {
+				name, val, ok := strings.Cut(arg, "=")
+				if !ok {
+					return usagef("gate set: %q: want NAME=true or NAME=false", arg)
+				}
+				b, err := strconv.ParseBool(val)
+				if err != nil {
+					return usagef("gate set: %q: %q is not true or false", arg, val)
+				}
+				m[name] = b
+			}
+			change, err := iu.ParseGateChange(m)
+			if err != nil {
+				return usageError{err}
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			g, err := svc.SetGates(cmd.Context(), change, actor)
+			if err != nil {
+				return err
+			}
+			return a.printGates(g, nil, false)
+		}),
+	}
+	set.Flags().StringVar(&actor, "actor", defaultActor(), "who changes the gates (audited)")
+	cmd.AddCommand(list, set)
+	return cmd
+}
+
+// eventFlags are the flags that describe one event.
+type eventFlags struct {
+	id, typ, source, subject, data, at string
+}
+
+func (f *eventFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "event-id", "", "event id (required)")
+	fl.StringVar(&f.typ, "event-type", "", "event type (required)")
+	fl.StringVar(&f.source, "source", iu.DefaultSource, "event source")
+	fl.StringVar(&f.subject, "subject", "", "event subject")
+	fl.StringVar(&f.data, "data", "", "event data: JSON, or @FILE to read it from a file")
+	fl.StringVar(&f.at, "time", "", "event time (RFC 3339)")
+}
+
+func (f *eventFlags) event() (iu.Event, error) {
+	ev := iu.Event{ID: f.id, Type: f.typ, Source: f.source, Subject: f.subject}
+	if f.data != "" {
+		data := []byte(f.data)
+		if name, ok := strings.CutPrefix(f.data, "@"); ok {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				return ev, usagef("--data: %v", err)
+			}
+			data = b
+		}
+		if !json.Valid(data) {
+			return ev, usagef("--data is not valid JSON")
+		}
+		ev.Data = iu.CanonicalJSON(data)
+	}
+	if f.at != "" {
+		t, err := time.Parse(time.RFC3339Nano, f.at)
+		if err != nil {
+			return ev, usagef("--time: want RFC 3339 (2026-11-27T10:00:00Z): %v", err)
+		}
+		ev.Time = t
+	}
+	return ev, nil
+}
+
+func (a *app) emitCommand() *cobra.Command {
+	var ef eventFlags
+	var tpl, actor, prefix string
+	cmd := &cobra.Command{
+		Use:   "emit --template KEY --event-id ID --event-type TYPE --actor A",
+		Short: "Instantiate a template from one event, exactly once",
+		Long: `Instantiate a template from one event. Safe to repeat: a redelivered event returns
+the first instance with replayed: true. The same event id with another payload is
+an idempotency conflict. With a gate off the answer is "gated" and nothing is written.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "template", "event-id", "event-type", "actor"); err != nil {
+				return err
+			}
+			ev, err := ef.event()
+			if err != nil {
+				return err
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := svc.Emit(cmd.Context(), iu.EmitRequest{TemplateKey: tpl, Event: ev, Actor: actor, Prefix: prefix})
+			if err != nil {
+				return err
+			}
+			return a.printResult(r)
+		}),
+	}
+	cmd.Flags().StringVar(&tpl, "template", "", "template key (required)")
+	cmd.Flags().StringVar(&actor, "actor", "", "who causes the instantiation (required)")
+	cmd.Flags().StringVar(&prefix, "prefix", "", "instance key prefix (default: the actor)")
+	ef.register(cmd)
+	return cmd
+}
+
+func (a *app) composeCommand() *cobra.Command {
+	var req iu.ComposeRequest
+	cmd := &cobra.Command{
+		Use:   "compose --template KEY --key INSTANCE_KEY --actor A",
+		Short: "Compose an instance by hand and record its lineage (mode manual)",
+		Args:  cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "template", "key", "actor"); err != nil {
+				return err
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := svc.Compose(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(r)
+			}
+			fmt.Fprintf(a.stdout, "composed %s from %s (%d pieces, digest %s)\n", r.InstanceKey, r.TemplateKey, r.Pieces, r.Digest)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&req.TemplateKey, "template", "", "template key (required)")
+	cmd.Flags().StringVar(&req.InstanceKey, "key", "", "instance key, e.g. tpl-inst:manual:onboarding-ada (required)")
+	cmd.Flags().StringVar(&req.Actor, "actor", "", "who composes (required)")
+	return cmd
+}
+
+func (a *app) instancesCommand() *cobra.Command {
+	var f iu.InstanceFilter
+	cmd := &cobra.Command{
+		Use:   "instances [--actor A] [--template KEY] [--prefix P]",
+		Short: "List auto instances (view iu_auto_instantiate_instances)",
+		Args:  cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if f.Limit < 0 || f.Offset < 0 {
+				return usagef("--limit and --offset must not be negative")
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rows, err := svc.Instances(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			return a.printInstances(rows, f)
+		}),
+	}
+	cmd.Flags().StringVar(&f.Actor, "actor", "", "only this actor's instances")
+	cmd.Flags().StringVar(&f.TemplateKey, "template", "", "only instances of this template")
+	cmd.Flags().StringVar(&f.Prefix, "prefix", "", "only instances under this instance prefix")
+	cmd.Flags().IntVar(&f.Limit, "limit", 1000, "at most this many rows (0: all)")
+	cmd.Flags().IntVar(&f.Offset, "offset", 0, "skip this many rows")
+	return cmd
+}
+
+func (a *app) statsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stats",
+		Short: "Per-template summary (view iu_auto_instantiate_template_summary)",
+		Args:  cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := svc.Stats(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.printStats(st)
+		}),
+	}
+}
+
+func (a *app) verifyCommand() *cobra.Command {
+	var actor string
+	cmd := &cobra.Command{
+		Use:   "verify [--actor A]",
+		Short: "Recompute every instance's digest and check the shared graph (exit 1 on divergence)",
+		Long: `Recompute every instance's digest from its stored membership rows and the stored
+piece bodies, compare it with the template's digest, the digest recorded in lineage
+and the instance's own, check that each instance shares its template's pieces, and
+count orphan rows. Prints matches / diverges / total; exit 1 on any divergence.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			rep, err := svc.Verify(cmd.Context(), actor)
+			if err != nil {
+				return err
+			}
+			if err := a.printVerify(rep); err != nil {
+				return err
+			}
+			if !rep.OK() {
+				return failure{err: fmt.Errorf("verify: %d of %d instances diverge, %d orphan rows", rep.Diverges, rep.Total, rep.Orphans.Total()), reported: true}
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&actor, "actor", "", "only this actor's instances")
+	return cmd
+}
+
+func (a *app) rollbackCommand() *cobra.Command {
+	var actor string
+	var apply bool
+	cmd := &cobra.Command{
+		Use:   "rollback --actor A [--apply]",
+		Short: "Undo an actor's auto instantiations (dry run unless --apply)",
+		Long: `Undo everything an actor's auto-instantiations wrote: event log rows, then lineage,
+then instance collections and their memberships, in one transaction. Without
+--apply it only reports what would be deleted. Templates, pieces and other actors'
+rows are untouched; rolled-back events can be instantiated again.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlags(cmd, "actor"); err != nil {
+				return err
+			}
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := svc.Rollback(cmd.Context(), actor, apply)
+			if err != nil {
+				return err
+			}
+			return a.printRollback(r)
+		}),
+	}
+	cmd.Flags().StringVar(&actor, "actor", "", "whose auto instantiations to undo (required)")
+	cmd.Flags().BoolVar(&apply, "apply", false, "delete (default: dry run)")
+	return cmd
+}
+
+func (a *app) renderCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "render INSTANCE_KEY",
+		Short: "Show an instance as a document (file) or checklist (wf), with its event's data filled in",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.run(func(cmd *cobra.Command, args []string) error {
+			svc, err := a.service(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r, err := svc.Render(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(r)
+			}
+			fmt.Fprint(a.stdout, r.Text)
+			return nil
+		}),
+	}
+}
+
+// version is set by the linker (-ldflags "-X main.version=...").
+var version = "dev"
+
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use: "version", Short: "Print iu's version", Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if a.json {
+				return a.printJSON(map[string]string{"version": version})
+			}
+			fmt.Fprintln(a.stdout, "iu", version)
+			return nil
+		},
+	}
+}
+
+// relTo resolves name relative to the directory of file.
+func relTo(file, name string) string {
+	if filepath.IsAbs(name) || name == "-" {
+		return name
+	}
+	return filepath.Join(filepath.Dir(file), name)
+}

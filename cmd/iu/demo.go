@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/examples"
+	"github.com/iu-engine/iu/sqlite"
+)
+
+func (a *app) demoCommand() *cobra.Command {
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the seed's 25000x bulk scale-out on a fresh embedded store and print its tables",
+		Long: `Run the seed's story end to end on a new SQLite store in a temporary directory:
+publish the example templates, make 1 durable auto instance and 4 manual lineage
+rows, then the 8 wf + 4 file bulk through the event path in one transaction, and
+print the surfaces, gates, per-template summary, digest invariant and the rollback
+dry run. The store is removed afterwards unless --keep is given. It ignores --db.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			dir, err := os.MkdirTemp("", "iu-demo-")
+			if err != nil {
+				return err
+			}
+			if !keep {
+				defer os.RemoveAll(dir)
+			}
+			path := filepath.Join(dir, "iu.db")
+			s, err := sqlite.Open(cmd.Context(), path, sqlite.Options{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := runDemo(cmd.Context(), a.stdout, iu.NewEngine(s), s.Describe()); err != nil {
+				return err
+			}
+			if keep {
+				fmt.Fprintf(a.stdout, "\nThe store is kept: %s\n  sqlite3 %s 'SELECT * FROM iu_auto_instantiate_template_summary'\n  iu --db %s verify\n", path, path, path)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's store and print its path")
+	return cmd
+}
+
+// runDemo tells the seed's story on e, writing it to w.
+func runDemo(ctx context.Context, w io.Writer, e *iu.Engine, where string) error {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	p("iu demo: the seed's 25000x bulk scale-out, on a fresh embedded store\nstore: %s\n", where)
+
+	tps, err := examples.Templates()
+	if err != nil {
+		return err
+	}
+	res, err := e.PublishTemplates(ctx, tps, "iu-core-ops")
+	if err != nil {
+		return err
+	}
+	p("\n== Templates (examples/templates)\n")
+	tw := table(w)
+	fmt.Fprintln(tw, "KEY\tTITLE\tPIECES\tDIGEST")
+	for i, r := range res {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.Key, tps[i].Title, r.Pieces, r.Digest)
+	}
+	tw.Flush()
+
+	const (
+		wf   = "tpl:wf:onboarding/v2"
+		file = "tpl:file:status-report/v2"
+	)
+	p("\n== Before the bulk: 1 durable auto instance and 4 manual lineage rows\n")
+	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "iu-core-ops"); err != nil {
+		return err
+	}
+	durable, err := e.Emit(ctx, iu.EmitRequest{TemplateKey: wf, Actor: "iu-core-25000x-durable", Prefix: "25000x-durable",
+		Event: iu.Event{ID: "25000a00-0000-0000-0000-000000000001", Source: iu.DefaultSource, Type: "hr.employee.hired",
+			Subject: "Grace Hopper", Data: json.RawMessage(`{"manager":"Howard Aiken","start_date":"2025-03-03","team":"compilers"}`)}})
+	if err != nil {
+		return err
+	}
+	p("emit   %s  -> %s %s\n", wf, durable.Status, durable.InstanceKey)
+	manual := []struct{ tpl, key string }{
+		{wf, "tpl-inst:manual:18000x-wf-1"}, {wf, "tpl-inst:manual:18000x-wf-2"}, {wf, "tpl-inst:manual:18000x-wf-3"},
+		{file, "tpl-inst:manual:18000x-file-1"},
+	}
+	for _, m := range manual {
+		r, err := e.Compose(ctx, iu.ComposeRequest{TemplateKey: m.tpl, InstanceKey: m.key, Actor: "iu-core-18000x"})
+		if err != nil {
+			return err
+		}
+		p("compose %s -> %s (mode manual)\n", m.tpl, r.InstanceKey)
+	}
+	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: false, iu.GateAutoInstantiate: false}, "iu-core-ops"); err != nil {
+		return err
+	}
+	p("gates back to false\n")
+
+	plan, err := examples.SeedPlan()
+	if err != nil {
+		return err
+	}
+	p("\n== 06 — Bulk scaleout 12x via the event orchestrator (examples/%s)\n", examples.SeedPlanPath)
+	p("One transaction: flip both gates to true, 8 wf + 4 file events through the event path, read back, flip the gates back to false, COMMIT, re-count on a fresh connection.\n\n")
+	seq := map[string]int{}
+	ok := map[string]int{}
+	short := func(tpl string) string {
+		if k, err := iu.ParseTemplateKey(tpl); err == nil {
+			return k.Kind
+		}
+		return tpl
+	}
+	rep, err := e.Bulk(ctx, plan, nil, func(be iu.BulkEvent, r iu.Result) {
+		k := short(be.Template)
+		seq[k]++
+		if r.Status == iu.StatusOK {
+			ok[k]++
+		}
+		p("NOTICE:  %s bulk #%d -> %s %s\n", k, seq[k], r.Status, r.InstanceKey)
+	})
+	if err != nil {
+		return err
+	}
+	p("NOTICE:  wf bulk #1..%d -> ok (%d)\n", seq["wf"], ok["wf"])
+	p("NOTICE:  file bulk #1..%d -> ok (%d)\n", seq["file"], ok["file"])
+	p("NOTICE:  bulk scaleout completed: %d wf + %d file instances ok\n", ok["wf"], ok["file"])
+	writeBulkReport(w, rep, plan)
+
+	p("\n== Per-template observability after bulk (view iu_auto_instantiate_template_summary)\n")
+	stats, err := e.Stats(ctx)
+	if err != nil {
+		return err
+	}
+	if err := writeStats(w, stats); err != nil {
+		return err
+	}
+	var auto int64
+	for _, s := range stats {
+		auto += s.InstanceCount
+	}
+	all, err := e.Verify(ctx, "")
+	if err != nil {
+		return err
+	}
+	bulkN := rep.Counts.OK
+	p("\nTotal auto-instantiated rows: %d (%d durable + %d bulk). With %d pre-existing manual lineage rows: %d total lineage rows.\n",
+		auto, auto-bulkN, bulkN, all.Total-auto, all.Total)
+	p("Digest-match invariant over the whole store: %d matches / %d diverges / %d total; orphan rows: %d\n",
+		all.Matches, all.Diverges, all.Total, all.Orphans.Total())
+
+	p("\n== Rollback proof (dry run: nothing is deleted)\n")
+	rb, err := e.Rollback(ctx, plan.Actor, false)
+	if err != nil {
+		return err
+	}
+	p("iu rollback --actor %s\n  would_delete_log_rows=%d / lineage=%d / instances=%d (memberships %d)\n",
+		rb.Actor, rb.LogRows, rb.LineageRows, rb.Instances, rb.Memberships)
+	p("  with --apply it cascades event log -> lineage -> instance collection -> membership in one transaction.\n")
+
+	rows, err := e.Instances(ctx, iu.InstanceFilter{Actor: plan.Actor, TemplateKey: wf, Limit: 1})
+	if err != nil {
+		return err
+	}
+	if len(rows) == 1 {
+		r, err := e.Render(ctx, rows[0].InstanceKey)
+		if err != nil {
+			return err
+		}
+		p("\n== One instance, rendered (iu render %s)\n\n%s", rows[0].InstanceKey, indentLines(r.Text, "    "))
+	}
+	return nil
+}
+
+func indentLines(s, pad string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" && l != "\n" {
+			lines[i] = pad + l
+		}
+	}
+	return strings.Join(lines, "")
+}
