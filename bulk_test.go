@@ -247,7 +247,7 @@ func TestParseEventLine(t *testing.T) {
 		{"no id", `{"template":"tpl:wf:x/v1","type":"t"}`, "id is required"},
 		{"no type", `{"template":"tpl:wf:x/v1","id":"1"}`, "type is required"},
 		{"bad time", `{"template":"tpl:wf:x/v1","id":"1","type":"t","time":"today"}`, "e.ndjson:3: "},
-		{"an array", `[1]`, "want iu.bulkEventLine"},
+		{"an array", `[1]`, "got JSON array"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be, err := iu.ParseEventLine("e.ndjson:3", []byte(tc.line))
