@@ -45,7 +45,7 @@ type bulkEventLine struct {
 
 func (l *bulkEventLine) event(where string) (BulkEvent, error) {
 	if l.Template == "" {
-		return BulkEvent{}, Errorf(ErrInvalidEvent, "%s: template is required", where)
+		return BulkEvent{Where: where}, Errorf(ErrInvalidEvent, "%s: template is required", where)
 	}
 	src := l.Source
 	if src == "" {
@@ -84,7 +84,14 @@ func ParseBulkPlan(name string, data []byte) (*BulkPlan, error) {
 	dec.KnownFields(true)
 	var f planFile
 	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fail("empty plan: want actor and events or events_file")
+		}
 		return fail("%s", yamlMessage(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return fail("more than one YAML document: put one plan in each file")
 	}
 	p := &BulkPlan{Actor: f.Actor, InstancePrefix: f.InstancePrefix, EventsFile: f.EventsFile}
 	if err := CheckActor(p.Actor); err != nil {
@@ -128,8 +135,13 @@ func decodeEventNode(n *yaml.Node, l *bulkEventLine) error {
 	if n.Kind != yaml.MappingNode {
 		return errors.New("want a mapping with template, id and type")
 	}
+	seen := make(map[string]bool, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i].Value, n.Content[i+1]
+		if seen[k] {
+			return fmt.Errorf("%s is given twice", k)
+		}
+		seen[k] = true
 		var dst any
 		switch k {
 		case "template":
@@ -146,6 +158,7 @@ func decodeEventNode(n *yaml.Node, l *bulkEventLine) error {
 			dst = &l.Time
 		case "data":
 			var x any
+			keepTimestampsAsText(v)
 			if err := v.Decode(&x); err != nil {
 				return fmt.Errorf("data: %s", yamlMessage(err))
 			}
@@ -163,6 +176,18 @@ func decodeEventNode(n *yaml.Node, l *bulkEventLine) error {
 		}
 	}
 	return nil
+}
+
+// keepTimestampsAsText makes unquoted dates in event data decode as the text
+// the author wrote ("2025-04-07"), as they do from an NDJSON line, rather
+// than as time.Time ("2025-04-07T00:00:00Z").
+func keepTimestampsAsText(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!timestamp" {
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		keepTimestampsAsText(c)
+	}
 }
 
 // jsonable converts YAML's map[string]any / map[any]any trees into values
@@ -245,6 +270,8 @@ func jsonMessage(err error) string {
 	switch {
 	case errors.As(err, &se):
 		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te) && te.Field == "":
+		return fmt.Sprintf("want a JSON object with template, id and type, got JSON %s", te.Value)
 	case errors.As(err, &te):
 		return fmt.Sprintf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):

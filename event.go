@@ -44,6 +44,9 @@ func (e *Event) Validate() error {
 	if len(e.Data) > MaxDataBytes {
 		return Errorf(ErrInvalidEvent, "invalid event %q: data is larger than %d bytes", e.ID, MaxDataBytes)
 	}
+	if !utf8.Valid(e.Data) {
+		return Errorf(ErrInvalidEvent, "invalid event %q: data is not valid UTF-8", e.ID)
+	}
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		return Errorf(ErrInvalidEvent, "invalid event %q: data is not valid JSON", e.ID)
 	}

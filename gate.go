@@ -86,6 +86,9 @@ func ParseGateChange(m map[string]bool) (GateChange, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, dup := c[name]; dup {
+			return nil, Errorf(ErrInvalidInput, "gate %s is given twice, with and without the iu_core. prefix: give it once", name)
+		}
 		c[name] = v
 	}
 	return c, nil

@@ -59,7 +59,7 @@ func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, er
 			var d any
 			dec := json.NewDecoder(bytes.NewReader(ev.Data))
 			dec.UseNumber()
-			if err := dec.Decode(&d); err == nil {
+			if err := dec.Decode(&d); err == nil && d != nil {
 				vars["data"] = d
 			}
 		}

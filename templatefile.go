@@ -64,6 +64,9 @@ func ParseTemplateSpec(data []byte) (*TemplateSpec, error) {
 	dec.KnownFields(true)
 	var f templateFile
 	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errorf(ErrInvalidTemplate, "empty file: want a template with key, title and pieces")
+		}
 		return nil, Errorf(ErrInvalidTemplate, "%s", yamlMessage(err))
 	}
 	var extra yaml.Node
@@ -128,6 +131,7 @@ func yamlMessage(err error) string {
 		"!!seq", "a list", "!!map", "a mapping", "!!str", "a string", "!!int", "a number", "!!bool", "a boolean",
 		"into string", "into a string", "into []string", "into a list of slot ids",
 		"into []iu.pieceFile", "into a list of pieces", "into iu.templateFile", "into a template", "into iu.pieceFile", "into a piece",
+		"into iu.planFile", "into a plan", "into []yaml.Node", "into a list of events", "into map[string]bool", "into a mapping of gate names to true or false",
 	).Replace(msg)
 	return fmt.Sprint(msg)
 }
