@@ -1,0 +1,327 @@
+// Package postgres is iu's shared store: one PostgreSQL database (or one
+// schema of it) that many iu processes use at once, through
+// github.com/jackc/pgx/v5.
+//
+// Write transactions run at READ COMMITTED. The idempotency key's unique
+// index is what serializes workers: a key is claimed by exactly one
+// transaction (INSERT ... ON CONFLICT DO NOTHING), and whoever loses reads
+// the winner's row once it has committed. Serialization failures and
+// deadlocks are reported as iu.ErrRetryable, so the engine runs the
+// transaction again.
+//
+// The schema lives in the first schema of the connection's search_path, so
+// a DSN with search_path=NAME keeps a store in its own schema.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/iu-engine/iu"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// versionTable is goose's bookkeeping table; its presence marks an iu store.
+const versionTable = "iu_schema_version"
+
+// ourTables are the tables of iu's schema: a schema that has any of them but
+// no version table was not made by iu, and is left alone.
+var ourTables = []string{
+	"iu_piece", "iu_piece_collection", "iu_collection_membership",
+	"iu_collection_template_instance_lineage", "iu_auto_instantiate_event_log", "iu_gate", "iu_gate_audit",
+}
+
+// Defaults of Options.
+const (
+	DefaultStatementTimeout     = 30 * time.Second
+	DefaultLongStatementTimeout = 30 * time.Minute
+	DefaultConnectTimeout       = 10 * time.Second
+)
+
+// Options tune a Store. The zero value is sensible.
+type Options struct {
+	// MaxConns bounds the connection pool. The default, 4 per CPU and at
+	// least 8, keeps the server's cores busy while commits wait for the WAL
+	// flush, without queueing more backends than the server can run.
+	MaxConns int32
+	// StatementTimeout bounds every statement (default 30 s, or the DSN's
+	// statement_timeout if it has one; negative: none). A bulk run is many
+	// statements, each of one chunk of events, so it needs no more than this.
+	StatementTimeout time.Duration
+	// LongStatementTimeout bounds the statements whose work grows with the
+	// whole store rather than with one request: rolling back an actor and
+	// counting orphans (default 30 minutes; negative: none).
+	LongStatementTimeout time.Duration
+	// ConnectTimeout bounds connecting when the DSN sets no connect_timeout
+	// (default 10 s).
+	ConnectTimeout time.Duration
+}
+
+// Store is an iu.Store on a PostgreSQL database.
+type Store struct {
+	pool     *pgxpool.Pool
+	conn     *pgx.ConnConfig // for ViewFresh: a connection outside the pool
+	desc     string
+	host     string // host:port, or the socket directory, for messages
+	database string
+	user     string
+
+	stmtTimeout time.Duration
+	longTimeout time.Duration
+}
+
+var _ iu.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn (a postgres:// URL or a
+// key=value string, as libpq takes), brings iu's schema up to date in the
+// first schema of its search_path, and returns the store. It refuses a
+// schema whose version is newer than this build knows (iu.ErrSchemaTooNew)
+// and one that holds iu's tables without iu's version table
+// (iu.ErrNotStore). Errors name the host and database, never the password.
+func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, iu.Errorf(iu.ErrInvalidInput, "invalid PostgreSQL DSN: %s", parseMessage(err))
+	}
+	s := &Store{
+		database: cfg.ConnConfig.Database,
+		user:     cfg.ConnConfig.User,
+	}
+	cc := cfg.ConnConfig
+	s.host = hostPort(cc.Host, cc.Port)
+	s.desc = describe(cc.Host, cc.Port, cc.Database, cc.RuntimeParams["search_path"])
+
+	if _, ok := cc.RuntimeParams["application_name"]; !ok {
+		cc.RuntimeParams["application_name"] = "iu"
+	}
+	s.stmtTimeout = opt.StatementTimeout
+	if s.stmtTimeout == 0 {
+		s.stmtTimeout = DefaultStatementTimeout
+		if v, ok := cc.RuntimeParams["statement_timeout"]; ok {
+			if ms, err := strconv.Atoi(v); err == nil {
+				s.stmtTimeout = time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	cc.RuntimeParams["statement_timeout"] = pgInterval(s.stmtTimeout)
+	s.longTimeout = opt.LongStatementTimeout
+	if s.longTimeout == 0 {
+		s.longTimeout = DefaultLongStatementTimeout
+	}
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = opt.ConnectTimeout
+		if cc.ConnectTimeout <= 0 {
+			cc.ConnectTimeout = DefaultConnectTimeout
+		}
+	}
+	cfg.MaxConns = opt.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
+	}
+	s.conn = cc.Copy()
+
+	if err := s.migrate(ctx); err != nil {
+		return nil, err
+	}
+	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, s.translate(ctx, err)
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.pool.Close()
+		return nil, s.translate(ctx, err)
+	}
+	return s, nil
+}
+
+// parseMessage returns pgx's reason for refusing a DSN. pgx already leaves
+// the password out of it.
+func parseMessage(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && strings.HasPrefix(msg, "cannot parse") {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+func hostPort(host string, port uint16) string {
+	if strings.HasPrefix(host, "/") {
+		return host // a Unix socket directory
+	}
+	return fmt.Sprintf("%s:%d", host, port)
+}
+
+// describe names a store as a URL without credentials.
+func describe(host string, port uint16, database, searchPath string) string {
+	q := url.Values{}
+	u := url.URL{Scheme: "postgres", Path: "/" + database}
+	if strings.HasPrefix(host, "/") {
+		q.Set("host", host)
+	} else {
+		u.Host = fmt.Sprintf("%s:%d", host, port)
+	}
+	if searchPath != "" {
+		q.Set("search_path", searchPath)
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// pgInterval renders a timeout for SET: milliseconds, 0 meaning none.
+func pgInterval(d time.Duration) string {
+	if d < 0 {
+		return "0"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// migrate checks what the target schema holds and applies pending migrations
+// under a session-level advisory lock, so that processes opening a new store
+// at once do not race. The lock id is derived from the schema, so stores in
+// different schemas of one database migrate independently.
+func (s *Store) migrate(ctx context.Context) error {
+	db := stdlib.OpenDB(*s.conn.Copy())
+	defer db.Close()
+	db.SetMaxOpenConns(2)
+
+	var schema *string
+	var database string
+	var ours int
+	var versioned bool
+	err := db.QueryRowContext(ctx, `SELECT current_schema(), current_database(),
+		(SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY($1)),
+		EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = $2)`,
+		ourTables, versionTable).Scan(&schema, &database, &ours, &versioned)
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	if schema == nil {
+		return iu.Errorf(iu.ErrUnavailable, "%s: no schema of the search_path %q exists: create it first (CREATE SCHEMA ...)",
+			s.desc, s.conn.RuntimeParams["search_path"])
+	}
+	if ours > 0 && !versioned {
+		return iu.Errorf(iu.ErrNotStore, "%s: schema %q is not an iu store: it has tables named like iu's but no %s table; use another schema (search_path=...)",
+			s.desc, *schema, versionTable)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	h := fnv.New64a()
+	h.Write([]byte("iu-migrate:" + database + "." + *schema))
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 600))
+	if err != nil {
+		return fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+		goose.WithTableName(versionTable), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: read schema version: %w", s.desc, s.translate(ctx, err))
+	}
+	if current > target {
+		return iu.Errorf(iu.ErrSchemaTooNew, "%s has schema version %d, newer than this iu knows (%d): upgrade iu", s.desc, current, target)
+	}
+	if current == target {
+		return nil
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("%s: migrate: %w", s.desc, s.translate(ctx, err))
+	}
+	return nil
+}
+
+// Describe names the store without credentials: postgres://host:port/db.
+func (s *Store) Describe() string { return s.desc }
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// Update runs fn in a READ COMMITTED transaction. Conflicts between workers
+// are settled by unique indexes, not by isolation: see ClaimEvents.
+func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	return s.run(ctx, ptx, true, fn)
+}
+
+// View runs fn in a read-only REPEATABLE READ transaction: one snapshot for
+// every statement, so verify's reads agree with each other.
+func (s *Store) View(ctx context.Context, fn func(iu.Tx) error) error {
+	ptx, err := s.pool.BeginTx(ctx, readOnly)
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	return s.run(ctx, ptx, false, fn)
+}
+
+var readOnly = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
+
+// ViewFresh runs fn like View on a connection of its own, opened for this
+// call and closed after it: the durability check after a bulk run.
+func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
+	conn, err := pgx.ConnectConfig(ctx, s.conn.Copy())
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ptx, err := conn.BeginTx(ctx, readOnly)
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	return s.run(ctx, ptx, false, fn)
+}
+
+// run calls fn in ptx and commits when fn succeeds and write is set; it
+// rolls back otherwise, even when ctx is already cancelled.
+func (s *Store) run(ctx context.Context, ptx pgx.Tx, write bool, fn func(iu.Tx) error) (err error) {
+	done := false
+	defer func() {
+		if !done {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			ptx.Rollback(rctx)
+			cancel()
+		}
+	}()
+	if err := fn(&tx{s: s, tx: ptx, write: write}); err != nil {
+		return err
+	}
+	if !write {
+		return nil
+	}
+	done = true
+	if err := ptx.Commit(ctx); err != nil {
+		if errors.Is(s.translate(ctx, err), iu.ErrUnavailable) {
+			return iu.Errorf(iu.ErrUnavailable, "%s: the connection failed while committing, so whether the transaction committed is unknown: %v", s.desc, rootCause(err))
+		}
+		return s.translate(ctx, err)
+	}
+	return nil
+}

@@ -1,0 +1,286 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/postgres"
+	"github.com/iu-engine/iu/storetest"
+)
+
+// envDSN names the server the tests use. Unset, they skip; set but
+// unreachable, they fail.
+const envDSN = "IU_TEST_POSTGRES"
+
+// serverDSN returns the test server's DSN or skips the test.
+func serverDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(envDSN)
+	if dsn == "" {
+		t.Skip(envDSN + " is not set: no PostgreSQL to test against (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
+	}
+	return dsn
+}
+
+// withSearchPath returns dsn with its search_path set to schema, for URL
+// and key=value DSNs alike.
+func withSearchPath(t testing.TB, dsn, schema string) string {
+	t.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("%s: %v", envDSN, err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+// freshSchema creates a schema of its own for one test, dropped by the
+// test's cleanup, and returns a DSN that uses it.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	dsn := serverDSN(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("%s is set but the server is unreachable: %v", envDSN, err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "iu_test_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return withSearchPath(t, dsn, schema)
+}
+
+// dsns remembers each store's DSN, for Reopen.
+var dsns sync.Map // *postgres.Store -> string
+
+func open(t testing.TB, dsn string) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsns.Store(s, dsn)
+	t.Cleanup(func() {
+		dsns.Delete(s)
+		s.Close()
+	})
+	return s
+}
+
+func harness() storetest.Harness {
+	return storetest.Harness{
+		Open: func(t *testing.T) iu.Store { return open(t, freshSchema(t)) },
+		Exec: func(t *testing.T, s iu.Store, query string) {
+			t.Helper()
+			if err := postgres.ExecRaw(context.Background(), s.(*postgres.Store), query); err != nil {
+				t.Fatalf("exec %q: %v", query, err)
+			}
+		},
+		Count: func(t *testing.T, s iu.Store, query string) int64 {
+			t.Helper()
+			n, err := postgres.CountRaw(context.Background(), s.(*postgres.Store), query)
+			if err != nil {
+				t.Fatalf("count %q: %v", query, err)
+			}
+			return n
+		},
+		Reopen: func(t *testing.T, s iu.Store) iu.Store {
+			dsn, ok := dsns.Load(s.(*postgres.Store))
+			if !ok {
+				t.Fatal("reopen: store was not opened by this harness")
+			}
+			return open(t, dsn.(string))
+		},
+	}
+}
+
+func TestConformance(t *testing.T) {
+	serverDSN(t)
+	storetest.Exercise(t, harness())
+}
+
+// An unreachable server is named with its host and database, and the
+// password is not repeated. This needs no server: nothing listens on port 1.
+func TestUnreachableServerIsNamed(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := postgres.Open(ctx, "postgres://alice:s3cret-pw@127.0.0.1:1/inventory?sslmode=disable&connect_timeout=5", postgres.Options{})
+	if !errors.Is(err, iu.ErrUnavailable) || iu.ErrorCode(err) != iu.CodeUnavailable {
+		t.Fatalf("open of an unreachable server: %v, want ErrUnavailable", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"127.0.0.1:1", `"inventory"`, "refused"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "s3cret-pw") || strings.Contains(msg, "\n") || strings.Contains(msg, "goroutine") {
+		t.Errorf("message %q leaks the password or a trace", msg)
+	}
+}
+
+func TestBadDSNIsRefused(t *testing.T) {
+	t.Parallel()
+	_, err := postgres.Open(context.Background(), "postgres://alice:s3cret-pw@127.0.0.1:notaport/db", postgres.Options{})
+	if !errors.Is(err, iu.ErrInvalidInput) || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Fatalf("bad DSN: %v", err)
+	}
+}
+
+func TestWrongCredentialsAreNamed(t *testing.T) {
+	t.Parallel()
+	dsn := serverDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Skipf("%s is not a URL; this test builds a URL", envDSN)
+	}
+	u.User = url.UserPassword("iu_no_such_role", "s3cret-pw")
+	_, err = postgres.Open(context.Background(), u.String(), postgres.Options{})
+	if !errors.Is(err, iu.ErrUnavailable) {
+		t.Fatalf("open as an unknown role: %v, want ErrUnavailable", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{u.Host, "iu_no_such_role", strings.TrimPrefix(u.Path, "/")} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "s3cret-pw") {
+		t.Errorf("message %q leaks the password", msg)
+	}
+}
+
+func TestMissingDatabaseIsNamed(t *testing.T) {
+	t.Parallel()
+	dsn := serverDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Skipf("%s is not a URL; this test builds a URL", envDSN)
+	}
+	u.Path = "/iu_no_such_database"
+	_, err = postgres.Open(context.Background(), u.String(), postgres.Options{})
+	if !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "iu_no_such_database") {
+		t.Fatalf("open of a missing database: %v", err)
+	}
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	s := open(t, dsn)
+	if err := postgres.ExecRaw(context.Background(), s, `INSERT INTO iu_schema_version (version_id, is_applied) VALUES (99999, true)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+	if !errors.Is(err, iu.ErrSchemaTooNew) || !strings.Contains(err.Error(), "99999") {
+		t.Fatalf("open of a newer schema: %v, want ErrSchemaTooNew naming version 99999", err)
+	}
+}
+
+func TestForeignTablesAreRefused(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE iu_gate (name text)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Open(ctx, dsn, postgres.Options{})
+	if !errors.Is(err, iu.ErrNotStore) {
+		t.Fatalf("open of a schema with a stray iu_gate table: %v, want ErrNotStore", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the refused schema was touched: %d tables, %v", n, err)
+	}
+}
+
+func TestMissingSchemaIsNamed(t *testing.T) {
+	t.Parallel()
+	dsn := withSearchPath(t, serverDSN(t), "iu_no_such_schema")
+	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+	if !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "iu_no_such_schema") {
+		t.Fatalf("open with a missing schema: %v", err)
+	}
+}
+
+// Many processes opening one new store at once: one migrates, the others
+// wait for its lock and find the schema current.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("opener %d: %v", i, err)
+		}
+	}
+	s := open(t, dsn)
+	if n, err := postgres.CountRaw(context.Background(), s, `SELECT count(*) FROM iu_schema_version WHERE version_id > 0`); err != nil || n != 1 {
+		t.Fatalf("migrations applied %d times, %v", n, err)
+	}
+}
+
+func TestDescribeHasNoPassword(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	u, _ := url.Parse(dsn)
+	s := open(t, dsn)
+	d := s.Describe()
+	if !strings.HasPrefix(d, "postgres://"+u.Host+u.Path) || !strings.Contains(d, "search_path=iu_test_") {
+		t.Fatalf("Describe() = %q", d)
+	}
+	if p, ok := u.User.Password(); ok && p != "" && strings.Contains(d, p) {
+		t.Fatalf("Describe() = %q shows the password", d)
+	}
+}

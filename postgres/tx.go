@@ -1,0 +1,806 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/iu-engine/iu"
+)
+
+// tx is an iu.Tx on a PostgreSQL transaction.
+//
+// Batch-shaped methods send arrays and let the server unnest them: one
+// statement, one round trip, however many rows. Statements that belong
+// together are pipelined in a pgx.Batch.
+type tx struct {
+	s     *Store
+	tx    pgx.Tx
+	write bool
+}
+
+var errReadOnly = errors.New("postgres: write in a read-only transaction")
+
+func (t *tx) exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	if !t.write {
+		return pgconn.CommandTag{}, errReadOnly
+	}
+	tag, err := t.tx.Exec(ctx, query, args...)
+	if err != nil {
+		return tag, t.s.translate(ctx, err)
+	}
+	return tag, nil
+}
+
+func (t *tx) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	rows, err := t.tx.Query(ctx, query, args...)
+	if err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	return rows, nil
+}
+
+func (t *tx) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
+	err := t.tx.QueryRow(ctx, query, args...).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	return t.s.translate(ctx, err)
+}
+
+// sendBatch runs the queued statements in one round trip and returns the
+// first error, translated.
+func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	if !t.write {
+		return errReadOnly
+	}
+	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+		return t.s.translate(ctx, err)
+	}
+	return nil
+}
+
+// long runs fn with the statement timeout raised to LongStatementTimeout,
+// for statements whose work grows with the whole store.
+func (t *tx) long(ctx context.Context, fn func() error) error {
+	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, pgInterval(t.s.longTimeout)); err != nil {
+		return t.s.translate(ctx, err)
+	}
+	if err := fn(); err != nil {
+		return err
+	}
+	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, pgInterval(t.s.stmtTimeout)); err != nil {
+		return t.s.translate(ctx, err)
+	}
+	return nil
+}
+
+// prefixEnd returns the smallest string greater than every string that
+// starts with p, so that "k >= p AND k < prefixEnd(p)" is an index range
+// (keys are COLLATE "C": byte order).
+func prefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return "\xff\xff\xff\xff"
+}
+
+func parseDigest(s string) iu.Digest {
+	d, _ := iu.ParseDigest(s) // a malformed stored digest reads as zero, which verify reports
+	return d
+}
+
+func splitAfter(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
+}
+
+func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
+	var g iu.Gates
+	rows, err := t.query(ctx, `SELECT name, enabled FROM iu_gate`)
+	if err != nil {
+		return g, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var on bool
+		if err := rows.Scan(&name, &on); err != nil {
+			return g, t.s.translate(ctx, err)
+		}
+		g.Set(name, on)
+	}
+	return g, t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
+	if !t.write {
+		return errReadOnly
+	}
+	names := change.Names()
+	b := &pgx.Batch{}
+	for _, name := range names {
+		on := change[name]
+		b.Queue(`UPDATE iu_gate SET enabled = $1, updated_at = $2, updated_by = $3 WHERE name = $4`, on, at, actor, name)
+		b.Queue(`INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by) VALUES ($1, $2, $3, $4)`, name, on, at, actor)
+	}
+	res := t.tx.SendBatch(ctx, b)
+	defer res.Close()
+	for _, name := range names {
+		tag, err := res.Exec()
+		if err != nil {
+			return t.s.translate(ctx, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("postgres: gate %s is missing from iu_gate", name)
+		}
+		if _, err := res.Exec(); err != nil {
+			return t.s.translate(ctx, err)
+		}
+	}
+	return t.s.translate(ctx, res.Close())
+}
+
+func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := t.query(ctx, `SELECT name, enabled, changed_by, changed_at FROM iu_gate_audit ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.GateAuditEntry{}
+	for rows.Next() {
+		var e iu.GateAuditEntry
+		if err := rows.Scan(&e.Name, &e.Enabled, &e.ChangedBy, &e.ChangedAt); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		e.ChangedAt = e.ChangedAt.UTC()
+		out = append(out, e)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// GetTemplate reads the header and the graph in one statement: the engine
+// calls it in every single-event transaction.
+func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
+	rows, err := t.query(ctx, `SELECT c.title, c.digest, c.emit_mode, c.actor, c.created_at, m.slot, m.piece_id, m.after_slots
+		FROM iu_piece_collection c LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		WHERE c.collection_key = $1 AND c.collection_kind = 'template' ORDER BY m.position`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tp *iu.Template
+	for rows.Next() {
+		var title, digest, mode, actor string
+		var at time.Time
+		var slot, piece, after *string
+		if err := rows.Scan(&title, &digest, &mode, &actor, &at, &slot, &piece, &after); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		if tp == nil {
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: at.UTC(), Digest: parseDigest(digest)}
+		}
+		if slot != nil {
+			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: splitAfter(*after)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	if tp == nil {
+		return nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+	}
+	return tp, nil
+}
+
+func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.emit_mode, c.digest, c.actor, c.created_at,
+		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_key = c.collection_key)
+		FROM iu_piece_collection c WHERE c.collection_kind = 'template' ORDER BY c.collection_key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.TemplateInfo{}
+	for rows.Next() {
+		var ti iu.TemplateInfo
+		var mode, digest string
+		var pieces int64
+		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &ti.CreatedAt, &pieces); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		ti.EmitMode, ti.Digest, ti.Pieces, ti.CreatedAt = iu.EmitMode(mode), parseDigest(digest), int(pieces), ti.CreatedAt.UTC()
+		out = append(out, ti)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// membershipInsert stores slots for many collections at once: $1 and $2
+// name each collection and which of the slot groups ($3..$7) it gets, so a
+// thousand instances of one template send that template's slots once.
+const membershipInsert = `INSERT INTO iu_collection_membership (collection_key, slot, position, piece_id, after_slots)
+	SELECT c.k, s.slot, s.pos, s.piece, s.after
+	FROM unnest($1::text[], $2::int[]) AS c(k, g)
+	JOIN unnest($3::int[], $4::text[], $5::int[], $6::text[], $7::text[]) AS s(g, slot, pos, piece, after) USING (g)`
+
+// slotGroups collects the distinct slot lists of collections as the arrays
+// of membershipInsert. Instances of one template share its Slots slice, so
+// groups are found by the slice's identity.
+type slotGroups struct {
+	keys   []string
+	group  []int32
+	index  map[*iu.Slot]int32
+	sg     []int32
+	slot   []string
+	pos    []int32
+	piece  []string
+	after  []string
+	nextID int32
+}
+
+func (g *slotGroups) add(key string, slots []iu.Slot) {
+	if len(slots) == 0 {
+		return
+	}
+	if g.index == nil {
+		g.index = make(map[*iu.Slot]int32)
+	}
+	id, ok := g.index[&slots[0]]
+	if !ok {
+		id = g.nextID
+		g.nextID++
+		g.index[&slots[0]] = id
+		for i, s := range slots {
+			g.sg = append(g.sg, id)
+			g.slot = append(g.slot, s.ID)
+			g.pos = append(g.pos, int32(i))
+			g.piece = append(g.piece, s.Piece.String())
+			g.after = append(g.after, strings.Join(s.After, " "))
+		}
+	}
+	g.keys = append(g.keys, key)
+	g.group = append(g.group, id)
+}
+
+func (g *slotGroups) queue(b *pgx.Batch) {
+	if len(g.keys) > 0 {
+		b.Queue(membershipInsert, g.keys, g.group, g.sg, g.slot, g.pos, g.piece, g.after)
+	}
+}
+
+func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
+	var ids, kinds, bodies []string
+	seen := make(map[iu.Digest]bool, len(tp.Slots))
+	for _, s := range tp.Slots {
+		if seen[s.Piece] {
+			continue
+		}
+		seen[s.Piece] = true
+		p, ok := tp.Pieces[s.Piece]
+		if !ok {
+			return iu.Errorf(iu.ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", tp.Key, s.ID, s.Piece)
+		}
+		ids, kinds, bodies = append(ids, s.Piece.String()), append(kinds, p.Kind), append(bodies, p.Body)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO iu_piece (piece_id, kind, body, created_at)
+		SELECT id, kind, body, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS p(id, kind, body)
+		ORDER BY id ON CONFLICT DO NOTHING`, ids, kinds, bodies, tp.CreatedAt)
+	b.Queue(`INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, emit_mode, actor, created_at)
+		VALUES ($1, 'template', $2, $3, $4, $5, $6)`, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, tp.CreatedAt)
+	var g slotGroups
+	g.add(tp.Key, tp.Slots)
+	g.queue(b)
+	err := t.sendBatch(ctx, b)
+	if isUnique(err) {
+		// Another transaction published the key since this one looked. Run
+		// again, the engine compares contents and answers no-op or conflict.
+		return fmt.Errorf("%w (%w)", iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key), iu.ErrRetryable)
+	}
+	return err
+}
+
+func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) error {
+	tag, err := t.exec(ctx, `UPDATE iu_piece_collection SET emit_mode = $1 WHERE collection_key = $2 AND collection_kind = 'template'`, string(mode), key)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+	}
+	return nil
+}
+
+func (t *tx) GetPieces(ctx context.Context, ids []iu.Digest) (map[iu.Digest]iu.Piece, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = id.String()
+	}
+	rows, err := t.query(ctx, `SELECT piece_id, kind, body FROM iu_piece WHERE piece_id = ANY($1)`, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[iu.Digest]iu.Piece, len(ids))
+	return out, t.scanPieces(ctx, rows, out)
+}
+
+func (t *tx) scanPieces(ctx context.Context, rows pgx.Rows, out map[iu.Digest]iu.Piece) error {
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var p iu.Piece
+		if err := rows.Scan(&id, &p.Kind, &p.Body); err != nil {
+			return t.s.translate(ctx, err)
+		}
+		d, err := iu.ParseDigest(id)
+		if err != nil {
+			return err
+		}
+		out[d] = p
+	}
+	return t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) ListPieces(ctx context.Context) (map[iu.Digest]iu.Piece, error) {
+	rows, err := t.query(ctx, `SELECT piece_id, kind, body FROM iu_piece`)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[iu.Digest]iu.Piece)
+	return out, t.scanPieces(ctx, rows, out)
+}
+
+const logColumns = `idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at`
+
+// claimInsert inserts log entries whose keys are free, in key order so that
+// two transactions claiming overlapping keys lock them in the same order,
+// and returns the keys it inserted. A key that another open transaction has
+// inserted makes this wait for it: if it commits, the key is not ours.
+const claimInsert = `INSERT INTO iu_auto_instantiate_event_log (` + logColumns + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
+	ORDER BY 1
+	ON CONFLICT (idempotency_key) DO NOTHING
+	RETURNING idempotency_key`
+
+// maxClaimRounds bounds how often ClaimEvents goes around when a key it
+// lost is deleted (rolled back) before it could read the winner's entry.
+const maxClaimRounds = 4
+
+// ClaimEvents claims the free keys with one INSERT ... ON CONFLICT DO
+// NOTHING and then reads the entries of the keys it did not get, in a new
+// statement: at READ COMMITTED that statement sees the rows whose commit the
+// INSERT waited for.
+func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+	if !t.write {
+		return nil, errReadOnly
+	}
+	existing := make(map[string]iu.LogEntry)
+	byKey := make(map[string]*iu.LogEntry, len(entries))
+	pending := make([]*iu.LogEntry, len(entries))
+	for i := range entries {
+		pending[i] = &entries[i]
+		byKey[entries[i].IdempotencyKey] = &entries[i]
+	}
+	for round := 0; len(pending) > 0; round++ {
+		if round == maxClaimRounds {
+			return nil, iu.Errorf(iu.ErrRetryable, "%s: idempotency keys kept changing hands while being claimed (rollbacks racing emits)", t.s.desc)
+		}
+		n := len(pending)
+		keys, ids, types, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		tpls, insts, actors, statuses := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		payloads, ats := make([]string, n), make([]time.Time, n)
+		for i, e := range pending {
+			keys[i], ids[i], types[i], sources[i] = e.IdempotencyKey, e.EventID, e.EventType, e.EventSource
+			tpls[i], insts[i], actors[i], statuses[i] = e.TemplateKey, e.InstanceKey, e.Actor, string(e.Status)
+			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt
+		}
+		rows, err := t.tx.Query(ctx, claimInsert, keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats)
+		if err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		claimed := make(map[string]bool, n)
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return nil, t.s.translate(ctx, err)
+			}
+			claimed[k] = true
+		}
+		if err := rows.Err(); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		if len(claimed) == n {
+			break
+		}
+		var lost []string
+		for _, k := range keys {
+			if !claimed[k] {
+				lost = append(lost, k)
+			}
+		}
+		rows, err = t.tx.Query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, lost)
+		if err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		if err := t.scanLog(ctx, rows, existing); err != nil {
+			return nil, err
+		}
+		// A key neither claimed nor found was deleted between the two
+		// statements: claim it again.
+		pending = pending[:0]
+		for _, k := range lost {
+			if _, ok := existing[k]; !ok {
+				pending = append(pending, byKey[k])
+			}
+		}
+	}
+	return existing, nil
+}
+
+func (t *tx) scanLog(ctx context.Context, rows pgx.Rows, out map[string]iu.LogEntry) error {
+	defer rows.Close()
+	for rows.Next() {
+		var e iu.LogEntry
+		var status, payload string
+		if err := rows.Scan(&e.IdempotencyKey, &e.EventID, &e.EventType, &e.EventSource, &e.TemplateKey, &e.InstanceKey,
+			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
+			return t.s.translate(ctx, err)
+		}
+		e.Status, e.PayloadDigest, e.CreatedAt = iu.Status(status), parseDigest(payload), e.CreatedAt.UTC()
+		out[e.IdempotencyKey] = e
+	}
+	return t.s.translate(ctx, rows.Err())
+}
+
+const collectionInsert = `INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at)
+	SELECT k, 'instance', title, digest, actor, at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS c(k, title, digest, actor, at)`
+
+const lineageInsert = `INSERT INTO iu_collection_template_instance_lineage (instance_key, template_key, template_digest, actor, mode,
+		event_id, event_type, event_source, event_subject, event_time, event_data, created_at)
+	SELECT k, tpl, td, actor, mode, id, typ, src, subj, tm, data::jsonb, at
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+		$10::timestamptz[], $11::text[], $12::timestamptz[]) AS l(k, tpl, td, actor, mode, id, typ, src, subj, tm, data, at)`
+
+// InsertInstances writes the collections, their memberships and their
+// lineage in one pipelined round trip.
+func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
+	n := len(instances)
+	keys, titles, digests, actors := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ats := make([]time.Time, n)
+	tpls, tds, modes := make([]string, n), make([]string, n), make([]string, n)
+	evID, evType, evSource, evSubject, evData := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	evTime := make([]*time.Time, n)
+	var g slotGroups
+	for i := range instances {
+		in := &instances[i]
+		keys[i], titles[i], digests[i], actors[i], ats[i] = in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt
+		tpls[i], tds[i], modes[i] = in.TemplateKey, in.TemplateDigest.String(), string(in.Mode)
+		if ev := in.Event; ev != nil {
+			evID[i], evType[i], evSource[i], evSubject[i] = &ev.ID, &ev.Type, &ev.Source, &ev.Subject
+			if !ev.Time.IsZero() {
+				evTime[i] = &ev.Time
+			}
+			if len(ev.Data) > 0 {
+				d := string(ev.Data)
+				evData[i] = &d
+			}
+		}
+		g.add(in.Key, in.Slots)
+	}
+	b := &pgx.Batch{}
+	b.Queue(collectionInsert, keys, titles, digests, actors, ats)
+	g.queue(b)
+	b.Queue(lineageInsert, keys, tpls, tds, actors, modes, evID, evType, evSource, evSubject, evTime, evData, ats)
+	err := t.sendBatch(ctx, b)
+	if isUnique(err) {
+		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", rootCause(err))
+	}
+	return err
+}
+
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
+	rec := &iu.InstanceRecord{Key: key}
+	var digest string
+	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evData *string
+	var evTime *time.Time
+	err := t.queryRow(ctx, `SELECT c.title, c.digest, c.actor, c.created_at, l.template_key, l.template_digest, l.mode,
+		l.event_id, l.event_type, l.event_source, l.event_subject, l.event_time, l.event_data::text
+		FROM iu_piece_collection c LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+		WHERE c.collection_key = $1 AND c.collection_kind = 'instance'`, []any{key},
+		&rec.Title, &digest, &rec.Actor, &rec.CreatedAt, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec.Digest, rec.CreatedAt = parseDigest(digest), rec.CreatedAt.UTC()
+	if tkey != nil {
+		rec.TemplateKey, rec.TemplateDigest, rec.Mode = *tkey, parseDigest(deref(tdigest)), iu.Mode(deref(mode))
+	}
+	if evID != nil {
+		ev := &iu.Event{ID: *evID, Type: deref(evType), Source: deref(evSource), Subject: deref(evSubject)}
+		if evTime != nil {
+			ev.Time = evTime.UTC()
+		}
+		if evData != nil {
+			ev.Data = json.RawMessage(*evData)
+		}
+		rec.Event = ev
+	}
+	if rec.Slots, err = t.slots(ctx, key); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// slots reads a collection's membership rows in declaration order.
+func (t *tx) slots(ctx context.Context, key string) ([]iu.Slot, error) {
+	rows, err := t.query(ctx, `SELECT slot, piece_id, after_slots FROM iu_collection_membership
+		WHERE collection_key = $1 ORDER BY position`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.Slot
+	for rows.Next() {
+		var id, piece, after string
+		if err := rows.Scan(&id, &piece, &after); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		out = append(out, iu.Slot{ID: id, Piece: parseDigest(piece), After: splitAfter(after)})
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfaces, error) {
+	var s iu.Surfaces
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = $1),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto'),
+		(SELECT count(*) FROM iu_piece_collection WHERE actor = $1 AND collection_kind = 'instance'
+			AND collection_key >= $2 AND collection_key < $3)`,
+		[]any{actor, prefix, prefixEnd(prefix)}, &s.EventLog, &s.Lineage, &s.Instances)
+	return s, err
+}
+
+func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.InstanceRow, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.Actor != "" {
+		where = append(where, "actor = "+arg(f.Actor))
+	}
+	if f.TemplateKey != "" {
+		where = append(where, "template_key = "+arg(f.TemplateKey))
+	}
+	if f.Prefix != "" {
+		p := iu.AutoInstancePrefix(f.Prefix)
+		where = append(where, "instance_key >= "+arg(p)+" AND instance_key < "+arg(prefixEnd(p)))
+	}
+	q := `SELECT instance_key, template_key, event_id, event_type, event_source, actor, created_at,
+		template_digest, instance_digest, digest_match FROM iu_auto_instantiate_instances`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at, instance_key"
+	if f.Limit > 0 {
+		q += " LIMIT " + arg(f.Limit)
+	}
+	if f.Offset > 0 {
+		q += " OFFSET " + arg(f.Offset)
+	}
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.InstanceRow{}
+	for rows.Next() {
+		var r iu.InstanceRow
+		var td, id string
+		var evID, evType, evSource *string
+		var match *bool
+		if err := rows.Scan(&r.InstanceKey, &r.TemplateKey, &evID, &evType, &evSource, &r.Actor, &r.CreatedAt, &td, &id, &match); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		r.EventID, r.EventType, r.EventSource = deref(evID), deref(evType), deref(evSource)
+		r.CreatedAt, r.TemplateDigest, r.InstanceDigest = r.CreatedAt.UTC(), parseDigest(td), parseDigest(id)
+		r.DigestMatch = match != nil && *match
+		out = append(out, r)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) ListTemplateStats(ctx context.Context) ([]iu.TemplateStat, error) {
+	rows, err := t.query(ctx, `SELECT template_collection_key, emit_mode, instance_count, instances_last_hour
+		FROM iu_auto_instantiate_template_summary ORDER BY template_collection_key`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.TemplateStat{}
+	for rows.Next() {
+		var s iu.TemplateStat
+		var mode string
+		if err := rows.Scan(&s.TemplateKey, &mode, &s.InstanceCount, &s.InstancesLastHour); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		s.EmitMode = iu.EmitMode(mode)
+		out = append(out, s)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// rollbackCount counts what rolling back an actor deletes.
+const rollbackCount = `SELECT
+	(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = $1),
+	(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto'),
+	(SELECT count(*) FROM iu_piece_collection c JOIN iu_collection_template_instance_lineage l
+		ON l.instance_key = c.collection_key WHERE l.actor = $1 AND l.mode = 'auto'),
+	(SELECT count(*) FROM iu_collection_membership m JOIN iu_collection_template_instance_lineage l
+		ON l.instance_key = m.collection_key WHERE l.actor = $1 AND l.mode = 'auto')`
+
+// rollbackApply deletes an actor's auto instantiations in ONE statement:
+// every part sees the same snapshot, so an emit that commits meanwhile is
+// either wholly deleted or wholly kept, never split into orphans.
+const rollbackApply = `WITH doomed AS (
+		DELETE FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto' RETURNING instance_key
+	), log AS (
+		DELETE FROM iu_auto_instantiate_event_log WHERE actor = $1 RETURNING 1
+	), coll AS (
+		DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_key IN (SELECT instance_key FROM doomed)
+		RETURNING 1
+	), mem AS (
+		DELETE FROM iu_collection_membership WHERE collection_key IN (SELECT instance_key FROM doomed) RETURNING 1
+	)
+	SELECT (SELECT count(*) FROM log), (SELECT count(*) FROM doomed), (SELECT count(*) FROM coll), (SELECT count(*) FROM mem)`
+
+func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
+	var c iu.RollbackCounts
+	q := rollbackCount
+	if apply {
+		if !t.write {
+			return c, errReadOnly
+		}
+		q = rollbackApply
+	}
+	err := t.long(ctx, func() error {
+		return t.queryRow(ctx, q, []any{actor}, &c.LogRows, &c.LineageRows, &c.Instances, &c.Memberships)
+	})
+	return c, err
+}
+
+// graphPage is how many instances ScanInstanceGraphs reads per statement:
+// memory stays flat however many instances there are, and no result set is
+// open while fn runs.
+const graphPage = 1000
+
+func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
+	q := `WITH c AS (
+			SELECT collection_key, digest FROM iu_piece_collection
+			WHERE collection_kind = 'instance' AND collection_key > $1 %s
+			ORDER BY collection_key LIMIT %d
+		)
+		SELECT c.collection_key, c.digest, l.instance_key IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+			m.slot, m.piece_id, m.after_slots
+		FROM c
+		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+		LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		ORDER BY c.collection_key, m.slot`
+	args := []any{""}
+	filter := ""
+	if actor != "" {
+		filter = "AND actor = $2"
+		args = append(args, actor)
+	}
+	q = fmt.Sprintf(q, filter, graphPage)
+	page := make([]*iu.InstanceGraph, 0, graphPage)
+	for {
+		page = page[:0]
+		rows, err := t.query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		var cur *iu.InstanceGraph
+		for rows.Next() {
+			var key, digest, tkey, tdigest string
+			var has bool
+			var slot, piece, after *string
+			if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &slot, &piece, &after); err != nil {
+				rows.Close()
+				return t.s.translate(ctx, err)
+			}
+			if cur == nil || cur.Key != key {
+				cur = &iu.InstanceGraph{Key: key, Digest: parseDigest(digest), HasLineage: has, TemplateKey: tkey, TemplateDigest: parseDigest(tdigest)}
+				page = append(page, cur)
+			}
+			if slot != nil {
+				cur.Slots = append(cur.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: splitAfter(*after)})
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return t.s.translate(ctx, err)
+		}
+		for _, g := range page {
+			if err := fn(g); err != nil {
+				return err
+			}
+		}
+		if len(page) < graphPage {
+			return nil
+		}
+		args[0] = page[len(page)-1].Key
+	}
+}
+
+func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.digest, c.emit_mode, m.slot, m.piece_id, m.after_slots
+		FROM iu_piece_collection c JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		WHERE c.collection_kind = 'template' ORDER BY c.collection_key, m.position`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]*iu.Template)
+	for rows.Next() {
+		var key, title, digest, mode, slot, piece, after string
+		if err := rows.Scan(&key, &title, &digest, &mode, &slot, &piece, &after); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		tp, ok := out[key]
+		if !ok {
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Digest: parseDigest(digest)}
+			out[key] = tp
+		}
+		tp.Slots = append(tp.Slots, iu.Slot{ID: slot, Piece: parseDigest(piece), After: splitAfter(after)})
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
+	var o iu.Orphans
+	err := t.long(ctx, func() error {
+		return t.queryRow(ctx, `SELECT
+			(SELECT count(*) FROM iu_collection_membership m
+				WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = m.collection_key)
+				   OR NOT EXISTS (SELECT 1 FROM iu_piece p WHERE p.piece_id = m.piece_id)),
+			(SELECT count(*) FROM iu_collection_template_instance_lineage l
+				WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = l.instance_key)),
+			(SELECT count(*) FROM iu_auto_instantiate_event_log e
+				WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
+			(SELECT count(*) FROM iu_piece_collection c
+				WHERE c.collection_kind = 'instance'
+				  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_key = c.collection_key))`,
+			nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
+	})
+	return o, err
+}
