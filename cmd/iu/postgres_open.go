@@ -4,8 +4,12 @@ import (
 	"context"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/postgres"
 )
 
+// openPostgres opens the PostgreSQL store named by a postgres:// DSN, with
+// the store's defaults (pool size, statement timeouts). The DSN's
+// search_path picks the schema.
 func openPostgres(ctx context.Context, dsn string) (iu.Store, error) {
-	return nil, iu.Errorf(iu.ErrUnavailable, "PostgreSQL stores are not supported by this build yet")
+	return postgres.Open(ctx, dsn, postgres.Options{})
 }
