@@ -473,7 +473,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 	rep.Surfaces.EventLog = delta(pre.EventLog, post.EventLog)
 	rep.Surfaces.Lineage = delta(pre.Lineage, post.Lineage)
 	rep.Surfaces.Instances = delta(pre.Instances, post.Instances)
-	v, err := e.Verify(ctx, plan.Actor)
+	v, err := e.verify(ctx, plan.Actor, false)
 	if err != nil {
 		return rep, fmt.Errorf("bulk committed; verify: %w", err)
 	}

@@ -75,7 +75,7 @@ type Tx interface {
 	RollbackActor(ctx context.Context, actor string, apply bool) (RollbackCounts, error)
 
 	// ScanInstanceGraphs calls fn for each instance collection (those of
-	// actor when it is not empty) in key order, with the graph as stored.
+	// actor when it is not empty) in storage order, with the graph as stored.
 	ScanInstanceGraphs(ctx context.Context, actor string, fn func(*InstanceGraph) error) error
 	// ListTemplateGraphs returns every template's stored graph by key.
 	ListTemplateGraphs(ctx context.Context) (map[string]*Template, error)
@@ -154,7 +154,7 @@ type Surfaces struct {
 }
 
 // InstanceFilter selects rows of the per-instance view. Zero fields do not
-// filter. Rows come in created_at, instance_key order.
+// filter. Rows come in creation order.
 type InstanceFilter struct {
 	Actor       string
 	TemplateKey string

@@ -7,7 +7,7 @@ import "context"
 func ExecRaw(ctx context.Context, s *Store, query string, args ...any) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	_, err := s.w.ExecContext(ctx, query, args...)
+	_, err := s.wconn.ExecContext(ctx, query, args...)
 	return s.translate(err)
 }
 

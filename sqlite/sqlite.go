@@ -51,7 +51,12 @@ type Store struct {
 	r        *sql.DB // readers
 	busyWait time.Duration
 
-	wmu sync.Mutex // serializes write transactions in this process
+	// Writes go through one dedicated connection, with BEGIN IMMEDIATE and
+	// COMMIT issued as statements, so that prepared statements live as long
+	// as the connection instead of one transaction.
+	wmu   sync.Mutex // serializes write transactions in this process; guards the fields below
+	wconn *sql.Conn
+	stmts map[string]*sql.Stmt
 }
 
 var _ iu.Store = (*Store)(nil)
@@ -91,13 +96,18 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-32000)")+"&_txlock=immediate")
+	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-131072)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	s.w.SetMaxOpenConns(1)
 	s.w.SetMaxIdleConns(1)
 	s.w.SetConnMaxLifetime(0)
+	s.stmts = make(map[string]*sql.Stmt)
+	if s.wconn, err = s.w.Conn(ctx); err != nil {
+		s.w.Close()
+		return nil, s.translate(err)
+	}
 	s.r, err = sql.Open("sqlite", dsn(abs, "query_only(1)"))
 	if err != nil {
 		s.w.Close()
@@ -105,7 +115,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	}
 	s.r.SetMaxOpenConns(readers)
 	s.r.SetMaxIdleConns(readers)
-	if err := s.w.PingContext(ctx); err != nil {
+	if err := s.r.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, s.translate(err)
 	}
@@ -127,12 +137,20 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite", dsn(s.path, "journal_mode(WAL)", "synchronous(FULL)"))
+	db, err := sql.Open("sqlite", dsn(s.path, "synchronous(FULL)"))
 	if err != nil {
 		return fmt.Errorf("sqlite: open %s: %w", s.path, err)
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(2)
+	db.SetMaxOpenConns(1)
+	// A new file gets 16 KiB pages before anything is written (a page size
+	// is fixed once a WAL database exists): a quarter of the b-tree splits
+	// and write calls of the default 4 KiB for iu's append-heavy tables.
+	for _, p := range []string{"PRAGMA page_size = 16384", "PRAGMA journal_mode = WAL"} {
+		if _, err := db.ExecContext(ctx, p); err != nil {
+			return fmt.Errorf("sqlite: %s: %s: %w", s.path, p, s.translate(err))
+		}
+	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
@@ -187,6 +205,15 @@ func (s *Store) Path() string { return s.path }
 // Close closes the store.
 func (s *Store) Close() error {
 	var errs []error
+	s.wmu.Lock()
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	s.stmts = nil
+	if s.wconn != nil {
+		errs = append(errs, s.wconn.Close())
+	}
+	s.wmu.Unlock()
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
 	}
@@ -201,11 +228,12 @@ func (s *Store) Close() error {
 func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	var sqlTx *sql.Tx
+	if s.wconn == nil {
+		return iu.Errorf(iu.ErrUnavailable, "%s: store is closed", s.path)
+	}
 	deadline := time.Now().Add(s.busyWait)
 	for {
-		var err error
-		sqlTx, err = s.w.BeginTx(ctx, nil)
+		_, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE")
 		if err == nil {
 			break
 		}
@@ -221,15 +249,35 @@ func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t := &tx{s: s, tx: sqlTx, write: true}
-	if err := fn(t); err != nil {
-		sqlTx.Rollback()
+	// COMMIT and ROLLBACK must run even if ctx was cancelled meanwhile.
+	end := context.WithoutCancel(ctx)
+	if err := fn(&tx{s: s, write: true}); err != nil {
+		s.wconn.ExecContext(end, "ROLLBACK")
 		return err
 	}
-	if err := sqlTx.Commit(); err != nil {
+	if err := ctx.Err(); err != nil {
+		s.wconn.ExecContext(end, "ROLLBACK")
+		return err
+	}
+	if _, err := s.wconn.ExecContext(end, "COMMIT"); err != nil {
+		s.wconn.ExecContext(end, "ROLLBACK")
 		return s.translate(err)
 	}
 	return nil
+}
+
+// stmt returns a statement prepared on the writer connection, kept for the
+// life of the store. Callers hold wmu.
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := s.wconn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, s.translate(err)
+	}
+	s.stmts[query] = st
+	return st, nil
 }
 
 // View runs fn in a read transaction on the read pool.
@@ -254,7 +302,7 @@ func view(ctx context.Context, s *Store, db *sql.DB, fn func(iu.Tx) error) error
 		return s.translate(err)
 	}
 	defer sqlTx.Rollback()
-	return fn(&tx{s: s, tx: sqlTx})
+	return fn(&tx{s: s, rtx: sqlTx})
 }
 
 func isBusy(err error) bool {

@@ -32,9 +32,27 @@ func parseTime(s string) (time.Time, error) {
 
 // tx is an iu.Tx on a SQLite transaction.
 type tx struct {
-	s     *Store
-	tx    *sql.Tx
-	write bool
+	s      *Store
+	rtx    *sql.Tx // read transactions; writes use the store's writer connection
+	write  bool
+	nextID int64 // next free collection_id; 0 until first needed
+
+	templateIDs map[string]int64 // template key -> collection_id, for this transaction
+}
+
+// allocIDs reserves n collection ids and returns the first. Safe because a
+// write transaction holds SQLite's write lock from BEGIN IMMEDIATE on.
+func (t *tx) allocIDs(ctx context.Context, n int) (int64, error) {
+	if t.nextID == 0 {
+		var max int64
+		if err := t.queryRow(ctx, `SELECT coalesce(max(collection_id), 0) FROM iu_piece_collection`, nil, &max); err != nil {
+			return 0, err
+		}
+		t.nextID = max + 1
+	}
+	first := t.nextID
+	t.nextID += int64(n)
+	return first, nil
 }
 
 // exec runs a write statement.
@@ -42,7 +60,11 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 	if !t.write {
 		return nil, errors.New("sqlite: write in a read-only transaction")
 	}
-	res, err := t.tx.ExecContext(ctx, query, args...)
+	st, err := t.s.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	res, err := st.ExecContext(ctx, args...)
 	if err != nil {
 		return nil, t.s.translate(err)
 	}
@@ -50,7 +72,17 @@ func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, e
 }
 
 func (t *tx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	rows, err := t.tx.QueryContext(ctx, query, args...)
+	var rows *sql.Rows
+	var err error
+	if t.write {
+		var st *sql.Stmt
+		if st, err = t.s.stmt(ctx, query); err != nil {
+			return nil, err
+		}
+		rows, err = st.QueryContext(ctx, args...)
+	} else {
+		rows, err = t.rtx.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, t.s.translate(err)
 	}
@@ -185,10 +217,11 @@ func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry,
 
 func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
 	tp := &iu.Template{Key: key}
+	var id int64
 	var digest, mode, at string
-	err := t.queryRow(ctx, `SELECT title, digest, emit_mode, actor, created_at FROM iu_piece_collection
+	err := t.queryRow(ctx, `SELECT collection_id, title, digest, emit_mode, actor, created_at FROM iu_piece_collection
 		WHERE collection_key = ? AND collection_kind = 'template'`, []any{key},
-		&tp.Title, &digest, &mode, &tp.Actor, &at)
+		&id, &tp.Title, &digest, &mode, &tp.Actor, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
 	}
@@ -202,16 +235,16 @@ func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) 
 	if tp.CreatedAt, err = parseTime(at); err != nil {
 		return nil, err
 	}
-	if tp.Slots, err = t.slots(ctx, key); err != nil {
+	if tp.Slots, err = t.slots(ctx, id); err != nil {
 		return nil, err
 	}
 	return tp, nil
 }
 
 // slots reads a collection's membership rows in declaration order.
-func (t *tx) slots(ctx context.Context, key string) ([]iu.Slot, error) {
+func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 	rows, err := t.query(ctx, `SELECT slot, piece_id, after_slots FROM iu_collection_membership
-		WHERE collection_key = ? ORDER BY position`, key)
+		WHERE collection_id = ? ORDER BY position`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +274,7 @@ func splitAfter(s string) []string {
 
 func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
 	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.emit_mode, c.digest, c.actor, c.created_at,
-		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_key = c.collection_key)
+		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
 		FROM iu_piece_collection c WHERE c.collection_kind = 'template' ORDER BY c.collection_key`)
 	if err != nil {
 		return nil, err
@@ -284,22 +317,26 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 	if err := t.insertRows(ctx, `INSERT INTO iu_piece (piece_id, kind, body, created_at) VALUES `, 4, ` ON CONFLICT DO NOTHING`, args); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, emit_mode, actor, created_at)
-		VALUES (?, 'template', ?, ?, ?, ?, ?)`, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, at)
+	id, err := t.allocIDs(ctx, 1)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO iu_piece_collection (collection_id, collection_key, collection_kind, title, digest, emit_mode, actor, created_at)
+		VALUES (?, ?, 'template', ?, ?, ?, ?, ?)`, id, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, at)
 	if err != nil {
 		if isUnique(err) {
 			return iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key)
 		}
 		return err
 	}
-	return t.insertRows(ctx, membershipInsert, 5, "", membershipArgs(nil, tp.Key, tp.Slots))
+	return t.insertRows(ctx, membershipInsert, 6, "", membershipArgs(nil, id, tp.Key, tp.Slots))
 }
 
-const membershipInsert = `INSERT INTO iu_collection_membership (collection_key, slot, position, piece_id, after_slots) VALUES `
+const membershipInsert = `INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots) VALUES `
 
-func membershipArgs(args []any, key string, slots []iu.Slot) []any {
+func membershipArgs(args []any, id int64, key string, slots []iu.Slot) []any {
 	for i, s := range slots {
-		args = append(args, key, s.ID, i, s.Piece.String(), strings.Join(s.After, " "))
+		args = append(args, id, s.ID, key, i, s.Piece.String(), strings.Join(s.After, " "))
 	}
 	return args
 }
@@ -370,15 +407,67 @@ func (t *tx) ListPieces(ctx context.Context) (map[iu.Digest]iu.Piece, error) {
 const logColumns = `idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at`
 
 func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
-	existing := make(map[string]iu.LogEntry)
-	keys := make([]any, len(entries))
-	for i, e := range entries {
-		keys[i] = e.IdempotencyKey
+	args := make([]any, 0, 10*len(entries))
+	for _, e := range entries {
+		args = append(args, e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey,
+			e.Actor, string(e.Status), e.PayloadDigest.String(), fmtTime(e.CreatedAt))
 	}
-	// The write lock is held (BEGIN IMMEDIATE), so nothing can claim a key
-	// between this read and the insert below.
-	for off := 0; off < len(keys); off += maxInList {
-		part := keys[off:min(off+maxInList, len(keys))]
+	// Insert what is new and learn which those were; the write lock is held
+	// (BEGIN IMMEDIATE), so no one else can claim a key meanwhile. Most
+	// batches have no repeat: try a plain insert first and fall back to one
+	// that reports the inserted keys only when some row was skipped.
+	inserted := make(map[string]bool, len(entries))
+	for off := 0; off < len(entries); off += maxRowsPerInsert {
+		n := min(maxRowsPerInsert, len(entries)-off)
+		part := args[off*10 : (off+n)*10]
+		head := `INSERT INTO iu_auto_instantiate_event_log (` + logColumns + `) VALUES `
+		if _, err := t.exec(ctx, "SAVEPOINT iu_claim"); err != nil {
+			return nil, err
+		}
+		res, err := t.exec(ctx, insertSQL(head, 10, n, ` ON CONFLICT (idempotency_key) DO NOTHING`), part...)
+		if err != nil {
+			return nil, err
+		}
+		if k, _ := res.RowsAffected(); k == int64(n) {
+			for _, e := range entries[off : off+n] {
+				inserted[e.IdempotencyKey] = true
+			}
+			if _, err := t.exec(ctx, "RELEASE iu_claim"); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if _, err := t.exec(ctx, "ROLLBACK TO iu_claim"); err != nil {
+			return nil, err
+		}
+		if _, err := t.exec(ctx, "RELEASE iu_claim"); err != nil {
+			return nil, err
+		}
+		rows, err := t.query(ctx, insertSQL(head, 10, n, ` ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key`), part...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			inserted[k] = true
+		}
+		if err := rows.Close(); err != nil {
+			return nil, t.s.translate(err)
+		}
+	}
+	existing := make(map[string]iu.LogEntry)
+	var taken []any
+	for _, e := range entries {
+		if !inserted[e.IdempotencyKey] {
+			taken = append(taken, e.IdempotencyKey)
+		}
+	}
+	for off := 0; off < len(taken); off += maxInList {
+		part := taken[off:min(off+maxInList, len(taken))]
 		rows, err := t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key IN `+inList(len(part)), part...)
 		if err != nil {
 			return nil, err
@@ -386,17 +475,6 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 		if err := scanLog(rows, existing); err != nil {
 			return nil, err
 		}
-	}
-	args := make([]any, 0, 10*len(entries))
-	for _, e := range entries {
-		if _, ok := existing[e.IdempotencyKey]; ok {
-			continue
-		}
-		args = append(args, e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey,
-			e.Actor, string(e.Status), e.PayloadDigest.String(), fmtTime(e.CreatedAt))
-	}
-	if err := t.insertRows(ctx, `INSERT INTO iu_auto_instantiate_event_log (`+logColumns+`) VALUES `, 10, "", args); err != nil {
-		return nil, err
 	}
 	return existing, nil
 }
@@ -424,13 +502,25 @@ func scanLog(rows *sql.Rows, out map[string]iu.LogEntry) error {
 }
 
 func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
-	cols := make([]any, 0, 6*len(instances))
-	lineage := make([]any, 0, 12*len(instances))
-	members := make([]any, 0, 5*8*len(instances))
+	first, err := t.allocIDs(ctx, len(instances))
+	if err != nil {
+		return err
+	}
+	cols := make([]any, 0, 7*len(instances))
+	lineage := make([]any, 0, 13*len(instances))
+	members := make([]any, 0, 3*len(instances))
+	wantMembers := int64(0)
 	for i := range instances {
 		in := &instances[i]
+		id := first + int64(i)
+		tid, err := t.templateID(ctx, in.TemplateKey)
+		if err != nil {
+			return err
+		}
+		members = append(members, id, in.Key, tid)
+		wantMembers += int64(len(in.Slots))
 		at := fmtTime(in.CreatedAt)
-		cols = append(cols, in.Key, "instance", in.Title, in.Digest.String(), in.Actor, at)
+		cols = append(cols, id, in.Key, "instance", in.Title, in.Digest.String(), in.Actor, at)
 		var evID, evType, evSource, evSubject, evTime, evData any
 		if ev := in.Event; ev != nil {
 			evID, evType, evSource, evSubject = ev.ID, ev.Type, ev.Source, ev.Subject
@@ -441,34 +531,51 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 				evData = string(ev.Data)
 			}
 		}
-		lineage = append(lineage, in.Key, in.TemplateKey, in.TemplateDigest.String(), in.Actor, string(in.Mode),
+		lineage = append(lineage, id, in.Key, in.TemplateKey, in.TemplateDigest.String(), in.Actor, string(in.Mode),
 			evID, evType, evSource, evSubject, evTime, evData, at)
-		members = membershipArgs(members, in.Key, in.Slots)
 	}
-	err := t.insertRows(ctx, `INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at) VALUES `,
-		6, "", cols)
+	err = t.insertRows(ctx, `INSERT INTO iu_piece_collection (collection_id, collection_key, collection_kind, title, digest, actor, created_at) VALUES `,
+		7, "", cols)
 	if err != nil {
 		if isUnique(err) {
 			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", err)
 		}
 		return err
 	}
-	if err := t.insertRows(ctx, membershipInsert, 5, "", members); err != nil {
-		return err
+	// Instances share their template's graph: copy the template's own
+	// membership rows (its piece ids and edges) in SQL, as the seed's
+	// fn_iu_compose does, rather than binding every slot from Go.
+	var copied int64
+	for off := 0; off < len(instances); off += maxRowsPerInsert {
+		n := min(maxRowsPerInsert, len(instances)-off)
+		q := `WITH n (id, key, tid) AS (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ") + `)
+			INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
+			SELECT n.id, m.slot, n.key, m.position, m.piece_id, m.after_slots
+			FROM n JOIN iu_collection_membership m ON m.collection_id = n.tid ORDER BY n.id, m.slot`
+		res, err := t.exec(ctx, q, members[off*3:(off+n)*3]...)
+		if err != nil {
+			return err
+		}
+		k, _ := res.RowsAffected()
+		copied += k
 	}
-	return t.insertRows(ctx, `INSERT INTO iu_collection_template_instance_lineage (instance_key, template_key, template_digest, actor, mode,
-		event_id, event_type, event_source, event_subject, event_time, event_data, created_at) VALUES `, 12, "", lineage)
+	if copied != wantMembers {
+		return fmt.Errorf("sqlite: copied %d membership rows for %d instances, want %d: an instance's slots are not its template's stored graph", copied, len(instances), wantMembers)
+	}
+	return t.insertRows(ctx, `INSERT INTO iu_collection_template_instance_lineage (instance_id, instance_key, template_key, template_digest, actor, mode,
+		event_id, event_type, event_source, event_subject, event_time, event_data, created_at) VALUES `, 13, "", lineage)
 }
 
 func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
 	rec := &iu.InstanceRecord{Key: key}
+	var id int64
 	var digest, at string
 	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evTime, evData sql.NullString
-	err := t.queryRow(ctx, `SELECT c.title, c.digest, c.actor, c.created_at, l.template_key, l.template_digest, l.mode,
+	err := t.queryRow(ctx, `SELECT c.collection_id, c.title, c.digest, c.actor, c.created_at, l.template_key, l.template_digest, l.mode,
 		l.event_id, l.event_type, l.event_source, l.event_subject, l.event_time, l.event_data
-		FROM iu_piece_collection c LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+		FROM iu_piece_collection c LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
 		WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key},
-		&rec.Title, &digest, &rec.Actor, &at, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
+		&id, &rec.Title, &digest, &rec.Actor, &at, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
 	}
@@ -497,7 +604,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, e
 		}
 		rec.Event = ev
 	}
-	if rec.Slots, err = t.slots(ctx, key); err != nil {
+	if rec.Slots, err = t.slots(ctx, id); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -518,25 +625,31 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 	var where []string
 	var args []any
 	if f.Actor != "" {
-		where, args = append(where, "actor = ?"), append(args, f.Actor)
+		where, args = append(where, "l.actor = ?"), append(args, f.Actor)
 	}
 	if f.TemplateKey != "" {
-		where, args = append(where, "template_key = ?"), append(args, f.TemplateKey)
+		where, args = append(where, "l.template_key = ?"), append(args, f.TemplateKey)
 	}
 	if f.Prefix != "" {
 		p := iu.AutoInstancePrefix(f.Prefix)
-		where, args = append(where, "instance_key >= ? AND instance_key < ?"), append(args, p, prefixEnd(p))
+		where, args = append(where, "c.collection_key >= ? AND c.collection_key < ?"), append(args, p, prefixEnd(p))
 	}
-	q := `SELECT instance_key, template_key, event_id, event_type, event_source, actor, created_at,
-		template_digest, instance_digest, digest_match FROM iu_auto_instantiate_instances`
+	// The view's own query, ordered by instance_id (creation order), which
+	// every lineage index carries.
+	q := `SELECT l.instance_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
+		l.template_digest, c.digest, (c.digest = l.template_digest AND c.digest = t.digest)
+		FROM iu_collection_template_instance_lineage l
+		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
+		JOIN iu_piece_collection t ON t.collection_key = l.template_key
+		WHERE l.mode = 'auto'`
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		q += " AND " + strings.Join(where, " AND ")
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = -1
 	}
-	q += " ORDER BY created_at, instance_key LIMIT ? OFFSET ?"
+	q += " ORDER BY l.instance_id LIMIT ? OFFSET ?"
 	args = append(args, limit, f.Offset)
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
@@ -586,90 +699,126 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 		(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = ?),
 		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'),
 		(SELECT count(*) FROM iu_piece_collection c JOIN iu_collection_template_instance_lineage l
-			ON l.instance_key = c.collection_key WHERE l.actor = ? AND l.mode = 'auto'),
+			ON l.instance_id = c.collection_id WHERE l.actor = ? AND l.mode = 'auto'),
 		(SELECT count(*) FROM iu_collection_membership m JOIN iu_collection_template_instance_lineage l
-			ON l.instance_key = m.collection_key WHERE l.actor = ? AND l.mode = 'auto')`,
+			ON l.instance_id = m.collection_id WHERE l.actor = ? AND l.mode = 'auto')`,
 		[]any{actor, actor, actor, actor}, &c.LogRows, &c.LineageRows, &c.Instances, &c.Memberships)
 	if err != nil || !apply {
 		return c, err
 	}
 	// Keep the instance keys before lineage, which names them, is deleted.
 	steps := []string{
-		`CREATE TEMP TABLE IF NOT EXISTS iu_rollback_keys (instance_key TEXT PRIMARY KEY) WITHOUT ROWID`,
-		`DELETE FROM temp.iu_rollback_keys`,
-		`INSERT INTO temp.iu_rollback_keys SELECT instance_key FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
+		`CREATE TEMP TABLE IF NOT EXISTS iu_rollback_ids (instance_id INTEGER PRIMARY KEY)`,
+		`DELETE FROM temp.iu_rollback_ids`,
+		`INSERT INTO temp.iu_rollback_ids SELECT instance_id FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
 		`DELETE FROM iu_auto_instantiate_event_log WHERE actor = ?1`,
 		`DELETE FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
 		// Memberships go with their collection (ON DELETE CASCADE).
-		`DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_key IN (SELECT instance_key FROM temp.iu_rollback_keys)`,
-		`DELETE FROM temp.iu_rollback_keys`,
+		`DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_id IN (SELECT instance_id FROM temp.iu_rollback_ids)`,
+		`DELETE FROM temp.iu_rollback_ids`,
 	}
 	for _, q := range steps {
 		var args []any
 		if strings.Contains(q, "?1") {
 			args = []any{actor}
 		}
-		if _, err := t.tx.ExecContext(ctx, q, args...); err != nil {
-			return c, t.s.translate(err)
+		if _, err := t.exec(ctx, q, args...); err != nil {
+			return c, err
 		}
 	}
 	return c, nil
 }
 
 func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
-	q := `SELECT c.collection_key, c.digest, l.instance_key IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
-		m.slot, m.piece_id, m.after_slots
+	// One row per instance, its membership rows folded into one string
+	// (fields split by \x1f, rows by \x1e; neither can occur in slot ids,
+	// piece ids or edges). Instances of one template fold to the same
+	// string, which is parsed once.
+	q := `SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		coalesce((SELECT group_concat(m.slot || char(31) || m.piece_id || char(31) || m.after_slots, char(30) ORDER BY m.slot)
+		          FROM iu_collection_membership m WHERE m.collection_id = c.collection_id), '')
 		FROM iu_piece_collection c
-		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
-		LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
 		WHERE c.collection_kind = 'instance'`
 	var args []any
 	if actor != "" {
 		q += ` AND c.actor = ?`
 		args = append(args, actor)
 	}
-	q += ` ORDER BY c.collection_key, m.slot`
+	q += ` ORDER BY c.collection_id`
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	var cur *iu.InstanceGraph
+	parsed := make(map[string][]iu.Slot)
 	for rows.Next() {
-		var key, digest, tkey, tdigest string
+		var key, digest, tkey, tdigest, folded string
 		var has bool
-		var slot, piece, after sql.NullString
-		if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &slot, &piece, &after); err != nil {
+		if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &folded); err != nil {
 			return err
 		}
-		if cur == nil || cur.Key != key {
-			if cur != nil {
-				if err := fn(cur); err != nil {
-					return err
-				}
+		g := &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
+		g.Digest, _ = iu.ParseDigest(digest)
+		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
+		slots, ok := parsed[folded]
+		if !ok {
+			slots = unfoldSlots(folded)
+			if len(parsed) < 10000 {
+				parsed[folded] = slots
 			}
-			cur = &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
-			cur.Digest, _ = iu.ParseDigest(digest)
-			cur.TemplateDigest, _ = iu.ParseDigest(tdigest)
 		}
-		if slot.Valid {
-			s := iu.Slot{ID: slot.String, After: splitAfter(after.String)}
-			s.Piece, _ = iu.ParseDigest(piece.String)
-			cur.Slots = append(cur.Slots, s)
+		g.Slots = slots
+		if err := fn(g); err != nil {
+			return err
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return t.s.translate(err)
+	return t.s.translate(rows.Err())
+}
+
+// unfoldSlots parses the folded membership rows of ScanInstanceGraphs. A
+// malformed piece id parses as the zero digest, which verify reports.
+func unfoldSlots(folded string) []iu.Slot {
+	if folded == "" {
+		return nil
 	}
-	if cur != nil {
-		return fn(cur)
+	rows := strings.Split(folded, "\x1e")
+	out := make([]iu.Slot, 0, len(rows))
+	for _, r := range rows {
+		f := strings.SplitN(r, "\x1f", 3)
+		for len(f) < 3 {
+			f = append(f, "")
+		}
+		s := iu.Slot{ID: f[0], After: splitAfter(f[2])}
+		s.Piece, _ = iu.ParseDigest(f[1])
+		out = append(out, s)
 	}
-	return nil
+	return out
+}
+
+// templateID returns a template's collection_id, cached for the transaction.
+func (t *tx) templateID(ctx context.Context, key string) (int64, error) {
+	if id, ok := t.templateIDs[key]; ok {
+		return id, nil
+	}
+	var id int64
+	err := t.queryRow(ctx, `SELECT collection_id FROM iu_piece_collection WHERE collection_key = ? AND collection_kind = 'template'`, []any{key}, &id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if t.templateIDs == nil {
+		t.templateIDs = make(map[string]int64)
+	}
+	t.templateIDs[key] = id
+	return id, nil
 }
 
 func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, error) {
 	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.digest, c.emit_mode, m.slot, m.piece_id, m.after_slots
-		FROM iu_piece_collection c JOIN iu_collection_membership m ON m.collection_key = c.collection_key
+		FROM iu_piece_collection c JOIN iu_collection_membership m ON m.collection_id = c.collection_id
 		WHERE c.collection_kind = 'template' ORDER BY c.collection_key, m.position`)
 	if err != nil {
 		return nil, err
@@ -698,15 +847,15 @@ func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
 	var o iu.Orphans
 	err := t.queryRow(ctx, `SELECT
 		(SELECT count(*) FROM iu_collection_membership m
-			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = m.collection_key)
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = m.collection_id AND c.collection_key = m.collection_key)
 			   OR NOT EXISTS (SELECT 1 FROM iu_piece p WHERE p.piece_id = m.piece_id)),
 		(SELECT count(*) FROM iu_collection_template_instance_lineage l
-			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = l.instance_key)),
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id AND c.collection_key = l.instance_key)),
 		(SELECT count(*) FROM iu_auto_instantiate_event_log e
 			WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
 		(SELECT count(*) FROM iu_piece_collection c
 			WHERE c.collection_kind = 'instance'
-			  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_key = c.collection_key))`,
+			  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_id = c.collection_id))`,
 		nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
 	return o, err
 }

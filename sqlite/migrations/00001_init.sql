@@ -10,30 +10,38 @@ CREATE TABLE iu_piece (
     created_at TEXT NOT NULL
 ) WITHOUT ROWID;
 
+-- collection_id is iu's internal handle: the rowid, assigned in insertion
+-- order. Memberships and lineage hang off it, so that a bulk run appends to
+-- their b-trees instead of inserting at random key positions; the only
+-- random-order index an instance adds is the UNIQUE one on collection_key.
 CREATE TABLE iu_piece_collection (
-    collection_key  TEXT NOT NULL PRIMARY KEY,
+    collection_id   INTEGER PRIMARY KEY,
+    collection_key  TEXT NOT NULL UNIQUE,
     collection_kind TEXT NOT NULL CHECK (collection_kind IN ('template', 'instance')),
     title           TEXT NOT NULL DEFAULT '',
     digest          TEXT NOT NULL,                 -- sha256:<hex> of the graph
     emit_mode       TEXT CHECK ((collection_kind = 'template') = (emit_mode IN ('live', 'shadow'))),
     actor           TEXT NOT NULL,
     created_at      TEXT NOT NULL
-) WITHOUT ROWID;
+);
 -- Templates are few among a million instances: list them without a scan.
 CREATE INDEX iu_piece_collection_templates ON iu_piece_collection (collection_key) WHERE collection_kind = 'template';
 
 -- One row per slot; an instance's rows reference the template's own piece ids.
 CREATE TABLE iu_collection_membership (
-    collection_key TEXT NOT NULL REFERENCES iu_piece_collection (collection_key) ON DELETE CASCADE,
+    collection_id  INTEGER NOT NULL REFERENCES iu_piece_collection (collection_id) ON DELETE CASCADE,
     slot           TEXT NOT NULL,
+    collection_key TEXT NOT NULL,                  -- the collection's key, for readers
     position       INTEGER NOT NULL,               -- declaration order; not part of the digest
     piece_id       TEXT NOT NULL REFERENCES iu_piece (piece_id),
     after_slots    TEXT NOT NULL DEFAULT '',       -- the slot's edges: space-separated slot ids it comes after
-    PRIMARY KEY (collection_key, slot)
+    PRIMARY KEY (collection_id, slot)
 ) WITHOUT ROWID;
 
+-- One row per instance, keyed by the instance's collection_id.
 CREATE TABLE iu_collection_template_instance_lineage (
-    instance_key    TEXT NOT NULL PRIMARY KEY REFERENCES iu_piece_collection (collection_key),
+    instance_id     INTEGER PRIMARY KEY REFERENCES iu_piece_collection (collection_id),
+    instance_key    TEXT NOT NULL,                 -- the instance's collection_key
     template_key    TEXT NOT NULL REFERENCES iu_piece_collection (collection_key),
     template_digest TEXT NOT NULL,
     actor           TEXT NOT NULL,
@@ -45,13 +53,15 @@ CREATE TABLE iu_collection_template_instance_lineage (
     event_time      TEXT,
     event_data      TEXT,                          -- JSON
     created_at      TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX iu_lineage_actor ON iu_collection_template_instance_lineage (actor, mode, created_at);
+);
+-- SQLite appends the rowid (instance_id, creation order) to every index
+-- entry, so these also serve "this actor's instances in creation order".
+CREATE INDEX iu_lineage_actor ON iu_collection_template_instance_lineage (actor, mode);
 CREATE INDEX iu_lineage_template ON iu_collection_template_instance_lineage (template_key, mode, created_at);
-CREATE INDEX iu_lineage_created ON iu_collection_template_instance_lineage (created_at);
 
 CREATE TABLE iu_auto_instantiate_event_log (
-    idempotency_key TEXT NOT NULL PRIMARY KEY,     -- UNIQUE: hex sha256(template_key, source, id)
+    log_id          INTEGER PRIMARY KEY,
+    idempotency_key TEXT NOT NULL UNIQUE,          -- hex sha256(template_key, source, id)
     event_id        TEXT NOT NULL,
     event_type      TEXT NOT NULL,
     event_source    TEXT NOT NULL,
@@ -61,7 +71,7 @@ CREATE TABLE iu_auto_instantiate_event_log (
     status          TEXT NOT NULL CHECK (status IN ('ok', 'shadow')),
     payload_digest  TEXT NOT NULL,
     created_at      TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX iu_event_log_actor ON iu_auto_instantiate_event_log (actor);
 
 CREATE TABLE iu_gate (
@@ -97,7 +107,7 @@ SELECT l.instance_key,
        c.digest AS instance_digest,
        (c.digest = l.template_digest AND c.digest = t.digest) AS digest_match
 FROM iu_collection_template_instance_lineage l
-JOIN iu_piece_collection c ON c.collection_key = l.instance_key
+JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 JOIN iu_piece_collection t ON t.collection_key = l.template_key
 WHERE l.mode = 'auto';
 
