@@ -111,6 +111,11 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	if _, ok := cc.RuntimeParams["application_name"]; !ok {
 		cc.RuntimeParams["application_name"] = "iu"
 	}
+	if _, ok := cc.RuntimeParams["jit"]; !ok {
+		// iu's statements are short; compiling them costs more than it
+		// saves, and misestimates right after a bulk run trigger it.
+		cc.RuntimeParams["jit"] = "off"
+	}
 	s.stmtTimeout = opt.StatementTimeout
 	if s.stmtTimeout == 0 {
 		s.stmtTimeout = DefaultStatementTimeout

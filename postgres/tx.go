@@ -505,15 +505,103 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		}
 		g.add(in.Key, in.Slots)
 	}
-	b := &pgx.Batch{}
-	b.Queue(collectionInsert, keys, titles, digests, actors, ats)
-	g.queue(b)
-	b.Queue(lineageInsert, keys, tpls, tds, actors, modes, evID, evType, evSource, evSubject, evTime, evData, ats)
-	err := t.sendBatch(ctx, b)
+	var err error
+	if n >= copyMin {
+		err = t.copyInstances(ctx, instances)
+	} else {
+		b := &pgx.Batch{}
+		b.Queue(collectionInsert, keys, titles, digests, actors, ats)
+		g.queue(b)
+		b.Queue(lineageInsert, keys, tpls, tds, actors, modes, evID, evType, evSource, evSubject, evTime, evData, ats)
+		err = t.sendBatch(ctx, b)
+	}
 	if isUnique(err) {
 		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", rootCause(err))
 	}
 	return err
+}
+
+// copyMin is the number of instances from which InsertInstances uses COPY:
+// the server then writes the heap a page at a time (one WAL record per page
+// instead of one per row), which outweighs COPY's extra round trips.
+var copyMin = 64
+
+// copyInstances writes instances with three COPYs.
+func (t *tx) copyInstances(ctx context.Context, instances []iu.Instance) error {
+	if !t.write {
+		return errReadOnly
+	}
+	var buf [6]any
+	i := -1
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"iu_piece_collection"},
+		[]string{"collection_key", "collection_kind", "title", "digest", "actor", "created_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i++; i == len(instances) {
+				return nil, nil
+			}
+			in := &instances[i]
+			buf = [6]any{in.Key, "instance", in.Title, in.Digest.String(), in.Actor, in.CreatedAt}
+			return buf[:], nil
+		}))
+	if err != nil {
+		return t.s.translate(ctx, err)
+	}
+	// Slot values are the same for every instance of a template: render
+	// them once per slots slice.
+	type slotVals struct{ piece, after []string }
+	cache := make(map[*iu.Slot]slotVals)
+	var mbuf [5]any
+	i, j := 0, -1
+	_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"iu_collection_membership"},
+		[]string{"collection_key", "slot", "position", "piece_id", "after_slots"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			for {
+				if i == len(instances) {
+					return nil, nil
+				}
+				if j++; j < len(instances[i].Slots) {
+					break
+				}
+				i, j = i+1, -1
+			}
+			in := &instances[i]
+			v, ok := cache[&in.Slots[0]]
+			if !ok {
+				v = slotVals{make([]string, len(in.Slots)), make([]string, len(in.Slots))}
+				for k, s := range in.Slots {
+					v.piece[k], v.after[k] = s.Piece.String(), strings.Join(s.After, " ")
+				}
+				cache[&in.Slots[0]] = v
+			}
+			mbuf = [5]any{in.Key, in.Slots[j].ID, int32(j), v.piece[j], v.after[j]}
+			return mbuf[:], nil
+		}))
+	if err != nil {
+		return t.s.translate(ctx, err)
+	}
+	var lbuf [12]any
+	i = -1
+	_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"iu_collection_template_instance_lineage"},
+		[]string{"instance_key", "template_key", "template_digest", "actor", "mode",
+			"event_id", "event_type", "event_source", "event_subject", "event_time", "event_data", "created_at"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i++; i == len(instances) {
+				return nil, nil
+			}
+			in := &instances[i]
+			lbuf = [12]any{in.Key, in.TemplateKey, in.TemplateDigest.String(), in.Actor, string(in.Mode), nil, nil, nil, nil, nil, nil, in.CreatedAt}
+			if ev := in.Event; ev != nil {
+				lbuf[5], lbuf[6], lbuf[7], lbuf[8] = ev.ID, ev.Type, ev.Source, ev.Subject
+				if !ev.Time.IsZero() {
+					lbuf[9] = ev.Time
+				}
+				if len(ev.Data) > 0 {
+					lbuf[10] = string(ev.Data)
+				}
+			}
+			return lbuf[:], nil
+		}))
+	return t.s.translate(ctx, err)
 }
 
 func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
@@ -704,25 +792,37 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 // open while fn runs.
 const graphPage = 1000
 
+// scanGraphs reads one page of instances after a key. Each instance's
+// memberships come aggregated from a LATERAL subquery: the aggregate keeps
+// the planner from turning the join into a scan of every membership row,
+// which it would otherwise do right after a bulk run, before the new rows
+// have statistics.
+const scanGraphs = `SELECT c.collection_key, c.digest, l.instance_key IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		m.slots, m.pieces, m.afters
+	FROM (
+		SELECT collection_key, digest FROM iu_piece_collection
+		WHERE collection_kind = 'instance' AND collection_key > $1 %s
+		ORDER BY collection_key LIMIT %d
+	) c
+	LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
+	LEFT JOIN LATERAL (
+		SELECT array_agg(slot ORDER BY slot) AS slots, array_agg(piece_id ORDER BY slot) AS pieces, array_agg(after_slots ORDER BY slot) AS afters
+		FROM iu_collection_membership m WHERE m.collection_key = c.collection_key
+	) m ON true
+	ORDER BY c.collection_key`
+
 func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
-	q := `WITH c AS (
-			SELECT collection_key, digest FROM iu_piece_collection
-			WHERE collection_kind = 'instance' AND collection_key > $1 %s
-			ORDER BY collection_key LIMIT %d
-		)
-		SELECT c.collection_key, c.digest, l.instance_key IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
-			m.slot, m.piece_id, m.after_slots
-		FROM c
-		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_key = c.collection_key
-		LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
-		ORDER BY c.collection_key, m.slot`
 	args := []any{""}
 	filter := ""
 	if actor != "" {
 		filter = "AND actor = $2"
 		args = append(args, actor)
 	}
-	q = fmt.Sprintf(q, filter, graphPage)
+	q := fmt.Sprintf(scanGraphs, filter, graphPage)
+	// Slot ids and piece ids repeat across instances of a template: decode
+	// each distinct one once.
+	ids := make(map[string]string)
+	pieces := make(map[string]iu.Digest)
 	page := make([]*iu.InstanceGraph, 0, graphPage)
 	for {
 		page = page[:0]
@@ -730,22 +830,30 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		if err != nil {
 			return err
 		}
-		var cur *iu.InstanceGraph
+		var slots, pcs, aft []string
 		for rows.Next() {
-			var key, digest, tkey, tdigest string
-			var has bool
-			var slot, piece, after *string
-			if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &slot, &piece, &after); err != nil {
+			g := &iu.InstanceGraph{}
+			var digest, tdigest string
+			if err := rows.Scan(&g.Key, &digest, &g.HasLineage, &g.TemplateKey, &tdigest, &slots, &pcs, &aft); err != nil {
 				rows.Close()
 				return t.s.translate(ctx, err)
 			}
-			if cur == nil || cur.Key != key {
-				cur = &iu.InstanceGraph{Key: key, Digest: parseDigest(digest), HasLineage: has, TemplateKey: tkey, TemplateDigest: parseDigest(tdigest)}
-				page = append(page, cur)
+			g.Digest, g.TemplateDigest = parseDigest(digest), parseDigest(tdigest)
+			g.Slots = make([]iu.Slot, len(slots))
+			for i := range slots {
+				id, ok := ids[slots[i]]
+				if !ok {
+					id = slots[i]
+					ids[id] = id
+				}
+				p, ok := pieces[pcs[i]]
+				if !ok {
+					p = parseDigest(pcs[i])
+					pieces[pcs[i]] = p
+				}
+				g.Slots[i] = iu.Slot{ID: id, Piece: p, After: splitAfter(aft[i])}
 			}
-			if slot != nil {
-				cur.Slots = append(cur.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: splitAfter(*after)})
-			}
+			page = append(page, g)
 		}
 		if err := rows.Err(); err != nil {
 			return t.s.translate(ctx, err)
@@ -759,6 +867,11 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 			return nil
 		}
 		args[0] = page[len(page)-1].Key
+		if len(ids)+len(pieces) > 1<<16 {
+			// Many distinct graphs: start over rather than grow without bound.
+			clear(ids)
+			clear(pieces)
+		}
 	}
 }
 
