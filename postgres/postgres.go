@@ -16,7 +16,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -58,8 +57,10 @@ const (
 // Options tune a Store. The zero value is sensible.
 type Options struct {
 	// MaxConns bounds the connection pool. The default, 4 per CPU and at
-	// least 8, keeps the server's cores busy while commits wait for the WAL
-	// flush, without queueing more backends than the server can run.
+	// least 16, lets 16 concurrent callers each hold a connection: a
+	// transaction spends most of its time waiting on round trips and the
+	// WAL flush, so callers queueing for connections cost more than idle
+	// backends do.
 	MaxConns int32
 	// StatementTimeout bounds every statement (default 30 s, or the DSN's
 	// statement_timeout if it has one; negative: none). A bulk run is many
@@ -85,6 +86,8 @@ type Store struct {
 
 	stmtTimeout time.Duration
 	longTimeout time.Duration
+
+	cache templateCache
 }
 
 var _ iu.Store = (*Store)(nil)
@@ -138,7 +141,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	}
 	cfg.MaxConns = opt.MaxConns
 	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
+		cfg.MaxConns = int32(max(16, 4*runtime.GOMAXPROCS(0)))
 	}
 	s.conn = cc.Copy()
 
@@ -270,63 +273,33 @@ func (s *Store) Close() error {
 // Update runs fn in a READ COMMITTED transaction. Conflicts between workers
 // are settled by unique indexes, not by isolation: see ClaimEvents.
 func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{})
-	if err != nil {
-		return s.translate(ctx, err)
-	}
-	return s.run(ctx, ptx, true, fn)
+	return s.pooled(ctx, true, fn)
 }
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot for
 // every statement, so verify's reads agree with each other.
 func (s *Store) View(ctx context.Context, fn func(iu.Tx) error) error {
-	ptx, err := s.pool.BeginTx(ctx, readOnly)
+	return s.pooled(ctx, false, fn)
+}
+
+func (s *Store) pooled(ctx context.Context, write bool, fn func(iu.Tx) error) error {
+	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.translate(ctx, err)
 	}
-	return s.run(ctx, ptx, false, fn)
+	// A connection left inside a transaction or broken is closed by the
+	// pool on release rather than reused.
+	defer c.Release()
+	return s.run(ctx, c.Conn(), write, func(t *tx) error { return fn(t) })
 }
-
-var readOnly = pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 
 // ViewFresh runs fn like View on a connection of its own, opened for this
 // call and closed after it: the durability check after a bulk run.
 func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
-	conn, err := pgx.ConnectConfig(ctx, s.conn.Copy())
+	c, err := pgx.ConnectConfig(ctx, s.conn.Copy())
 	if err != nil {
 		return s.translate(ctx, err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	ptx, err := conn.BeginTx(ctx, readOnly)
-	if err != nil {
-		return s.translate(ctx, err)
-	}
-	return s.run(ctx, ptx, false, fn)
-}
-
-// run calls fn in ptx and commits when fn succeeds and write is set; it
-// rolls back otherwise, even when ctx is already cancelled.
-func (s *Store) run(ctx context.Context, ptx pgx.Tx, write bool, fn func(iu.Tx) error) (err error) {
-	done := false
-	defer func() {
-		if !done {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			ptx.Rollback(rctx)
-			cancel()
-		}
-	}()
-	if err := fn(&tx{s: s, tx: ptx, write: write}); err != nil {
-		return err
-	}
-	if !write {
-		return nil
-	}
-	done = true
-	if err := ptx.Commit(ctx); err != nil {
-		if errors.Is(s.translate(ctx, err), iu.ErrUnavailable) {
-			return iu.Errorf(iu.ErrUnavailable, "%s: the connection failed while committing, so whether the transaction committed is unknown: %v", s.desc, rootCause(err))
-		}
-		return s.translate(ctx, err)
-	}
-	return nil
+	defer c.Close(context.WithoutCancel(ctx))
+	return s.run(ctx, c, false, func(t *tx) error { return fn(t) })
 }

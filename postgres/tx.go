@@ -10,75 +10,34 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/iu-engine/iu"
 )
 
-// tx is an iu.Tx on a PostgreSQL transaction.
+// tx is an iu.Tx on a PostgreSQL transaction (conn.go has how it talks).
 //
 // Batch-shaped methods send arrays and let the server unnest them: one
-// statement, one round trip, however many rows. Statements that belong
-// together are pipelined in a pgx.Batch.
+// statement, one round trip, however many rows.
 type tx struct {
-	s     *Store
-	tx    pgx.Tx
-	write bool
+	s       *Store
+	c       *pgx.Conn
+	write   bool
+	begin   string   // the BEGIN still to send; "" once sent
+	pending []queued // writes held back until the next round trip
+	modes   map[string]templateHead
 }
 
 var errReadOnly = errors.New("postgres: write in a read-only transaction")
 
-func (t *tx) exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
-	if !t.write {
-		return pgconn.CommandTag{}, errReadOnly
-	}
-	tag, err := t.tx.Exec(ctx, query, args...)
-	if err != nil {
-		return tag, t.s.translate(ctx, err)
-	}
-	return tag, nil
-}
-
-func (t *tx) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
-	rows, err := t.tx.Query(ctx, query, args...)
-	if err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	return rows, nil
-}
-
-func (t *tx) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
-	err := t.tx.QueryRow(ctx, query, args...).Scan(dest...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	return t.s.translate(ctx, err)
-}
-
-// sendBatch runs the queued statements in one round trip and returns the
-// first error, translated.
-func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
-	if !t.write {
-		return errReadOnly
-	}
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
-		return t.s.translate(ctx, err)
-	}
-	return nil
-}
-
 // long runs fn with the statement timeout raised to LongStatementTimeout,
-// for statements whose work grows with the whole store.
+// for statements whose work grows with the whole store. The settings ride
+// along with the statements around them.
 func (t *tx) long(ctx context.Context, fn func() error) error {
-	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, pgInterval(t.s.longTimeout)); err != nil {
-		return t.s.translate(ctx, err)
-	}
+	t.hold(queued{sql: `SELECT set_config('statement_timeout', $1, true)`, args: []any{pgInterval(t.s.longTimeout)}})
 	if err := fn(); err != nil {
 		return err
 	}
-	if _, err := t.tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`, pgInterval(t.s.stmtTimeout)); err != nil {
-		return t.s.translate(ctx, err)
-	}
+	t.hold(queued{sql: `SELECT set_config('statement_timeout', $1, true)`, args: []any{pgInterval(t.s.stmtTimeout)}})
 	return nil
 }
 
@@ -108,22 +67,62 @@ func splitAfter(s string) []string {
 	return strings.Fields(s)
 }
 
+// Gates reads the gates. In a write transaction it also reads, in the same
+// round trip, the emit mode and digest of the templates this store used
+// last: a single emit then finds its template without a round trip of its
+// own (see GetTemplate).
 func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
 	var g iu.Gates
-	rows, err := t.query(ctx, `SELECT name, enabled FROM iu_gate`)
+	var keys []string
+	if t.write {
+		keys = t.s.cache.recent()
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT name, enabled FROM iu_gate`)
+	if len(keys) > 0 {
+		b.Queue(`SELECT collection_key, emit_mode, digest FROM iu_piece_collection
+			WHERE collection_key = ANY($1) AND collection_kind = 'template'`, keys)
+	}
+	br, err := t.batch(ctx, b)
 	if err != nil {
 		return g, err
 	}
-	defer rows.Close()
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return g, t.s.translate(ctx, err)
+	}
 	for rows.Next() {
 		var name string
 		var on bool
 		if err := rows.Scan(&name, &on); err != nil {
+			rows.Close()
 			return g, t.s.translate(ctx, err)
 		}
 		g.Set(name, on)
 	}
-	return g, t.s.translate(ctx, rows.Err())
+	if err := rows.Err(); err != nil {
+		return g, t.s.translate(ctx, err)
+	}
+	if len(keys) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return g, t.s.translate(ctx, err)
+		}
+		t.modes = make(map[string]templateHead, len(keys))
+		for rows.Next() {
+			var key, mode, digest string
+			if err := rows.Scan(&key, &mode, &digest); err != nil {
+				rows.Close()
+				return g, t.s.translate(ctx, err)
+			}
+			t.modes[key] = templateHead{mode: iu.EmitMode(mode), digest: digest}
+		}
+		if err := rows.Err(); err != nil {
+			return g, t.s.translate(ctx, err)
+		}
+	}
+	return g, t.s.translate(ctx, br.Close())
 }
 
 func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
@@ -137,7 +136,10 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, a
 		b.Queue(`UPDATE iu_gate SET enabled = $1, updated_at = $2, updated_by = $3 WHERE name = $4`, on, at, actor, name)
 		b.Queue(`INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by) VALUES ($1, $2, $3, $4)`, name, on, at, actor)
 	}
-	res := t.tx.SendBatch(ctx, b)
+	res, err := t.batch(ctx, b)
+	if err != nil {
+		return err
+	}
 	defer res.Close()
 	for _, name := range names {
 		tag, err := res.Exec()
@@ -176,8 +178,24 @@ func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry,
 }
 
 // GetTemplate reads the header and the graph in one statement: the engine
-// calls it in every single-event transaction.
+// calls it in every single-event transaction. A published graph never
+// changes, so when Gates has read this template's emit mode and digest in
+// this transaction, the graph comes from the store's cache instead.
 func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
+	if h, ok := t.modes[key]; ok {
+		if tp := t.s.cache.get(key, h.digest); tp != nil {
+			tp.EmitMode = h.mode
+			return tp, nil
+		}
+	}
+	tp, err := t.getTemplate(ctx, key)
+	if err == nil {
+		t.s.cache.put(tp)
+	}
+	return tp, err
+}
+
+func (t *tx) getTemplate(ctx context.Context, key string) (*iu.Template, error) {
 	rows, err := t.query(ctx, `SELECT c.title, c.digest, c.emit_mode, c.actor, c.created_at, m.slot, m.piece_id, m.after_slots
 		FROM iu_piece_collection c LEFT JOIN iu_collection_membership m ON m.collection_key = c.collection_key
 		WHERE c.collection_key = $1 AND c.collection_kind = 'template' ORDER BY m.position`, key)
@@ -278,8 +296,17 @@ func (g *slotGroups) add(key string, slots []iu.Slot) {
 	g.group = append(g.group, id)
 }
 
+// membershipInsertOne is membershipInsert for one collection: a simpler
+// statement for the commonest case, a single emit.
+const membershipInsertOne = `INSERT INTO iu_collection_membership (collection_key, slot, position, piece_id, after_slots)
+	SELECT $1, slot, pos, piece, after FROM unnest($2::text[], $3::int[], $4::text[], $5::text[]) AS s(slot, pos, piece, after)`
+
 func (g *slotGroups) queue(b *pgx.Batch) {
-	if len(g.keys) > 0 {
+	switch len(g.keys) {
+	case 0:
+	case 1:
+		b.Queue(membershipInsertOne, g.keys[0], g.slot, g.pos, g.piece, g.after)
+	default:
 		b.Queue(membershipInsert, g.keys, g.group, g.sg, g.slot, g.pos, g.piece, g.after)
 	}
 }
@@ -378,6 +405,11 @@ const claimInsert = `INSERT INTO iu_auto_instantiate_event_log (` + logColumns +
 	ON CONFLICT (idempotency_key) DO NOTHING
 	RETURNING idempotency_key`
 
+const claimInsertOne = `INSERT INTO iu_auto_instantiate_event_log (` + logColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	ON CONFLICT (idempotency_key) DO NOTHING
+	RETURNING idempotency_key`
+
 // maxClaimRounds bounds how often ClaimEvents goes around when a key it
 // lost is deleted (rolled back) before it could read the winner's entry.
 const maxClaimRounds = 4
@@ -410,9 +442,13 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 			tpls[i], insts[i], actors[i], statuses[i] = e.TemplateKey, e.InstanceKey, e.Actor, string(e.Status)
 			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt
 		}
-		rows, err := t.tx.Query(ctx, claimInsert, keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats)
+		q, args := claimInsert, []any{keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats}
+		if n == 1 {
+			q, args = claimInsertOne, []any{keys[0], ids[0], types[0], sources[0], tpls[0], insts[0], actors[0], statuses[0], payloads[0], ats[0]}
+		}
+		rows, err := t.query(ctx, q, args...)
 		if err != nil {
-			return nil, t.s.translate(ctx, err)
+			return nil, err
 		}
 		claimed := make(map[string]bool, n)
 		for rows.Next() {
@@ -435,9 +471,9 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 				lost = append(lost, k)
 			}
 		}
-		rows, err = t.tx.Query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, lost)
+		rows, err = t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, lost)
 		if err != nil {
-			return nil, t.s.translate(ctx, err)
+			return nil, err
 		}
 		if err := t.scanLog(ctx, rows, existing); err != nil {
 			return nil, err
@@ -473,6 +509,20 @@ const collectionInsert = `INSERT INTO iu_piece_collection (collection_key, colle
 	SELECT k, 'instance', title, digest, actor, at
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS c(k, title, digest, actor, at)`
 
+// instanceInsertOne writes one instance, its memberships and its lineage
+// in one statement: a single emit's commonest write, where each statement
+// saved is server time saved.
+const instanceInsertOne = `WITH c AS (
+		INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at)
+		VALUES ($1, 'instance', $2, $3, $4, $5)
+	), m AS (
+		INSERT INTO iu_collection_membership (collection_key, slot, position, piece_id, after_slots)
+		SELECT $1, slot, pos, piece, after FROM unnest($6::text[], $7::int[], $8::text[], $9::text[]) AS s(slot, pos, piece, after)
+	)
+	INSERT INTO iu_collection_template_instance_lineage (instance_key, template_key, template_digest, actor, mode,
+		event_id, event_type, event_source, event_subject, event_time, event_data, created_at)
+	VALUES ($1, $10, $11, $4, $12, $13, $14, $15, $16, $17, $18::text::jsonb, $5)`
+
 const lineageInsert = `INSERT INTO iu_collection_template_instance_lineage (instance_key, template_key, template_digest, actor, mode,
 		event_id, event_type, event_source, event_subject, event_time, event_data, created_at)
 	SELECT k, tpl, td, actor, mode, id, typ, src, subj, tm, data::jsonb, at
@@ -480,7 +530,8 @@ const lineageInsert = `INSERT INTO iu_collection_template_instance_lineage (inst
 		$10::timestamptz[], $11::text[], $12::timestamptz[]) AS l(k, tpl, td, actor, mode, id, typ, src, subj, tm, data, at)`
 
 // InsertInstances writes the collections, their memberships and their
-// lineage in one pipelined round trip.
+// lineage: three statements in one pipeline, or three COPYs for a bulk
+// chunk.
 func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
 	n := len(instances)
 	keys, titles, digests, actors := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -489,8 +540,10 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 	evID, evType, evSource, evSubject, evData := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	evTime := make([]*time.Time, n)
 	var g slotGroups
+	auto := true
 	for i := range instances {
 		in := &instances[i]
+		auto = auto && in.Mode == iu.ModeAuto
 		keys[i], titles[i], digests[i], actors[i], ats[i] = in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt
 		tpls[i], tds[i], modes[i] = in.TemplateKey, in.TemplateDigest.String(), string(in.Mode)
 		if ev := in.Event; ev != nil {
@@ -505,16 +558,34 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		}
 		g.add(in.Key, in.Slots)
 	}
-	var err error
 	if n >= copyMin {
-		err = t.copyInstances(ctx, instances)
+		return instanceExists(t.copyInstances(ctx, instances))
+	}
+	b := &pgx.Batch{}
+	if n == 1 && len(g.keys) == 1 {
+		b.Queue(instanceInsertOne, keys[0], titles[0], digests[0], actors[0], ats[0],
+			g.slot, g.pos, g.piece, g.after,
+			tpls[0], tds[0], modes[0], evID[0], evType[0], evSource[0], evSubject[0], evTime[0], evData[0])
 	} else {
-		b := &pgx.Batch{}
 		b.Queue(collectionInsert, keys, titles, digests, actors, ats)
 		g.queue(b)
 		b.Queue(lineageInsert, keys, tpls, tds, actors, modes, evID, evType, evSource, evSubject, evTime, evData, ats)
-		err = t.sendBatch(ctx, b)
 	}
+	if !auto {
+		return instanceExists(t.sendBatch(ctx, b))
+	}
+	// Auto instance keys come from idempotency keys this transaction has
+	// just claimed, so nothing else can be writing them: the rows go out
+	// with the next round trip (often COMMIT) instead of one of their own.
+	for _, q := range b.QueuedQueries {
+		t.hold(queued{sql: q.SQL, args: q.Arguments, fail: instanceExists})
+	}
+	return nil
+}
+
+// instanceExists reports a unique violation on an instance as
+// ErrInstanceExists.
+func instanceExists(err error) error {
 	if isUnique(err) {
 		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", rootCause(err))
 	}
@@ -531,9 +602,12 @@ func (t *tx) copyInstances(ctx context.Context, instances []iu.Instance) error {
 	if !t.write {
 		return errReadOnly
 	}
+	if err := t.flush(ctx); err != nil {
+		return err
+	}
 	var buf [6]any
 	i := -1
-	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"iu_piece_collection"},
+	_, err := t.c.CopyFrom(ctx, pgx.Identifier{"iu_piece_collection"},
 		[]string{"collection_key", "collection_kind", "title", "digest", "actor", "created_at"},
 		pgx.CopyFromFunc(func() ([]any, error) {
 			if i++; i == len(instances) {
@@ -552,7 +626,7 @@ func (t *tx) copyInstances(ctx context.Context, instances []iu.Instance) error {
 	cache := make(map[*iu.Slot]slotVals)
 	var mbuf [5]any
 	i, j := 0, -1
-	_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"iu_collection_membership"},
+	_, err = t.c.CopyFrom(ctx, pgx.Identifier{"iu_collection_membership"},
 		[]string{"collection_key", "slot", "position", "piece_id", "after_slots"},
 		pgx.CopyFromFunc(func() ([]any, error) {
 			for {
@@ -581,7 +655,7 @@ func (t *tx) copyInstances(ctx context.Context, instances []iu.Instance) error {
 	}
 	var lbuf [12]any
 	i = -1
-	_, err = t.tx.CopyFrom(ctx, pgx.Identifier{"iu_collection_template_instance_lineage"},
+	_, err = t.c.CopyFrom(ctx, pgx.Identifier{"iu_collection_template_instance_lineage"},
 		[]string{"instance_key", "template_key", "template_digest", "actor", "mode",
 			"event_id", "event_type", "event_source", "event_subject", "event_time", "event_data", "created_at"},
 		pgx.CopyFromFunc(func() ([]any, error) {
