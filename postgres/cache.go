@@ -24,9 +24,9 @@ const (
 // templateCache keeps published templates' graphs, which never change once
 // published, and the keys of those used last.
 type templateCache struct {
-	mu     sync.Mutex
-	byKey  map[string]*iu.Template
-	keys   []string // recently used, newest last
+	mu    sync.Mutex
+	byKey map[string]*iu.Template
+	keys  []string // recently used, newest last
 }
 
 // get returns a copy of the cached template with digest, or nil.
