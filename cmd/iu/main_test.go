@@ -5,8 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"reflect"
@@ -31,7 +33,43 @@ func TestMain(m *testing.M) {
 			stop()
 			os.Exit(code)
 		},
+		"exitcode": exitcode,
 	})
+}
+
+// exitcode runs a command and succeeds when it exits with the given code,
+// passing its standard streams through:
+//
+//	exec exitcode 2 iu frobnicate
+//
+// testscript's "! exec" only tells zero from non-zero, and iu's contract
+// tells 1 (the operation failed) from 2 (the command line was wrong).
+func exitcode() {
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: exitcode N COMMAND [ARG...]")
+		os.Exit(2)
+	}
+	want, err := strconv.Atoi(os.Args[1])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "exitcode: %v\n", err)
+		os.Exit(2)
+	}
+	cmd := exec.Command(os.Args[2], os.Args[3:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	got := 0
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			fmt.Fprintf(os.Stderr, "exitcode: %v\n", err)
+			os.Exit(2)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		fmt.Fprintf(os.Stderr, "exitcode: %s exited with %d, want %d\n", os.Args[2], got, want)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 // TestScripts runs testdata/script/*.txtar. Each script gets $REPO (the
