@@ -61,8 +61,8 @@ func (s *Store) translate(ctx context.Context, err error) error {
 		case pe.Code == codeSerializationFailure || pe.Code == codeDeadlockDetected:
 			return iu.Errorf(iu.ErrRetryable, "%s: %s (SQLSTATE %s); the transaction can be run again", s.desc, pe.Message, pe.Code)
 		case pe.Code == codeQueryCanceled:
-			return iu.Errorf(iu.ErrUnavailable, "%s: a statement was cancelled by the server (%s); the statement timeout is %s (Options.StatementTimeout)",
-				s.desc, pe.Message, s.stmtTimeout)
+			return iu.Errorf(iu.ErrUnavailable, "%s: a statement was cancelled by the server (%s); the statement timeout is %s (statement_timeout in the DSN)",
+				s.desc, pe.Message, s.timeoutText())
 		case pe.Code == codeInvalidPassword || pe.Code == codeInvalidAuthorization:
 			return iu.Errorf(iu.ErrUnavailable, "PostgreSQL at %s refused user %q for database %q: %s; check the user and password in the DSN",
 				s.host, s.user, s.database, pe.Message)
@@ -92,6 +92,13 @@ func (s *Store) translate(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%w)", iu.Errorf(iu.ErrUnavailable, "lost the connection to PostgreSQL at %s, database %q: %v", s.host, s.database, rootCause(err)), iu.ErrRetryable)
 	}
 	return fmt.Errorf("postgres: %w", err)
+}
+
+func (s *Store) timeoutText() string {
+	if s.stmtTimeout > 0 {
+		return s.stmtTimeout.String()
+	}
+	return s.stmtSetting
 }
 
 // isConnLost reports whether err says the connection is gone.

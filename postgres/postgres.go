@@ -84,7 +84,8 @@ type Store struct {
 	database string
 	user     string
 
-	stmtTimeout time.Duration
+	stmtTimeout time.Duration // for messages; 0 if the DSN's setting is not understood
+	stmtSetting string        // statement_timeout as sent to the server
 	longTimeout time.Duration
 
 	cache templateCache
@@ -119,16 +120,14 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		// saves, and misestimates right after a bulk run trigger it.
 		cc.RuntimeParams["jit"] = "off"
 	}
-	s.stmtTimeout = opt.StatementTimeout
-	if s.stmtTimeout == 0 {
-		s.stmtTimeout = DefaultStatementTimeout
-		if v, ok := cc.RuntimeParams["statement_timeout"]; ok {
-			if ms, err := strconv.Atoi(v); err == nil {
-				s.stmtTimeout = time.Duration(ms) * time.Millisecond
-			}
-		}
+	// The statement timeout: Options first, then the DSN's own, then 30 s.
+	s.stmtTimeout, s.stmtSetting = opt.StatementTimeout, pgInterval(opt.StatementTimeout)
+	if v, ok := cc.RuntimeParams["statement_timeout"]; ok && opt.StatementTimeout == 0 {
+		s.stmtSetting, s.stmtTimeout = v, parseTimeout(v)
+	} else if opt.StatementTimeout == 0 {
+		s.stmtTimeout, s.stmtSetting = DefaultStatementTimeout, pgInterval(DefaultStatementTimeout)
 	}
-	cc.RuntimeParams["statement_timeout"] = pgInterval(s.stmtTimeout)
+	cc.RuntimeParams["statement_timeout"] = s.stmtSetting
 	s.longTimeout = opt.LongStatementTimeout
 	if s.longTimeout == 0 {
 		s.longTimeout = DefaultLongStatementTimeout
@@ -190,6 +189,18 @@ func describe(host string, port uint16, database, searchPath string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// parseTimeout reads a statement_timeout setting: milliseconds, or a number
+// with a unit as PostgreSQL takes it ("30s", "2min").
+func parseTimeout(v string) time.Duration {
+	if ms, err := strconv.Atoi(v); err == nil {
+		return time.Duration(ms) * time.Millisecond
+	}
+	if d, err := time.ParseDuration(strings.ReplaceAll(strings.ReplaceAll(v, "min", "m"), " ", "")); err == nil {
+		return d
+	}
+	return 0
 }
 
 // pgInterval renders a timeout for SET: milliseconds, 0 meaning none.

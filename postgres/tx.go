@@ -37,7 +37,7 @@ func (t *tx) long(ctx context.Context, fn func() error) error {
 	if err := fn(); err != nil {
 		return err
 	}
-	t.hold(queued{sql: `SELECT set_config('statement_timeout', $1, true)`, args: []any{pgInterval(t.s.stmtTimeout)}})
+	t.hold(queued{sql: `SELECT set_config('statement_timeout', $1, true)`, args: []any{t.s.stmtSetting}})
 	return nil
 }
 
