@@ -551,7 +551,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		q := `WITH n (id, key, tid) AS (VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", n), ", ") + `)
 			INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
 			SELECT n.id, m.slot, n.key, m.position, m.piece_id, m.after_slots
-			FROM n JOIN iu_collection_membership m ON m.collection_id = n.tid ORDER BY n.id, m.slot`
+			FROM n JOIN iu_collection_membership m ON m.collection_id = n.tid`
 		res, err := t.exec(ctx, q, members[off*3:(off+n)*3]...)
 		if err != nil {
 			return err
@@ -733,7 +733,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 	// One row per instance, its membership rows folded into one string
 	// (fields split by \x1f, rows by \x1e; neither can occur in slot ids,
 	// piece ids or edges). Instances of one template fold to the same
-	// string, which is parsed once.
+	// string: it is parsed once, and the engine checks that graph once.
 	q := `SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
 		coalesce((SELECT group_concat(m.slot || char(31) || m.piece_id || char(31) || m.after_slots, char(30) ORDER BY m.slot)
 		          FROM iu_collection_membership m WHERE m.collection_id = c.collection_id), '')
