@@ -89,6 +89,13 @@ func TestScripts(t *testing.T) {
 			// The scripts pass --db or set IU_DB themselves; never let a
 			// stray iu.db in the working directory be the default.
 			env.Setenv("IU_DB", "")
+			// Under -race every process sleeps a second at exit unless
+			// told not to; the scripts start a few hundred.
+			gorace := os.Getenv("GORACE")
+			if !strings.Contains(gorace, "atexit_sleep_ms") {
+				gorace = strings.TrimSpace(gorace + " atexit_sleep_ms=0")
+			}
+			env.Setenv("GORACE", gorace)
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
