@@ -188,7 +188,7 @@ func (s *Store) checkIsStore(ctx context.Context, db *sql.DB) error {
 		if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB {
 			return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: not a SQLite database", s.path)
 		}
-		return fmt.Errorf("sqlite: %s: %w", s.path, s.translate(err))
+		return s.translate(err)
 	}
 	if tables > 0 && ours == 0 {
 		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: it is a SQLite database with other tables", s.path)
@@ -335,7 +335,7 @@ func (s *Store) translate(err error) error {
 	case sqlite3.SQLITE_NOTADB:
 		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: not a SQLite database", s.path)
 	case sqlite3.SQLITE_CANTOPEN:
-		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: %v (does the directory exist and is it writable?)", s.path, err)
+		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: does the directory exist, and is it writable?", s.path)
 	case sqlite3.SQLITE_READONLY:
 		return iu.Errorf(iu.ErrUnavailable, "%s is read-only: %v", s.path, err)
 	case sqlite3.SQLITE_FULL:

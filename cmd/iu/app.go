@@ -229,7 +229,7 @@ func requireFlags(cmd *cobra.Command, names ...string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return usagef("%s: missing %s", cmd.CommandPath(), strings.Join(missing, ", "))
+		return usagef("%s: missing %s", strings.TrimPrefix(cmd.CommandPath(), "iu "), strings.Join(missing, ", "))
 	}
 	return nil
 }
