@@ -17,6 +17,10 @@ const (
 	CodeGateClosed  Code = "gate_closed" // a kill switch is off
 	CodeUnavailable Code = "unavailable" // the store is busy or unreachable; retry later
 	CodeInternal    Code = "internal"    // a bug or an unexpected failure
+
+	CodeUnauthorized Code = "unauthorized" // no credentials, or unknown or revoked ones
+	CodeForbidden    Code = "forbidden"    // the credentials lack the scope the operation needs
+	CodeUnmatched    Code = "unmatched"    // an event that no trigger matches and that names no template
 )
 
 // Sentinel errors for the cases callers handle. Match them with errors.Is;
@@ -35,6 +39,11 @@ var (
 	ErrUnavailable         = errors.New("store unavailable")
 	ErrNotStore            = errors.New("not an iu store")
 	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
+	ErrTriggerExists       = errors.New("trigger exists")
+	ErrTokenExists         = errors.New("token exists")
+	ErrUnauthorized        = errors.New("unauthorized")
+	ErrForbidden           = errors.New("forbidden")
+	ErrUnmatched           = errors.New("event matches no trigger")
 
 	// ErrRetryable marks a transient failure of a transaction (a
 	// serialization failure, a deadlock, a busy database) that is safe to run
@@ -58,6 +67,11 @@ var sentinelCodes = map[error]Code{
 	ErrRetryable:           CodeUnavailable,
 	ErrNotStore:            CodeInvalid,
 	ErrSchemaTooNew:        CodeInvalid,
+	ErrTriggerExists:       CodeConflict,
+	ErrTokenExists:         CodeConflict,
+	ErrUnauthorized:        CodeUnauthorized,
+	ErrForbidden:           CodeForbidden,
+	ErrUnmatched:           CodeUnmatched,
 }
 
 // Error is iu's error for people and programs: a Code for programs, a

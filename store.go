@@ -83,6 +83,46 @@ type Tx interface {
 	ListPieces(ctx context.Context) (map[Digest]Piece, error)
 	// CountOrphans counts rows that point at something missing.
 	CountOrphans(ctx context.Context) (Orphans, error)
+
+	// ListTriggers returns every trigger, ordered by name.
+	ListTriggers(ctx context.Context) ([]Trigger, error)
+	// InsertTrigger stores a new trigger. It returns ErrTriggerExists if the
+	// name, or the same type, source and template, are taken.
+	InsertTrigger(ctx context.Context, t *Trigger) error
+	// DeleteTrigger deletes a trigger by name and returns it, or ErrNotFound.
+	DeleteTrigger(ctx context.Context, name string) (Trigger, error)
+
+	// InsertToken stores a new token (its hash, never its secret). It
+	// returns ErrTokenExists if the name or the hash is taken.
+	InsertToken(ctx context.Context, t *Token) error
+	// ListTokens returns every token, revoked ones too, ordered by name.
+	ListTokens(ctx context.Context) ([]Token, error)
+	// RevokeToken stamps a token revoked at at, unless it already is, and
+	// returns it; ErrNotFound if there is none.
+	RevokeToken(ctx context.Context, name string, at time.Time) (Token, error)
+	// GetToken returns the token whose secret hashes to hash, revoked or
+	// not, or ErrNotFound.
+	GetToken(ctx context.Context, hash string) (Token, error)
+
+	// SchemaVersion returns the version the store's schema is at and the
+	// newest version this build knows: a server is ready only when they
+	// are equal.
+	SchemaVersion(ctx context.Context) (current, known int64, err error)
+}
+
+// PoolStats describes a store's connections, for metrics.
+type PoolStats struct {
+	MaxOpen      int           // the most connections the pool may open
+	Open         int           // connections open now
+	InUse        int           // of which in use
+	Idle         int           // of which idle
+	WaitCount    int64         // how many times a caller waited for a connection
+	WaitDuration time.Duration // how long callers waited in all
+}
+
+// PoolStater is implemented by stores that report on their connection pool.
+type PoolStater interface {
+	PoolStats() PoolStats
 }
 
 // Mode says how an instance was made.

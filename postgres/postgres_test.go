@@ -266,8 +266,8 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		}
 	}
 	s := open(t, dsn)
-	if n, err := postgres.CountRaw(context.Background(), s, `SELECT count(*) FROM iu_schema_version WHERE version_id > 0`); err != nil || n != 1 {
-		t.Fatalf("migrations applied %d times, %v", n, err)
+	if n, err := postgres.CountRaw(context.Background(), s, `SELECT count(*) - count(DISTINCT version_id) FROM iu_schema_version WHERE version_id > 0`); err != nil || n != 0 {
+		t.Fatalf("%d migrations were applied more than once, %v", n, err)
 	}
 }
 

@@ -1,0 +1,257 @@
+package iu
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Defaults of BatchOptions.
+const (
+	DefaultBatchEvents = 256
+	DefaultBatchWait   = 2 * time.Millisecond
+)
+
+// BatchOptions bound group commit.
+type BatchOptions struct {
+	// MaxEvents bounds the requests of one transaction (default 256). A unit
+	// larger than that (one event fanned out to many templates) still goes
+	// in one transaction, alone.
+	MaxEvents int
+	// MaxWait bounds how long the first request of a batch waits for others
+	// to join it (default 2 ms). When every transaction slot is busy the
+	// batch keeps filling until one frees up.
+	MaxWait time.Duration
+	// Workers is how many transactions may be in flight at once (default 1:
+	// SQLite has one writer; PostgreSQL gains from a few).
+	Workers int
+	// Observe, if set, is told of each transaction: how many requests it
+	// held, how long it took, and its error (nil once committed).
+	Observe func(events int, took time.Duration, err error)
+}
+
+// Batcher gathers concurrent emit requests into shared transactions (group
+// commit): many producers pay for one commit. Each caller gets its own
+// outcomes, only once the transaction that holds them has committed; a bad
+// request fails alone (it is validated before the batch, and unknown
+// templates and conflicts are per-request outcomes). A unit, the requests
+// of one Submit call (one event fanned out to its templates), is never
+// split across transactions.
+type Batcher struct {
+	e   *Engine
+	opt BatchOptions
+	in  chan *unit
+	sem chan struct{}
+
+	mu     sync.RWMutex // held for reading while sending on in; Close takes it to close in
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+type unit struct {
+	reqs []EmitRequest
+	at   time.Time
+	out  chan unitResult
+}
+
+type unitResult struct {
+	outs []Outcome
+	err  error
+}
+
+// NewBatcher starts a batcher over the engine. Close it to drain it.
+func (e *Engine) NewBatcher(opt BatchOptions) *Batcher {
+	if opt.MaxEvents <= 0 {
+		opt.MaxEvents = DefaultBatchEvents
+	}
+	if opt.MaxWait <= 0 {
+		opt.MaxWait = DefaultBatchWait
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 1
+	}
+	b := &Batcher{
+		e:    e,
+		opt:  opt,
+		in:   make(chan *unit, 4*opt.MaxEvents),
+		sem:  make(chan struct{}, opt.Workers),
+		done: make(chan struct{}),
+	}
+	go b.loop()
+	return b
+}
+
+// Options returns the batcher's bounds, defaults filled in.
+func (b *Batcher) Options() BatchOptions { return b.opt }
+
+// Submit applies reqs in one transaction shared with other callers' and
+// returns their outcomes in order. The error is for the transaction as a
+// whole (the store failed, or the batcher is closed: ErrUnavailable), and
+// then nothing of reqs was written. If ctx ends first Submit returns its
+// error, but requests already handed over may still commit.
+func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	u := &unit{reqs: reqs, at: time.Now(), out: make(chan unitResult, 1)}
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return nil, Errorf(ErrUnavailable, "the server is shutting down and takes no more events: send them again to another server or later")
+	}
+	select {
+	case b.in <- u:
+		b.mu.RUnlock()
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-u.out:
+		return r.outs, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Close stops taking requests, commits those already taken and waits for
+// them, or for ctx to end. Safe to call twice.
+func (b *Batcher) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.in)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// loop gathers units into batches: a batch is sealed when it holds
+// MaxEvents requests, or once its first unit has waited MaxWait and a
+// transaction slot is free.
+func (b *Batcher) loop() {
+	defer close(b.done)
+	var carry *unit
+	open := true
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for open || carry != nil {
+		first := carry
+		carry = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-b.in; !ok {
+				break
+			}
+		}
+		batch := []*unit{first}
+		n := len(first.reqs)
+		timer.Reset(time.Until(first.at.Add(b.opt.MaxWait)))
+		var slot chan struct{} // nil (disabled) until the wait is over
+		dispatched := false
+	gather:
+		for n < b.opt.MaxEvents && open {
+			select {
+			case u, ok := <-b.in:
+				if !ok {
+					open = false
+					break gather
+				}
+				if n+len(u.reqs) > b.opt.MaxEvents {
+					carry = u
+					break gather
+				}
+				batch = append(batch, u)
+				n += len(u.reqs)
+			case <-timer.C:
+				slot = b.sem
+			case slot <- struct{}{}:
+				dispatched = true
+				break gather
+			}
+		}
+		timer.Stop()
+		if !dispatched {
+			b.sem <- struct{}{}
+		}
+		b.wg.Add(1)
+		go b.run(batch, n)
+	}
+	b.wg.Wait()
+}
+
+// run applies one batch and answers its units.
+func (b *Batcher) run(batch []*unit, n int) {
+	defer b.wg.Done()
+	defer func() { <-b.sem }()
+	b.apply(batch, n)
+}
+
+// apply runs batch in one transaction. If the transaction as a whole fails
+// for a reason other than the store being unavailable (a request that the
+// database refuses in a way the engine could not foresee), the batch is
+// split in halves and each is tried on its own, so that the request at
+// fault fails alone.
+func (b *Batcher) apply(batch []*unit, n int) {
+	reqs := make([]EmitRequest, 0, n)
+	for _, u := range batch {
+		reqs = append(reqs, u.reqs...)
+	}
+	// The transaction belongs to no one caller: a caller that goes away
+	// must not roll back its neighbours.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	start := time.Now()
+	outs, err := b.e.EmitBatch(ctx, reqs)
+	cancel()
+	if b.opt.Observe != nil {
+		b.opt.Observe(len(reqs), time.Since(start), err)
+	}
+	if err != nil && len(batch) > 1 && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrStoreBusy) && !errors.Is(err, ErrRetryable) {
+		half := len(batch) / 2
+		b.apply(batch[:half], count(batch[:half]))
+		b.apply(batch[half:], count(batch[half:]))
+		return
+	}
+	off := 0
+	for _, u := range batch {
+		if err != nil {
+			u.out <- unitResult{err: err}
+			continue
+		}
+		u.out <- unitResult{outs: outs[off : off+len(u.reqs) : off+len(u.reqs)]}
+		off += len(u.reqs)
+	}
+}
+
+func count(batch []*unit) int {
+	n := 0
+	for _, u := range batch {
+		n += len(u.reqs)
+	}
+	return n
+}
+
+// Ready reports whether the store answers and its schema is the one this
+// build knows: what a load balancer's readiness probe asks.
+func (e *Engine) Ready(ctx context.Context) error {
+	return e.store.View(ctx, func(tx Tx) error {
+		cur, known, err := tx.SchemaVersion(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case cur > known:
+			return Errorf(ErrSchemaTooNew, "the store's schema is at version %d, newer than this iu knows (%d): upgrade iu", cur, known)
+		case cur < known:
+			return Errorf(ErrUnavailable, "the store's schema is at version %d, this iu needs %d: restart iu to migrate it", cur, known)
+		}
+		return nil
+	})
+}

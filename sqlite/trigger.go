@@ -1,0 +1,213 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/iu-engine/iu"
+)
+
+// This file holds what iu serve adds to the store: triggers, tokens, the
+// schema version for readiness, and pool statistics for metrics.
+
+const triggerColumns = `name, event_type, event_source, template_key, actor, instance_prefix, created_at, created_by`
+
+func (t *tx) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
+	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.Trigger{}
+	for rows.Next() {
+		tr, err := scanTrigger(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tr)
+	}
+	return out, t.s.translate(rows.Err())
+}
+
+func scanTrigger(rows *sql.Rows) (iu.Trigger, error) {
+	var tr iu.Trigger
+	var at string
+	if err := rows.Scan(&tr.Name, &tr.Type, &tr.Source, &tr.Template, &tr.Actor, &tr.Prefix, &at, &tr.CreatedBy); err != nil {
+		return tr, err
+	}
+	var err error
+	tr.CreatedAt, err = parseTime(at)
+	return tr, err
+}
+
+func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
+	_, err := t.exec(ctx, `INSERT INTO iu_trigger (`+triggerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, fmtTime(tr.CreatedAt), tr.CreatedBy)
+	if isUnique(err) {
+		return triggerExists(err, tr)
+	}
+	return err
+}
+
+// triggerExists words a unique violation on iu_trigger: which of the two
+// keys was taken.
+func triggerExists(err error, tr *iu.Trigger) error {
+	if strings.Contains(err.Error(), "iu_trigger.name") || strings.Contains(err.Error(), "iu_trigger_pkey") {
+		return iu.Errorf(iu.ErrTriggerExists, "trigger %q already exists: remove it first (iu trigger remove %s) or choose another name", tr.Name, tr.Name)
+	}
+	return iu.Errorf(iu.ErrTriggerExists, "a trigger already routes type %q%s to %s", tr.Type, fromSource(tr.Source), tr.Template)
+}
+
+func fromSource(s string) string {
+	if s == "" {
+		return " (any source)"
+	}
+	return " from source " + strconv.Quote(s)
+}
+
+func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error) {
+	rows, err := t.query(ctx, `DELETE FROM iu_trigger WHERE name = ? RETURNING `+triggerColumns, name)
+	if err != nil {
+		return iu.Trigger{}, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return iu.Trigger{}, t.s.translate(err)
+		}
+		return iu.Trigger{}, iu.Errorf(iu.ErrNotFound, "no trigger named %q (iu trigger list shows them)", name)
+	}
+	tr, err := scanTrigger(rows)
+	if err != nil {
+		return iu.Trigger{}, t.s.translate(err)
+	}
+	return tr, t.s.translate(rows.Close())
+}
+
+const tokenColumns = `name, token_hash, scope, created_at, created_by, revoked_at`
+
+func scanToken(rows *sql.Rows) (iu.Token, error) {
+	var tk iu.Token
+	var at string
+	var revoked sql.NullString
+	var scope string
+	if err := rows.Scan(&tk.Name, &tk.Hash, &scope, &at, &tk.CreatedBy, &revoked); err != nil {
+		return tk, err
+	}
+	tk.Scope = iu.Scope(scope)
+	var err error
+	if tk.CreatedAt, err = parseTime(at); err != nil {
+		return tk, err
+	}
+	if revoked.Valid {
+		if tk.RevokedAt, err = parseTime(revoked.String); err != nil {
+			return tk, err
+		}
+	}
+	return tk, nil
+}
+
+func (t *tx) InsertToken(ctx context.Context, tk *iu.Token) error {
+	_, err := t.exec(ctx, `INSERT INTO iu_token (name, token_hash, scope, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
+		tk.Name, tk.Hash, string(tk.Scope), fmtTime(tk.CreatedAt), tk.CreatedBy)
+	if isUnique(err) {
+		return iu.Errorf(iu.ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", tk.Name)
+	}
+	return err
+}
+
+func (t *tx) ListTokens(ctx context.Context) ([]iu.Token, error) {
+	rows, err := t.query(ctx, `SELECT `+tokenColumns+` FROM iu_token ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.Token{}
+	for rows.Next() {
+		tk, err := scanToken(rows)
+		if err != nil {
+			return nil, t.s.translate(err)
+		}
+		out = append(out, tk)
+	}
+	return out, t.s.translate(rows.Err())
+}
+
+func (t *tx) oneToken(ctx context.Context, query string, args ...any) (iu.Token, error) {
+	rows, err := t.query(ctx, query, args...)
+	if err != nil {
+		return iu.Token{}, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return iu.Token{}, t.s.translate(err)
+		}
+		return iu.Token{}, sql.ErrNoRows
+	}
+	tk, err := scanToken(rows)
+	if err != nil {
+		return iu.Token{}, t.s.translate(err)
+	}
+	return tk, t.s.translate(rows.Close())
+}
+
+func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, error) {
+	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? RETURNING `+tokenColumns, fmtTime(at), name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+	}
+	return tk, err
+}
+
+func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {
+	tk, err := t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE token_hash = ?`, hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no such token")
+	}
+	return tk, err
+}
+
+func (t *tx) SchemaVersion(ctx context.Context) (current, known int64, err error) {
+	if err := t.queryRow(ctx, `SELECT version_id FROM `+versionTable+` ORDER BY id DESC LIMIT 1`, nil, &current); err != nil {
+		return 0, 0, t.s.translate(err)
+	}
+	return current, knownVersion(), nil
+}
+
+// knownVersion is the newest migration embedded in this build.
+func knownVersion() int64 {
+	var v int64
+	names, _ := fs.Glob(migrations, "migrations/*.sql")
+	for _, n := range names {
+		base := strings.TrimPrefix(n, "migrations/")
+		num, _, _ := strings.Cut(base, "_")
+		if x, err := strconv.ParseInt(num, 10, 64); err == nil && x > v {
+			v = x
+		}
+	}
+	return v
+}
+
+// PoolStats sums the writer connection and the read pool.
+func (s *Store) PoolStats() iu.PoolStats {
+	var p iu.PoolStats
+	for _, db := range []*sql.DB{s.w, s.r} {
+		if db == nil {
+			continue
+		}
+		st := db.Stats()
+		p.MaxOpen += st.MaxOpenConnections
+		p.Open += st.OpenConnections
+		p.InUse += st.InUse
+		p.Idle += st.Idle
+		p.WaitCount += st.WaitCount
+		p.WaitDuration += st.WaitDuration
+	}
+	return p
+}
