@@ -99,7 +99,7 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return nil, Errorf(ErrUnavailable, "the server is shutting down and takes no more events: send them again to another server or later")
+		return nil, errClosed()
 	}
 	select {
 	case b.in <- u:
@@ -114,6 +114,55 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// UnitResult answers one unit of SubmitAll.
+type UnitResult struct {
+	Outcomes []Outcome
+	Err      error
+}
+
+// SubmitAll submits several units at once (the events of one request, each
+// with its fan-out) and waits for all of them. Units may land in different
+// transactions; each unit lands in one. Nil units are skipped and answered
+// with nothing.
+func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitResult {
+	out := make([]UnitResult, len(units))
+	pending := make([]*unit, len(units))
+	b.mu.RLock()
+	for i, reqs := range units {
+		if len(reqs) == 0 {
+			continue
+		}
+		if b.closed {
+			out[i].Err = errClosed()
+			continue
+		}
+		u := &unit{reqs: reqs, at: time.Now(), out: make(chan unitResult, 1)}
+		select {
+		case b.in <- u:
+			pending[i] = u
+		case <-ctx.Done():
+			out[i].Err = ctx.Err()
+		}
+	}
+	b.mu.RUnlock()
+	for i, u := range pending {
+		if u == nil {
+			continue
+		}
+		select {
+		case r := <-u.out:
+			out[i] = UnitResult{Outcomes: r.outs, Err: r.err}
+		case <-ctx.Done():
+			out[i].Err = ctx.Err()
+		}
+	}
+	return out
+}
+
+func errClosed() error {
+	return Errorf(ErrUnavailable, "the server is shutting down and takes no more events: send them again to another server or later")
 }
 
 // Close stops taking requests, commits those already taken and waits for

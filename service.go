@@ -27,6 +27,14 @@ type Service interface {
 	Verify(ctx context.Context, actor string) (*VerifyReport, error)
 	Rollback(ctx context.Context, actor string, apply bool) (RollbackReport, error)
 	Render(ctx context.Context, key string) (*Rendered, error)
+
+	ListTriggers(ctx context.Context) ([]Trigger, error)
+	AddTrigger(ctx context.Context, t Trigger, actor string) (Trigger, error)
+	RemoveTrigger(ctx context.Context, name string) (Trigger, error)
+
+	CreateToken(ctx context.Context, name string, scope Scope, actor string) (NewToken, error)
+	ListTokens(ctx context.Context) ([]Token, error)
+	RevokeToken(ctx context.Context, name string) (Token, error)
 }
 
 var _ Service = (*Engine)(nil)

@@ -32,6 +32,7 @@ type app struct {
 
 	db       string
 	json     bool
+	server   remoteFlags // --server, --token, --token-file (serve.go)
 	svc      iu.Service
 	store    iu.Store
 	closers  []func() error
@@ -120,6 +121,9 @@ func (a *app) service(ctx context.Context) (iu.Service, error) {
 	if a.svc != nil {
 		return a.svc, nil
 	}
+	if a.server.url != "" {
+		return a.remote()
+	}
 	s, err := openStore(ctx, a.db)
 	if err != nil {
 		return nil, err
@@ -176,6 +180,7 @@ Start with:  iu demo`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.db, "db", envOr("IU_DB", defaultPath), "store: a SQLite file path or sqlite:PATH, or postgres://... (env IU_DB)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+	a.server.register(pf)
 	root.AddCommand(
 		a.demoCommand(),
 		a.templateCommand(),
@@ -189,6 +194,10 @@ Start with:  iu demo`,
 		a.rollbackCommand(),
 		a.renderCommand(),
 		a.versionCommand(),
+		a.serveCommand(),
+		a.tokenCommand(),
+		a.triggerCommand(),
+		a.benchCommand(),
 	)
 	// Wrong arguments are usage errors, whatever the command.
 	for _, c := range allCommands(root) {

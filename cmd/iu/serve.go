@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/iu-engine/iu"
+	iuhttp "github.com/iu-engine/iu/http"
+)
+
+// remoteFlags are the global flags that make every command a client of a
+// running `iu serve` instead of opening the store.
+type remoteFlags struct {
+	url       string
+	token     string
+	tokenFile string
+}
+
+func (r *remoteFlags) register(pf *pflag.FlagSet) {
+	pf.StringVar(&r.url, "server", os.Getenv("IU_SERVER"), "talk to a running iu serve at this URL (http://host:port or unix:PATH) instead of opening --db (env IU_SERVER)")
+	pf.StringVar(&r.token, "token", "", "the bearer token for --server (env IU_TOKEN)")
+	pf.StringVar(&r.tokenFile, "token-file", os.Getenv("IU_TOKEN_FILE"), "read the token for --server from this file (env IU_TOKEN_FILE)")
+}
+
+// secret returns the token to send: --token, else IU_TOKEN, else the
+// first line of --token-file.
+func (r *remoteFlags) secret() (string, error) {
+	if r.token != "" {
+		return r.token, nil
+	}
+	if t := os.Getenv("IU_TOKEN"); t != "" {
+		return t, nil
+	}
+	if r.tokenFile != "" {
+		b, err := os.ReadFile(r.tokenFile)
+		if err != nil {
+			return "", usagef("--token-file: %v", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		return strings.TrimSpace(line), nil
+	}
+	return "", nil
+}
+
+// remote makes the app's service a client of the server named by --server.
+func (a *app) remote() (iu.Service, error) {
+	secret, err := a.server.secret()
+	if err != nil {
+		return nil, err
+	}
+	c, err := iuhttp.NewClient(a.server.url, secret)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	a.svc = c
+	a.closers = append(a.closers, c.Close)
+	return c, nil
+}
+
+// serveMain is `iu serve`: it opens the store, makes sure someone can log
+// in, and serves until its context ends, then shuts down gracefully. Like
+// benbjohnson/wtf's Main it is what the end-to-end tests boot, on port 0.
+type serveMain struct {
+	DB              string
+	Addr            string
+	Config          iuhttp.Config
+	LogFormat       string
+	LogLevel        string
+	ShutdownTimeout time.Duration
+	Stderr          io.Writer
+
+	Store     iu.Store
+	Engine    *iu.Engine
+	Server    *iuhttp.Server
+	TokenFile string // where a bootstrap admin token was written, or ""
+	log       *slog.Logger
+}
+
+func newServeMain(stderr io.Writer) *serveMain {
+	return &serveMain{Stderr: stderr, DB: defaultPath}
+}
+
+// flags registers serve's own flags on fs.
+func (m *serveMain) flags(fs *pflag.FlagSet) {
+	c := &m.Config
+	fs.StringVar(&m.Addr, "addr", envOr("IU_ADDR", "127.0.0.1:8080"), "listen on host:port (port 0 picks one) or unix:PATH (env IU_ADDR)")
+	fs.Int64Var(&c.MaxEventBytes, "max-event-bytes", iuhttp.DefaultMaxEventBytes, "largest POST /v1/events body")
+	fs.Int64Var(&c.MaxBulkBytes, "max-bulk-bytes", iuhttp.DefaultMaxBulkBytes, "largest POST /v1/bulk body")
+	fs.IntVar(&c.Batch.MaxEvents, "batch-events", iu.DefaultBatchEvents, "group commit: most events in one transaction")
+	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "group commit: longest wait for more events to share a transaction")
+	fs.IntVar(&c.Batch.Workers, "batch-workers", 0, "group commit: transactions in flight at once (default 1 on SQLite, 4 on PostgreSQL)")
+	fs.DurationVar(&c.RetryAfter, "retry-after", iuhttp.DefaultRetryAfter, "Retry-After of 503 answers (a gate is closed, the store is busy)")
+	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
+	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
+}
+
+// ParseFlags reads serve's flags, and --db, from args: the tests' way in.
+func (m *serveMain) ParseFlags(args []string) error {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&m.DB, "db", m.DB, "store")
+	m.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments, got %q", fs.Args())
+	}
+	return nil
+}
+
+func (m *serveMain) logger() (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", m.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch m.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(m.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(m.Stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", m.LogFormat)
+}
+
+// Open opens the store, creates an admin token if the store has none, and
+// starts serving.
+func (m *serveMain) Open(ctx context.Context) error {
+	log, err := m.logger()
+	if err != nil {
+		return err
+	}
+	m.log = log
+	if m.Store, err = openStore(ctx, m.DB); err != nil {
+		return err
+	}
+	m.Engine = iu.NewEngine(m.Store)
+	if err := m.bootstrapToken(ctx); err != nil {
+		m.Store.Close()
+		return err
+	}
+	cfg := m.Config
+	cfg.Addr = m.Addr
+	if cfg.Batch.Workers <= 0 {
+		cfg.Batch.Workers = 1
+		if _, ok := m.Store.(interface{ Path() string }); !ok {
+			cfg.Batch.Workers = 4
+		}
+	}
+	m.Server = iuhttp.NewServer(m.Engine, cfg, log)
+	if err := m.Server.Open(); err != nil {
+		m.Server.Close(context.Background())
+		m.Store.Close()
+		return err
+	}
+	b := cfg.Batch
+	log.Info("iu serve listening", "url", m.Server.URL(), "store", m.Store.Describe(),
+		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers)
+	return nil
+}
+
+// bootstrapToken creates an admin token when the store has no token at
+// all, and writes its secret to a file only the owner can read: beside a
+// SQLite store, in the working directory for PostgreSQL. The secret never
+// goes to the log. The server never runs open: without a token nobody gets
+// in.
+func (m *serveMain) bootstrapToken(ctx context.Context) error {
+	toks, err := m.Engine.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if len(toks) > 0 {
+		live := 0
+		for _, t := range toks {
+			if !t.Revoked() {
+				live++
+			}
+		}
+		m.log.Info("tokens", "live", live, "revoked", len(toks)-live, "hint", "iu token create --scope ingest|read|admin makes another")
+		return nil
+	}
+	file := "iu-admin.token"
+	if p, ok := m.Store.(interface{ Path() string }); ok {
+		file = p.Path() + ".token"
+	}
+	if file, err = filepath.Abs(file); err != nil {
+		return err
+	}
+	nt, err := m.Engine.CreateToken(ctx, "admin", iu.ScopeAdmin, "iu:serve")
+	if errors.Is(err, iu.ErrTokenExists) {
+		// Another server on the same database made it first.
+		m.log.Info("tokens", "note", "another server created the admin token")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := writeSecret(file, nt.Secret); err != nil {
+		// Without the file nobody can use the token: revoke it, so that
+		// the next start makes one again.
+		m.Engine.RevokeToken(context.WithoutCancel(ctx), nt.Name)
+		return fmt.Errorf("write the admin token: %w", err)
+	}
+	m.TokenFile = file
+	m.log.Warn("the store had no token: created admin token \"admin\"; its secret is in the token file (mode 0600)", "token_file", file,
+		"hint", "iu --server URL --token-file "+file+" token create --scope ingest --name NAME")
+	return nil
+}
+
+// writeSecret writes a secret to path, readable by the owner only.
+func writeSecret(path, secret string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := fmt.Fprintln(f, secret); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Run opens, serves until ctx ends, and closes.
+func (m *serveMain) Run(ctx context.Context) error {
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	m.log.Info("shutting down: finishing requests in flight", "timeout", m.ShutdownTimeout)
+	return m.Close()
+}
+
+// Close shuts down gracefully: no new connections, requests in flight
+// finish and commit, then the store closes.
+func (m *serveMain) Close() error {
+	var errs []error
+	if m.Server != nil {
+		timeout := m.ShutdownTimeout
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := m.Server.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+	}
+	err := errors.Join(errs...)
+	if m.log != nil {
+		if err != nil {
+			m.log.Error("stopped", "err", err)
+		} else {
+			m.log.Info("stopped")
+		}
+	}
+	return err
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	m := newServeMain(a.stderr)
+	cmd := &cobra.Command{
+		Use:   "serve [--addr 127.0.0.1:8080]",
+		Short: "Run the event service: CloudEvents intake, the whole API, metrics",
+		Long: `Serve iu over HTTP on --db's store: CloudEvents at POST /v1/events (binary,
+structured and batch modes), the JSON API of every command (iu --server URL ...),
+GET /metrics, /healthz, /readyz and /openapi.json.
+
+Every route but the health checks and the OpenAPI document needs a bearer token.
+If the store has no token at all, serve creates an admin token and writes it to
+a file only you can read: beside a SQLite store (iu.db.token), or iu-admin.token
+in the working directory for PostgreSQL; the log says where.
+
+On SIGINT or SIGTERM it stops accepting connections, finishes the requests in
+flight (their events committed before they are answered) and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if f := cmd.Flag("server"); f != nil && f.Changed {
+				return usagef("serve opens the store itself (--db): --server does not apply")
+			}
+			m.DB = a.db
+			return m.Run(cmd.Context())
+		}),
+	}
+	m.flags(cmd.Flags())
+	return cmd
+}

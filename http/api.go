@@ -1,0 +1,441 @@
+package http
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	nethttp "net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/iu-engine/iu"
+)
+
+//go:embed openapi.json
+var openapiJSON []byte
+
+// smallBody bounds the bodies of routes that take little or nothing.
+const smallBody = 64 << 10
+
+// routeTable is every route: method, pattern, the scope it needs ("" for
+// the open ones), the body limit and the handler. openapi.json describes
+// the same routes; a test keeps the two in step.
+func (s *Server) routeTable() []route {
+	ev, body, bulk := s.cfg.MaxEventBytes, s.cfg.MaxBodyBytes, s.cfg.MaxBulkBytes
+	const (
+		open   = iu.Scope("")
+		ingest = iu.ScopeIngest
+		read   = iu.ScopeRead
+		admin  = iu.ScopeAdmin
+	)
+	return []route{
+		{"POST", "/v1/events", ingest, ev, "Post CloudEvents: binary, structured or batch mode", s.handleEvents},
+		{"POST", "/v1/emit", ingest, body, "One event for one named template (iu emit)", s.handleEmit},
+
+		{"GET", "/v1/templates", read, smallBody, "List templates", s.handleListTemplates},
+		{"POST", "/v1/templates", admin, body, "Publish templates, all or none", s.handlePublish},
+		{"GET", "/v1/templates/{key}", read, smallBody, "A template with its pieces", s.handleTemplate},
+		{"PUT", "/v1/templates/{key}/mode", admin, smallBody, "Set a template's emit mode", s.handleMode},
+
+		{"GET", "/v1/gates", read, smallBody, "The gates", s.handleGates},
+		{"PUT", "/v1/gates", admin, smallBody, "Set gates", s.handleSetGates},
+		{"GET", "/v1/gates/audit", read, smallBody, "The gates' audit trail, newest first", s.handleGateAudit},
+
+		{"POST", "/v1/compose", admin, smallBody, "Compose an instance by hand (iu compose)", s.handleCompose},
+		{"POST", "/v1/bulk", admin, bulk, "A bulk run: NDJSON, one transaction", s.handleBulk},
+
+		{"GET", "/v1/instances", read, smallBody, "Auto instances, filtered and paginated", s.handleInstances},
+		{"GET", "/v1/instances/{key}", read, smallBody, "One instance with its lineage", s.handleInstance},
+		{"GET", "/v1/instances/{key}/render", read, smallBody, "An instance rendered", s.handleRender},
+
+		{"GET", "/v1/stats", read, smallBody, "Per-template summary", s.handleStats},
+		{"GET", "/v1/verify", read, smallBody, "Verify digests and the shared graph", s.handleVerify},
+		{"POST", "/v1/rollback", admin, smallBody, "Roll back an actor's auto instantiations (dry run unless apply)", s.handleRollback},
+
+		{"GET", "/v1/triggers", read, smallBody, "List triggers", s.handleListTriggers},
+		{"POST", "/v1/triggers", admin, smallBody, "Add a trigger", s.handleAddTrigger},
+		{"DELETE", "/v1/triggers/{name}", admin, smallBody, "Remove a trigger", s.handleRemoveTrigger},
+
+		{"GET", "/v1/tokens", admin, smallBody, "List tokens", s.handleListTokens},
+		{"POST", "/v1/tokens", admin, smallBody, "Create a token (its secret is in this answer only)", s.handleCreateToken},
+		{"DELETE", "/v1/tokens/{name}", admin, smallBody, "Revoke a token", s.handleRevokeToken},
+
+		{"GET", "/metrics", read, smallBody, "Prometheus metrics", s.handleMetrics},
+		{"GET", "/healthz", open, smallBody, "The process is up", s.handleHealth},
+		{"GET", "/readyz", open, smallBody, "The store is reachable and its schema current", s.handleReady},
+		{"GET", "/openapi.json", open, smallBody, "This API described in OpenAPI 3", s.handleOpenAPI},
+	}
+}
+
+// Routes lists the routes as "METHOD PATTERN" with their scopes, for tests
+// and documentation.
+func (s *Server) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = RouteInfo{Method: r.method, Pattern: r.pattern, Scope: r.scope}
+	}
+	return out
+}
+
+// RouteInfo describes one route.
+type RouteInfo struct {
+	Method  string
+	Pattern string
+	Scope   iu.Scope // "" for open routes
+}
+
+func (s *Server) handleEmit(c *call) error {
+	var b EmitBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	req := iu.EmitRequest{TemplateKey: b.Template, Event: b.Event, Actor: b.Actor, Prefix: b.Prefix}
+	outs, err := s.batcher.Submit(c.ctx(), []iu.EmitRequest{req})
+	if err != nil {
+		return err
+	}
+	if o := outs[0]; o.Err != nil {
+		s.metrics.instantiation(b.Template, string(iu.ErrorCode(o.Err)))
+		return o.Err
+	}
+	r := outs[0].Result
+	s.metrics.instantiation(b.Template, resultLabel(r))
+	status := nethttp.StatusOK
+	switch {
+	case r.Status == iu.StatusGated:
+		status = nethttp.StatusServiceUnavailable
+		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+		c.w.Header().Set("Iu-Gate", r.Gate)
+	case r.Created():
+		status = nethttp.StatusCreated
+	}
+	c.outcome = resultLabel(r)
+	writeJSON(c.w, status, r)
+	return nil
+}
+
+func (s *Server) handleListTemplates(c *call) error {
+	ts, err := s.engine.ListTemplates(c.ctx())
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, ts)
+	return nil
+}
+
+func (s *Server) handlePublish(c *call) error {
+	var b PublishBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	if len(b.Templates) == 0 {
+		return httpError(iu.CodeInvalid, "no templates: want {\"templates\": [template, ...]} with templates in the template file format")
+	}
+	tps := make([]*iu.Template, len(b.Templates))
+	for i, raw := range b.Templates {
+		t, err := iu.ParseTemplateFile(fmt.Sprintf("templates[%d]", i), raw)
+		if err != nil {
+			return err
+		}
+		tps[i] = t
+	}
+	actor := b.Actor
+	if actor == "" {
+		actor = c.actor()
+	}
+	res, err := s.engine.PublishTemplates(c.ctx(), tps, actor)
+	if err != nil {
+		return err
+	}
+	status := nethttp.StatusOK
+	for _, r := range res {
+		if r.Created {
+			status = nethttp.StatusCreated
+		}
+	}
+	writeJSON(c.w, status, res)
+	return nil
+}
+
+func (s *Server) handleTemplate(c *call) error {
+	t, err := s.engine.GetTemplate(c.ctx(), c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, NewTemplateDoc(t))
+	return nil
+}
+
+func (s *Server) handleMode(c *call) error {
+	var b ModeBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	key := c.r.PathValue("key")
+	if b.Key != "" && b.Key != key {
+		return httpError(iu.CodeInvalid, "the body names template %s, the path %s", b.Key, key)
+	}
+	if err := s.engine.SetEmitMode(c.ctx(), key, b.EmitMode); err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, ModeBody{Key: key, EmitMode: b.EmitMode})
+	return nil
+}
+
+func (s *Server) handleGates(c *call) error {
+	g, err := s.engine.Gates(c.ctx())
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, g)
+	return nil
+}
+
+func (s *Server) handleSetGates(c *call) error {
+	var change iu.GateChange
+	if err := decodeJSON(c.r, &change); err != nil {
+		return err
+	}
+	g, err := s.engine.SetGates(c.ctx(), change, c.actor())
+	if err != nil {
+		return err
+	}
+	c.log.Info("gates set", "change", fmt.Sprint(map[string]bool(change)), "actor", c.actor(), "token", c.token.Name)
+	writeJSON(c.w, nethttp.StatusOK, g)
+	return nil
+}
+
+func (s *Server) handleGateAudit(c *call) error {
+	limit, err := intParam(c.r.URL.Query(), "limit", 100)
+	if err != nil {
+		return err
+	}
+	a, err := s.engine.GateAudit(c.ctx(), limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, a)
+	return nil
+}
+
+func (s *Server) handleCompose(c *call) error {
+	var b ComposeBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	r, err := s.engine.Compose(c.ctx(), iu.ComposeRequest{TemplateKey: b.Template, InstanceKey: b.Key, Actor: b.Actor})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusCreated, r)
+	return nil
+}
+
+func intParam(q url.Values, name string, def int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, httpError(iu.CodeInvalid, "%s=%q: want a number, 0 or more", name, v)
+	}
+	return n, nil
+}
+
+// DefaultInstanceLimit is the page size of GET /v1/instances when no limit
+// is given (limit=0 asks for every row).
+const DefaultInstanceLimit = 1000
+
+func (s *Server) handleInstances(c *call) error {
+	q := c.r.URL.Query()
+	f := iu.InstanceFilter{Actor: q.Get("actor"), TemplateKey: q.Get("template"), Prefix: q.Get("prefix")}
+	var err error
+	if f.Limit, err = intParam(q, "limit", DefaultInstanceLimit); err != nil {
+		return err
+	}
+	if f.Offset, err = intParam(q, "offset", 0); err != nil {
+		return err
+	}
+	rows, err := s.engine.Instances(c.ctx(), f)
+	if err != nil {
+		return err
+	}
+	if f.Limit > 0 && len(rows) == f.Limit {
+		next := *c.r.URL
+		nq := next.Query()
+		nq.Set("offset", strconv.Itoa(f.Offset+f.Limit))
+		nq.Set("limit", strconv.Itoa(f.Limit))
+		next.RawQuery = nq.Encode()
+		c.w.Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+	}
+	writeJSON(c.w, nethttp.StatusOK, rows)
+	return nil
+}
+
+func (s *Server) handleInstance(c *call) error {
+	rec, err := s.engine.GetInstance(c.ctx(), c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, newInstanceDoc(rec))
+	return nil
+}
+
+func (s *Server) handleRender(c *call) error {
+	r, err := s.engine.Render(c.ctx(), c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, r)
+	return nil
+}
+
+func (s *Server) handleStats(c *call) error {
+	st, err := s.engine.Stats(c.ctx())
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, st)
+	return nil
+}
+
+func (s *Server) handleVerify(c *call) error {
+	rep, err := s.engine.Verify(c.ctx(), c.r.URL.Query().Get("actor"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, rep)
+	return nil
+}
+
+func (s *Server) handleRollback(c *call) error {
+	var b RollbackBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	r, err := s.engine.Rollback(c.ctx(), b.Actor, b.Apply)
+	if err != nil {
+		return err
+	}
+	if b.Apply {
+		c.log.Info("rolled back", "actor", b.Actor, "token", c.token.Name, "log_rows", r.LogRows, "instances", r.Instances)
+	}
+	writeJSON(c.w, nethttp.StatusOK, r)
+	return nil
+}
+
+func (s *Server) handleListTriggers(c *call) error {
+	ts, err := s.engine.ListTriggers(c.ctx())
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, ts)
+	return nil
+}
+
+func (s *Server) handleAddTrigger(c *call) error {
+	var b TriggerBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	t, err := s.engine.AddTrigger(c.ctx(), iu.Trigger{Name: b.Name, Type: b.Type, Source: b.Source, Template: b.Template, Actor: b.Actor, Prefix: b.Prefix}, c.actor())
+	if err != nil {
+		return err
+	}
+	s.triggers.forget()
+	c.log.Info("trigger added", "trigger", t.Name, "type", t.Type, "template", t.Template, "token", c.token.Name)
+	writeJSON(c.w, nethttp.StatusCreated, t)
+	return nil
+}
+
+func (s *Server) handleRemoveTrigger(c *call) error {
+	t, err := s.engine.RemoveTrigger(c.ctx(), c.r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	s.triggers.forget()
+	c.log.Info("trigger removed", "trigger", t.Name, "token", c.token.Name)
+	writeJSON(c.w, nethttp.StatusOK, t)
+	return nil
+}
+
+func (s *Server) handleListTokens(c *call) error {
+	ts, err := s.engine.ListTokens(c.ctx())
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, ts)
+	return nil
+}
+
+func (s *Server) handleCreateToken(c *call) error {
+	var b TokenBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	t, err := s.engine.CreateToken(c.ctx(), b.Name, b.Scope, c.actor())
+	if err != nil {
+		return err
+	}
+	c.log.Info("token created", "name", t.Name, "scope", t.Scope, "by", c.token.Name)
+	c.w.Header().Set("Cache-Control", "no-store")
+	writeJSON(c.w, nethttp.StatusCreated, t)
+	return nil
+}
+
+func (s *Server) handleRevokeToken(c *call) error {
+	t, err := s.engine.RevokeToken(c.ctx(), c.r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	s.tokens.forget()
+	c.log.Info("token revoked", "name", t.Name, "by", c.token.Name)
+	writeJSON(c.w, nethttp.StatusOK, t)
+	return nil
+}
+
+func (s *Server) handleMetrics(c *call) error {
+	promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(c.w, c.r)
+	return nil
+}
+
+func (s *Server) handleHealth(c *call) error {
+	writeJSON(c.w, nethttp.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// handleReady answers 200 when the store answers and its schema is
+// current, 503 while shutting down or when the store does not answer. The
+// route is open, so the answer does not say where the store is.
+func (s *Server) handleReady(c *call) error {
+	if s.draining.Load() {
+		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{iu.CodeUnavailable, "shutting down"}})
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx(), 5*time.Second)
+	defer cancel()
+	if err := s.engine.Ready(ctx); err != nil {
+		c.log.Warn("not ready", "err", err)
+		msg := "the store does not answer"
+		if iu.ErrorCode(err) == iu.CodeInvalid {
+			msg = "the store's schema is newer than this iu: upgrade iu"
+		}
+		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{iu.CodeUnavailable, msg}})
+		return nil
+	}
+	writeJSON(c.w, nethttp.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (s *Server) handleOpenAPI(c *call) error {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(nethttp.StatusOK)
+	c.w.Write(openapiJSON)
+	return nil
+}

@@ -1,0 +1,201 @@
+// Package http is iu's HTTP adapter: Server serves CloudEvents intake and
+// the whole API over an Engine; Client implements iu.Service against a
+// running server, so that the command line talks to either with one output
+// path.
+//
+// Errors are answered as {"error": {"code": ..., "message": ...}}, the
+// shape of the command line's --json errors, with the status of the code
+// (statusOf: one table). Messages never carry SQL or a stack trace:
+// internal errors are logged and answered with the request id only.
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	nethttp "net/http"
+	"strings"
+
+	"github.com/iu-engine/iu"
+)
+
+// Codes of refusals that happen before the domain is asked; the domain's
+// own codes are iu.Code values.
+const (
+	CodeTooLarge         iu.Code = "too_large"
+	CodeUnsupportedMedia iu.Code = "unsupported_media_type"
+	CodeMethodNotAllowed iu.Code = "method_not_allowed"
+)
+
+// statuses is the one table from error codes to HTTP statuses.
+var statuses = map[iu.Code]int{
+	iu.CodeInvalid:       nethttp.StatusBadRequest,
+	iu.CodeNotFound:      nethttp.StatusNotFound,
+	iu.CodeConflict:      nethttp.StatusConflict,
+	iu.CodeGateClosed:    nethttp.StatusServiceUnavailable,
+	iu.CodeUnavailable:   nethttp.StatusServiceUnavailable,
+	iu.CodeInternal:      nethttp.StatusInternalServerError,
+	iu.CodeUnauthorized:  nethttp.StatusUnauthorized,
+	iu.CodeForbidden:     nethttp.StatusForbidden,
+	iu.CodeUnmatched:     nethttp.StatusUnprocessableEntity,
+	CodeTooLarge:         nethttp.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: nethttp.StatusUnsupportedMediaType,
+	CodeMethodNotAllowed: nethttp.StatusMethodNotAllowed,
+}
+
+// statusOf returns the HTTP status for an error code.
+func statusOf(code iu.Code) int {
+	if s, ok := statuses[code]; ok {
+		return s
+	}
+	return nethttp.StatusInternalServerError
+}
+
+// sentinels maps codes back to sentinels on the client side, so that
+// errors.Is works on errors that crossed the wire.
+var sentinels = map[iu.Code]error{
+	iu.CodeInvalid:       iu.ErrInvalidInput,
+	iu.CodeNotFound:      iu.ErrNotFound,
+	iu.CodeConflict:      iu.ErrIdempotencyConflict,
+	iu.CodeGateClosed:    iu.ErrGateClosed,
+	iu.CodeUnavailable:   iu.ErrUnavailable,
+	iu.CodeUnauthorized:  iu.ErrUnauthorized,
+	iu.CodeForbidden:     iu.ErrForbidden,
+	iu.CodeUnmatched:     iu.ErrUnmatched,
+	CodeTooLarge:         iu.ErrInvalidInput,
+	CodeUnsupportedMedia: iu.ErrInvalidInput,
+}
+
+// errorBody is the wire shape of an error.
+type errorBody struct {
+	Code    iu.Code `json:"code"`
+	Message string  `json:"message"`
+}
+
+type errorDoc struct {
+	Error errorBody `json:"error"`
+}
+
+// toError turns a wire error back into an *iu.Error.
+func (e errorBody) toError() error {
+	return &iu.Error{Code: e.Code, Message: e.Message, Err: sentinels[e.Code]}
+}
+
+// httpError is a refusal of the HTTP layer: a code and a message.
+func httpError(code iu.Code, format string, args ...any) error {
+	return &iu.Error{Code: code, Message: fmt.Sprintf(format, args...), Err: sentinels[code]}
+}
+
+// publicError returns what may be said about err: its code and message,
+// except for internal errors, whose text may hold SQL or paths that are
+// nobody's business; those say only the request id.
+func publicError(err error, requestID string) errorBody {
+	code := iu.ErrorCode(err)
+	if code == iu.CodeInternal {
+		return errorBody{Code: code, Message: "internal error (request " + requestID + "); the server's log has the details"}
+	}
+	var mbe *nethttp.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errorBody{Code: CodeTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)}
+	}
+	return errorBody{Code: code, Message: err.Error()}
+}
+
+// writeJSON answers v with status.
+func writeJSON(w nethttp.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = nethttp.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"cannot encode the answer"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// mediaType returns the media type of a Content-Type value, lower case,
+// without parameters ("" if absent or malformed).
+func mediaType(ct string) string {
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
+	}
+	return mt
+}
+
+func isJSONType(mt string) bool {
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// decodeJSON reads a JSON request body strictly into v: unknown fields,
+// trailing data and a non-JSON content type are refused. The body is
+// already bounded by a MaxBytesReader.
+func decodeJSON(r *nethttp.Request, v any) error {
+	if mt := mediaType(r.Header.Get("Content-Type")); mt != "" && !isJSONType(mt) {
+		return httpError(CodeUnsupportedMedia, "the body must be JSON (Content-Type: application/json), not %s", mt)
+	}
+	return decodeStrict(r.Body, v)
+}
+
+// decodeStrict decodes exactly one JSON value from rd into v.
+func decodeStrict(rd io.Reader, v any) error {
+	dec := json.NewDecoder(rd)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *nethttp.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyError(err)
+		}
+		return httpError(iu.CodeInvalid, "invalid JSON body: more than one JSON value")
+	}
+	return nil
+}
+
+// bodyError words a failure to read or decode a body.
+func bodyError(err error) error {
+	var mbe *nethttp.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var ie *iu.Error
+	switch {
+	case errors.As(err, &mbe):
+		return httpError(CodeTooLarge, "the body is larger than %d bytes", mbe.Limit)
+	case errors.As(err, &ie):
+		return err
+	case errors.As(err, &se):
+		return httpError(iu.CodeInvalid, "invalid JSON body at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te) && te.Field != "":
+		return httpError(iu.CodeInvalid, "invalid JSON body: %s: want %s, got JSON %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &te):
+		return httpError(iu.CodeInvalid, "invalid JSON body: want %s, got JSON %s", te.Type, te.Value)
+	case errors.Is(err, io.EOF):
+		return httpError(iu.CodeInvalid, "empty body: want a JSON value")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return httpError(iu.CodeInvalid, "invalid JSON body: unexpected end")
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field") {
+		return httpError(iu.CodeInvalid, "invalid JSON body: %s", strings.TrimPrefix(msg, "json: "))
+	}
+	return httpError(iu.CodeInvalid, "invalid body: %v", err)
+}
+
+// readAll reads a bounded body.
+func readAll(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, bodyError(err)
+	}
+	return buf.Bytes(), nil
+}

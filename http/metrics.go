@@ -1,0 +1,159 @@
+package http
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/iu-engine/iu"
+)
+
+// metrics are the server's Prometheus metrics, in a registry of its own
+// (several servers may live in one test process).
+type metrics struct {
+	reg            *prometheus.Registry
+	events         *prometheus.CounterVec
+	instantiations *prometheus.CounterVec
+	latency        *prometheus.HistogramVec
+	batchSize      prometheus.Histogram
+	batchDuration  prometheus.Histogram
+	batchErrors    prometheus.Counter
+	refusals       *prometheus.CounterVec
+
+	typesMu sync.Mutex
+	types   map[string]bool
+}
+
+// maxTypeLabels bounds the event types that get a label of their own: the
+// type is chosen by producers, and a label per value must not grow without
+// end. Later types are counted as "other".
+const maxTypeLabels = 500
+
+func newMetrics(e *iu.Engine) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iu_events_total",
+			Help: "CloudEvents received, by event type and outcome (created, replayed_or_shadow, unavailable, invalid, unknown_template, conflict, unmatched, too_large, unsupported_media_type, error).",
+		}, []string{"type", "outcome"}),
+		instantiations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iu_instantiations_total",
+			Help: "Per-template answers to events, by template and status (created, replayed, shadow, gated, or an error code).",
+		}, []string{"template", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "iu_http_request_duration_seconds",
+			Help:    "HTTP request latency, by route, method and status.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "code"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "iu_batch_size_events",
+			Help:    "Emit requests per group-commit transaction.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "iu_batch_duration_seconds",
+			Help:    "Time to apply and commit one group-commit transaction.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		batchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "iu_batch_errors_total",
+			Help: "Group-commit transactions that failed as a whole.",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "iu_auth_refusals_total",
+			Help: "Requests refused for want of a valid token (unauthorized) or scope (forbidden).",
+		}, []string{"reason"}),
+		types: make(map[string]bool),
+	}
+	reg.MustRegister(m.events, m.instantiations, m.latency, m.batchSize, m.batchDuration, m.batchErrors, m.refusals,
+		&storeCollector{e: e},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+func (m *metrics) event(typ, outcome string) {
+	m.events.WithLabelValues(m.typeLabel(typ), outcome).Inc()
+}
+
+func (m *metrics) typeLabel(typ string) string {
+	if typ == "" {
+		return "(unparsed)"
+	}
+	m.typesMu.Lock()
+	defer m.typesMu.Unlock()
+	if m.types[typ] {
+		return typ
+	}
+	if len(m.types) >= maxTypeLabels {
+		return "other"
+	}
+	m.types[typ] = true
+	return typ
+}
+
+func (m *metrics) instantiation(template, status string) {
+	m.instantiations.WithLabelValues(template, status).Inc()
+}
+
+func (m *metrics) request(rt *route, status int, took time.Duration) {
+	m.latency.WithLabelValues(rt.pattern, rt.method, strconv.Itoa(status)).Observe(took.Seconds())
+}
+
+func (m *metrics) batch(n int, took time.Duration, err error) {
+	m.batchSize.Observe(float64(n))
+	m.batchDuration.Observe(took.Seconds())
+	if err != nil {
+		m.batchErrors.Inc()
+	}
+}
+
+// storeCollector reads the gates and the pool statistics at scrape time.
+type storeCollector struct{ e *iu.Engine }
+
+var (
+	descGate = prometheus.NewDesc("iu_gate_enabled", "Whether a gate is on (1) or off (0), as committed.", []string{"gate"}, nil)
+	descUp   = prometheus.NewDesc("iu_store_up", "Whether the store answered the last scrape (1) or not (0).", nil, nil)
+	descPool = prometheus.NewDesc("iu_store_pool_connections", "Store connections, by state (max, open, in_use, idle).", []string{"state"}, nil)
+	descWait = prometheus.NewDesc("iu_store_pool_waits_total", "Times a caller waited for a store connection.", nil, nil)
+	descWDur = prometheus.NewDesc("iu_store_pool_wait_seconds_total", "Time callers spent waiting for a store connection.", nil, nil)
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descGate, descUp, descPool, descWait, descWDur} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g, err := c.e.Gates(ctx)
+	up := 1.0
+	if err != nil {
+		up = 0
+	} else {
+		for _, name := range iu.GateNames {
+			v := 0.0
+			if g.Get(name) {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descGate, prometheus.GaugeValue, v, name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+	if ps, ok := c.e.Store().(iu.PoolStater); ok {
+		st := ps.PoolStats()
+		for state, v := range map[string]int{"max": st.MaxOpen, "open": st.Open, "in_use": st.InUse, "idle": st.Idle} {
+			ch <- prometheus.MustNewConstMetric(descPool, prometheus.GaugeValue, float64(v), state)
+		}
+		ch <- prometheus.MustNewConstMetric(descWait, prometheus.CounterValue, float64(st.WaitCount))
+		ch <- prometheus.MustNewConstMetric(descWDur, prometheus.CounterValue, st.WaitDuration.Seconds())
+	}
+}

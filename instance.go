@@ -1,0 +1,13 @@
+package iu
+
+import "context"
+
+// GetInstance returns one instance with its lineage, or ErrNotFound.
+func (e *Engine) GetInstance(ctx context.Context, key string) (*InstanceRecord, error) {
+	var rec *InstanceRecord
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		rec, err = tx.GetInstance(ctx, key)
+		return err
+	})
+	return rec, err
+}
