@@ -12,6 +12,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	nethttp "net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -41,6 +43,7 @@ type benchOptions struct {
 	batch     iu.BatchOptions
 	timeout   time.Duration
 	triggered bool
+	cpuprof   string
 }
 
 // benchReport is what iu bench prints (--json: as is).
@@ -134,6 +137,8 @@ iu rollback --actor ACTOR --apply removes them.`,
 	f.DurationVar(&o.batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "with --direct: group commit's longest wait")
 	f.IntVar(&o.batch.Workers, "batch-workers", 0, "with --direct: transactions in flight (default 1 on SQLite, 4 on PostgreSQL)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	f.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the run to this file")
+	f.MarkHidden("cpuprofile")
 	return cmd
 }
 
@@ -279,6 +284,13 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 			progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"),
 			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	}
+	if o.cpuprof != "" {
+		stop, err := startCPUProfile(o.cpuprof)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -382,6 +394,19 @@ func benchRequest(ctx context.Context, url, secret string, o benchOptions, p ben
 		h["Authorization"] = []string{"Bearer " + secret}
 	}
 	return req, nil
+}
+
+// startCPUProfile profiles the process into file until stop is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func percentiles(lat []time.Duration) benchLatency {

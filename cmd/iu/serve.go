@@ -78,6 +78,7 @@ type serveMain struct {
 	LogLevel        string
 	ShutdownTimeout time.Duration
 	Stderr          io.Writer
+	CPUProfile      string
 
 	Store     iu.Store
 	Engine    *iu.Engine
@@ -103,6 +104,8 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
+	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
+	fs.MarkHidden("cpuprofile")
 }
 
 // ParseFlags reads serve's flags, and --db, from args: the tests' way in.
@@ -238,6 +241,13 @@ func writeSecret(path, secret string) error {
 
 // Run opens, serves until ctx ends, and closes.
 func (m *serveMain) Run(ctx context.Context) error {
+	if m.CPUProfile != "" {
+		stop, err := startCPUProfile(m.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if err := m.Open(ctx); err != nil {
 		return err
 	}
