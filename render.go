@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 )
 
 // Rendered is an instance as its user reads it.
@@ -129,11 +130,61 @@ func fill(slot, body string, vars map[string]any) (string, error) {
 	if err != nil {
 		return "", Errorf(ErrInvalidTemplate, "slot %q: %v", slot, err)
 	}
+	keepUnfilled(t.Tree.Root, vars)
 	var b bytes.Buffer
 	if err := t.Execute(&b, vars); err != nil {
 		return "", Errorf(ErrInvalidInput, "slot %q: filling in placeholders: %v", slot, err)
 	}
 	return b.String(), nil
+}
+
+// keepUnfilled replaces each simple placeholder ({{ .data.manager }}) that
+// the instance has no value for with its own text, so that a reader sees
+// what is missing instead of Go's "<no value>" or a silent gap. Inside
+// range and with blocks the dot changes, so they are left alone.
+func keepUnfilled(list *parse.ListNode, vars map[string]any) {
+	if list == nil {
+		return
+	}
+	for i, n := range list.Nodes {
+		switch n := n.(type) {
+		case *parse.ActionNode:
+			if path, ok := fieldPath(n.Pipe); ok && !filled(vars, path) {
+				list.Nodes[i] = &parse.TextNode{NodeType: parse.NodeText, Pos: n.Pos, Text: []byte(n.String())}
+			}
+		case *parse.IfNode:
+			keepUnfilled(n.List, vars)
+			keepUnfilled(n.ElseList, vars)
+		}
+	}
+}
+
+// fieldPath returns the field chain of a pipeline that is just {{ .a.b }}.
+func fieldPath(p *parse.PipeNode) ([]string, bool) {
+	if p == nil || len(p.Decl) > 0 || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return nil, false
+	}
+	f, ok := p.Cmds[0].Args[0].(*parse.FieldNode)
+	return f.Ident, ok
+}
+
+// filled reports whether path leads to a value that is neither missing,
+// null nor an empty string.
+func filled(vars map[string]any, path []string) bool {
+	var cur any = vars
+	for _, k := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[k]; !ok || cur == nil {
+			return false
+		}
+	}
+	if s, ok := cur.(string); ok && s == "" {
+		return false
+	}
+	return true
 }
 
 func indent(s, pad string) string { return strings.ReplaceAll(s, "\n", "\n"+pad) }

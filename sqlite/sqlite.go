@@ -126,6 +126,15 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 // exclusive file lock, so that processes opening a new store at once do not
 // race.
 func (s *Store) migrate(ctx context.Context) error {
+	// One process at a time looks at, sets up and migrates a file: processes
+	// opening a new store at the same moment would otherwise race to switch
+	// it to WAL mode, which takes an exclusive lock that SQLite's busy
+	// handler does not wait for.
+	lock := &fileLocker{path: s.path}
+	if err := lock.Lock(ctx, nil); err != nil {
+		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: %v", s.path, err)
+	}
+	defer lock.Unlock(context.WithoutCancel(ctx), nil)
 	// Look before touching: a file that is not ours must not be switched to
 	// WAL mode or given a version table.
 	check, err := sql.Open("sqlite", dsn(s.path))
@@ -156,7 +165,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
-		goose.WithTableName(versionTable), goose.WithLocker(&fileLocker{path: s.path}), goose.WithDisableGlobalRegistry(true))
+		goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}

@@ -133,7 +133,7 @@ func (a *app) gateCommand() *cobra.Command {
 		Short: "Set gates, e.g. iu gate set composer_enabled=true auto_instantiate_enabled=true",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			m := map[string]bool{}
+			change := iu.GateChange{}
 			for _, arg := range args {
 				name, val, ok := strings.Cut(arg, "=")
 				if !ok {
@@ -143,11 +143,14 @@ func (a *app) gateCommand() *cobra.Command {
 				if err != nil {
 					return usagef("gate set: %q: %q is not true or false", arg, val)
 				}
-				m[name] = b
-			}
-			change, err := iu.ParseGateChange(m)
-			if err != nil {
-				return usageError{err}
+				full, err := iu.ParseGateName(name)
+				if err != nil {
+					return usageError{err}
+				}
+				if _, dup := change[full]; dup {
+					return usagef("gate set: %s is given twice: give each gate once", full)
+				}
+				change[full] = b
 			}
 			svc, err := a.service(cmd.Context())
 			if err != nil {
