@@ -79,6 +79,10 @@ type serveMain struct {
 	ShutdownTimeout time.Duration
 	Stderr          io.Writer
 	CPUProfile      string
+	// AdminTokenFile is where a bootstrap admin token is written (default:
+	// beside a SQLite store, iu-admin.token in the working directory for
+	// PostgreSQL).
+	AdminTokenFile string
 
 	Store     iu.Store
 	Engine    *iu.Engine
@@ -104,6 +108,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
+	fs.StringVar(&m.AdminTokenFile, "admin-token-file", "", "where to write the admin token made when the store has none (default: STORE.token beside a SQLite store, ./iu-admin.token for PostgreSQL)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
 	fs.MarkHidden("cpuprofile")
 }
@@ -194,9 +199,12 @@ func (m *serveMain) bootstrapToken(ctx context.Context) error {
 		m.log.Info("tokens", "live", live, "revoked", len(toks)-live, "hint", "iu token create --scope ingest|read|admin makes another")
 		return nil
 	}
-	file := "iu-admin.token"
-	if p, ok := m.Store.(interface{ Path() string }); ok {
-		file = p.Path() + ".token"
+	file := m.AdminTokenFile
+	if file == "" {
+		file = "iu-admin.token"
+		if p, ok := m.Store.(interface{ Path() string }); ok {
+			file = p.Path() + ".token"
+		}
 	}
 	if file, err = filepath.Abs(file); err != nil {
 		return err

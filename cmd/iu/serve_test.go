@@ -1,0 +1,535 @@
+package main
+
+// End-to-end tests of iu serve: the real service (serveMain, as `iu serve`
+// runs it) on port 0, over a real SQLite file and, when IU_TEST_POSTGRES is
+// set, a real PostgreSQL schema, driven over HTTP.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	nethttp "net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/examples"
+	"github.com/iu-engine/iu/postgres"
+	"github.com/iu-engine/iu/sqlite"
+)
+
+const (
+	wfKey   = "tpl:wf:onboarding/v2"
+	fileKey = "tpl:file:status-report/v2"
+)
+
+// backend makes fresh stores of one kind, as --db values.
+type backend struct {
+	name string
+	db   func(t *testing.T) string
+}
+
+// backends returns SQLite, and PostgreSQL when IU_TEST_POSTGRES is set (a
+// set but unreachable server fails the test).
+func backends(t *testing.T) []backend {
+	bs := []backend{{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "iu.db") }}}
+	if dsn := os.Getenv("IU_TEST_POSTGRES"); dsn != "" {
+		bs = append(bs, backend{"postgres", func(t *testing.T) string { return pgSchema(t, dsn) }})
+	}
+	return bs
+}
+
+// forBackends runs fn once per backend, in parallel subtests.
+func forBackends(t *testing.T, fn func(t *testing.T, db string)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b.db(t))
+		})
+	}
+}
+
+// pgSchema creates a schema of its own for one test, dropped afterwards, and
+// returns a DSN that uses it.
+func pgSchema(t *testing.T, dsn string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("IU_TEST_POSTGRES is set but the server is unreachable: %v", err)
+	}
+	defer conn.Close(ctx)
+	b := make([]byte, 6)
+	rand.Read(b)
+	schema := "iu_serve_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("IU_TEST_POSTGRES must be a postgres:// URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// tserver is a running iu serve.
+type tserver struct {
+	t     *testing.T
+	m     *serveMain
+	url   string
+	db    string
+	admin string // the bootstrap admin token
+	hc    *nethttp.Client
+}
+
+// startServer boots iu serve on port 0 over db, with extra serve flags.
+func startServer(t *testing.T, db string, flags ...string) *tserver {
+	t.Helper()
+	m := newServeMain(io.Discard)
+	if testing.Verbose() {
+		m.Stderr = os.Stderr
+	}
+	tokenFile := filepath.Join(t.TempDir(), "admin.token")
+	args := append([]string{"--db", db, "--addr", "127.0.0.1:0", "--log-level", "warn", "--admin-token-file", tokenFile}, flags...)
+	if err := m.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Open(context.Background()); err != nil {
+		t.Fatalf("iu serve: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if m.TokenFile != tokenFile {
+		t.Fatalf("a new store's server wrote its admin token to %q, want %q", m.TokenFile, tokenFile)
+	}
+	fi, err := os.Stat(tokenFile)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file: %v, mode %v; want 0600", err, fi.Mode())
+	}
+	b, _ := os.ReadFile(tokenFile)
+	return &tserver{t: t, m: m, url: m.Server.URL(), db: db, admin: strings.TrimSpace(string(b)),
+		hc: &nethttp.Client{Timeout: 60 * time.Second, Transport: &nethttp.Transport{MaxIdleConnsPerHost: 64}}}
+}
+
+// token creates a token of scope directly in the store.
+func (s *tserver) token(scope iu.Scope) string {
+	s.t.Helper()
+	nt, err := s.m.Engine.CreateToken(context.Background(), "", scope, "tester")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return nt.Secret
+}
+
+// setup publishes the example templates and opens the gates.
+func (s *tserver) setup() {
+	s.t.Helper()
+	ctx := context.Background()
+	var tps []*iu.Template
+	for _, name := range []string{"templates/onboarding.yaml", "templates/status-report.yaml"} {
+		data, err := examples.FS.ReadFile(name)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		tp, err := iu.ParseTemplateFile(name, data)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		tps = append(tps, tp)
+	}
+	if _, err := s.m.Engine.PublishTemplates(ctx, tps, "tester"); err != nil {
+		s.t.Fatal(err)
+	}
+	s.gates(true, true)
+}
+
+func (s *tserver) gates(composer, auto bool) {
+	s.t.Helper()
+	if _, err := s.m.Engine.SetGates(context.Background(), iu.GateChange{iu.GateComposer: composer, iu.GateAutoInstantiate: auto}, "tester"); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// response is an answer, read whole.
+type response struct {
+	status int
+	header nethttp.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("answer %d is not JSON: %v\n%s", r.status, err, r.body)
+	}
+}
+
+// errorCode returns the code of an {"error"} answer.
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	var doc struct {
+		Error struct{ Code, Message string }
+	}
+	r.json(t, &doc)
+	if doc.Error.Message == "" {
+		t.Fatalf("answer %d has no error message: %s", r.status, r.body)
+	}
+	return doc.Error.Code
+}
+
+// do sends a request; header values override the defaults.
+func (s *tserver) do(method, path, token string, header map[string]string, body []byte) response {
+	s.t.Helper()
+	req, err := nethttp.NewRequest(method, s.url+path, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+// binary posts one event in binary mode.
+func (s *tserver) binary(token string, attrs map[string]string, data string) response {
+	s.t.Helper()
+	h := map[string]string{"Ce-Specversion": "1.0", "Ce-Source": "hr:test", "Ce-Type": "hr.employee.hired"}
+	for k, v := range attrs {
+		h["Ce-"+k] = v
+	}
+	var body []byte
+	if data != "" {
+		body = []byte(data)
+	} else {
+		h["Content-Type"] = ""
+	}
+	return s.do("POST", "/v1/events", token, h, body)
+}
+
+// structured posts one event, or a batch, as JSON.
+func (s *tserver) structured(token, contentType string, v any) response {
+	s.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return s.do("POST", "/v1/events", token, map[string]string{"Content-Type": contentType}, b)
+}
+
+// storeTables are every table iu writes: what "nothing changed" compares.
+var storeTables = []string{
+	"iu_piece", "iu_piece_collection", "iu_collection_membership", "iu_collection_template_instance_lineage",
+	"iu_auto_instantiate_event_log", "iu_gate", "iu_gate_audit", "iu_trigger", "iu_token",
+}
+
+// count runs a counting query on the server's store, outside the engine.
+func (s *tserver) count(query string, args ...any) int64 {
+	s.t.Helper()
+	var n int64
+	var err error
+	switch st := s.m.Store.(type) {
+	case *sqlite.Store:
+		n, err = sqlite.CountRaw(context.Background(), st, query, args...)
+	case *postgres.Store:
+		n, err = postgres.CountRaw(context.Background(), st, query, args...)
+	default:
+		s.t.Fatalf("unknown store %T", st)
+	}
+	if err != nil {
+		s.t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// snapshot counts the rows of every table, and the gates that are on.
+func (s *tserver) snapshot() string {
+	s.t.Helper()
+	var b strings.Builder
+	for _, tb := range storeTables {
+		fmt.Fprintf(&b, "%s=%d ", tb, s.count("SELECT count(*) FROM "+tb))
+	}
+	fmt.Fprintf(&b, "gates_on=%d revoked=%d", s.count("SELECT count(*) FROM iu_gate WHERE enabled"), s.count("SELECT count(*) FROM iu_token WHERE revoked_at IS NOT NULL"))
+	return b.String()
+}
+
+// eventAnswer is the answer to one event.
+type eventAnswer struct {
+	ID      string `json:"id"`
+	Status  int    `json:"status"`
+	Results []struct {
+		iu.Result
+		Error *struct{ Code, Message string } `json:"error"`
+	} `json:"results"`
+	Error *struct{ Code, Message string } `json:"error"`
+}
+
+func TestServeEventModes(t *testing.T) {
+	forBackends(t, func(t *testing.T, db string) {
+		s := startServer(t, db)
+		s.setup()
+		tok := s.token(iu.ScopeIngest)
+
+		// Binary mode.
+		r := s.binary(tok, map[string]string{"Id": "b-1", "Iutemplate": wfKey, "Subject": "Ada"}, `{"team": "core"}`)
+		if r.status != 201 {
+			t.Fatalf("binary: %d %s", r.status, r.body)
+		}
+		var a eventAnswer
+		r.json(t, &a)
+		if a.ID != "b-1" || a.Status != 201 || len(a.Results) != 1 || a.Results[0].Status != iu.StatusOK || a.Results[0].Replayed ||
+			!strings.HasPrefix(a.Results[0].InstanceKey, "tpl-inst:auto:") || a.Results[0].TemplateKey != wfKey {
+			t.Fatalf("binary answer %s", r.body)
+		}
+		// The same event again (data re-spaced): 200, replayed, the same instance.
+		r2 := s.binary(tok, map[string]string{"Id": "b-1", "Iutemplate": wfKey, "Subject": "Ada"}, `{ "team":"core" }`)
+		var a2 eventAnswer
+		r2.json(t, &a2)
+		if r2.status != 200 || !a2.Results[0].Replayed || a2.Results[0].InstanceKey != a.Results[0].InstanceKey {
+			t.Fatalf("redelivery: %d %s", r2.status, r2.body)
+		}
+
+		// Structured mode, with the actor and prefix extensions.
+		ev := map[string]any{"specversion": "1.0", "id": "s-1", "source": "hr:test", "type": "hr.employee.hired", "subject": "Grace",
+			"time": "2026-01-02T03:04:05Z", "datacontenttype": "application/json", "data": map[string]any{"team": "compilers"},
+			"iutemplate": fileKey, "iuactor": "hr-sync", "iuprefix": "hr"}
+		r = s.structured(tok, "application/cloudevents+json", ev)
+		r.json(t, &a)
+		if r.status != 201 || a.Results[0].TemplateKey != fileKey || !strings.HasPrefix(a.Results[0].InstanceKey, "tpl-inst:auto:hr-") {
+			t.Fatalf("structured: %d %s", r.status, r.body)
+		}
+		if n := s.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = 'hr-sync' AND event_id = 's-1'"); n != 1 {
+			t.Fatalf("structured event's lineage rows: %d", n)
+		}
+		// Without iuactor the actor is the posting token's name.
+		if n := s.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor LIKE 'ingest-%' AND event_id = 'b-1'"); n != 1 {
+			t.Fatalf("binary event's actor is not the token's name")
+		}
+
+		// Batch mode: a new one, a repeat, and an invalid one that fails alone.
+		batch := []map[string]any{
+			{"specversion": "1.0", "id": "m-1", "source": "hr:test", "type": "hr.employee.hired", "iutemplate": wfKey},
+			{"specversion": "1.0", "id": "b-1", "source": "hr:test", "type": "hr.employee.hired", "subject": "Ada", "iutemplate": wfKey, "data": map[string]any{"team": "core"}},
+			{"specversion": "1.0", "id": "m-2", "source": "hr:test", "type": "hr.employee.hired", "iutemplate": "not-a-key"},
+		}
+		r = s.structured(tok, "application/cloudevents-batch+json", batch)
+		var as []eventAnswer
+		r.json(t, &as)
+		if len(as) != 3 || as[0].Status != 201 || as[1].Status != 200 || !as[1].Results[0].Replayed || as[2].Status != 400 || as[2].Error == nil {
+			t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+		if r.status != 400 {
+			t.Fatalf("batch with an invalid event: status %d, want 400 (its worst)", r.status)
+		}
+		if n := s.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); n != 3 {
+			t.Fatalf("%d log rows, want 3 (b-1, s-1, m-1)", n)
+		}
+		// A batch of good events answers 201.
+		r = s.structured(tok, "application/cloudevents-batch+json", batch[:2])
+		if r.status != 200 {
+			t.Fatalf("a batch of repeats: %d, want 200: %s", r.status, r.body)
+		}
+	})
+}
+
+func TestServeTriggersFanOut(t *testing.T) {
+	forBackends(t, func(t *testing.T, db string) {
+		s := startServer(t, db)
+		s.setup()
+		admin, ingest := s.admin, s.token(iu.ScopeIngest)
+		for _, tr := range []string{
+			`{"name": "hr-all", "type": "com.acme.hr.*", "template": "` + wfKey + `"}`,
+			`{"name": "hired-report", "type": "com.acme.hr.hired", "source": "hr:workday", "template": "` + fileKey + `", "actor": "reports", "instance_prefix": "rep"}`,
+		} {
+			if r := s.do("POST", "/v1/triggers", admin, nil, []byte(tr)); r.status != 201 {
+				t.Fatalf("add trigger: %d %s", r.status, r.body)
+			}
+		}
+		if r := s.do("POST", "/v1/triggers", admin, nil, []byte(`{"type": "x", "template": "tpl:wf:missing/v1"}`)); r.status != 404 {
+			t.Fatalf("a trigger for an unknown template: %d %s", r.status, r.body)
+		}
+		if r := s.do("POST", "/v1/triggers", admin, nil, []byte(`{"name": "hr-all", "type": "y", "template": "`+wfKey+`"}`)); r.status != 409 {
+			t.Fatalf("a second trigger named hr-all: %d %s", r.status, r.body)
+		}
+		// Fan-out: one event, two templates, one transaction.
+		r := s.binary(ingest, map[string]string{"Id": "h-1", "Type": "com.acme.hr.hired", "Source": "hr:workday"}, `{"team":"x"}`)
+		var a eventAnswer
+		r.json(t, &a)
+		if r.status != 201 || len(a.Results) != 2 || a.Results[0].TemplateKey != fileKey || a.Results[1].TemplateKey != wfKey ||
+			a.Results[0].IdempotencyKey == a.Results[1].IdempotencyKey {
+			t.Fatalf("fan-out: %d %s", r.status, r.body)
+		}
+		if n := s.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE event_id = 'h-1' AND actor = 'reports'"); n != 1 {
+			t.Fatalf("the trigger's actor was not used")
+		}
+		// Another source: only the prefix trigger.
+		r = s.binary(ingest, map[string]string{"Id": "h-2", "Type": "com.acme.hr.left", "Source": "hr:other"}, "")
+		r.json(t, &a)
+		if r.status != 201 || len(a.Results) != 1 || a.Results[0].TemplateKey != wfKey {
+			t.Fatalf("prefix trigger: %d %s", r.status, r.body)
+		}
+		// Nothing matches: 422, counted, nothing written.
+		before := s.snapshot()
+		r = s.binary(ingest, map[string]string{"Id": "x-1", "Type": "com.acme.sales.won"}, "")
+		if r.status != 422 || r.errorCode(t) != "unmatched" {
+			t.Fatalf("unmatched: %d %s", r.status, r.body)
+		}
+		if after := s.snapshot(); after != before {
+			t.Fatalf("an unmatched event wrote something:\n%s\n%s", before, after)
+		}
+		m := s.do("GET", "/metrics", admin, nil, nil)
+		if !bytes.Contains(m.body, []byte(`iu_events_total{outcome="unmatched",type="com.acme.sales.won"} 1`)) {
+			t.Fatalf("the unmatched event is not counted:\n%s", grepLines(m.body, "iu_events_total"))
+		}
+		for _, want := range []string{`iu_instantiations_total{status="created",template="` + fileKey + `"} 1`, "iu_batch_size_events_count", "iu_gate_enabled{gate=\"iu_core.composer_enabled\"} 1",
+			"iu_store_pool_connections{state=\"max\"}", "iu_http_request_duration_seconds_bucket"} {
+			if !bytes.Contains(m.body, []byte(want)) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		// Removing a trigger takes effect at once on this server.
+		if r := s.do("DELETE", "/v1/triggers/hr-all", admin, nil, nil); r.status != 200 {
+			t.Fatalf("remove: %d %s", r.status, r.body)
+		}
+		if r := s.binary(ingest, map[string]string{"Id": "h-3", "Type": "com.acme.hr.left", "Source": "hr:other"}, ""); r.status != 422 {
+			t.Fatalf("after removing the trigger: %d %s", r.status, r.body)
+		}
+		if r := s.do("DELETE", "/v1/triggers/hr-all", admin, nil, nil); r.status != 404 {
+			t.Fatalf("removing it twice: %d", r.status)
+		}
+	})
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// Every status of the events route, and that refusals write nothing.
+func TestServeStatusCodes(t *testing.T) {
+	forBackends(t, func(t *testing.T, db string) {
+		s := startServer(t, db, "--max-event-bytes", "4096")
+		s.setup()
+		tok := s.token(iu.ScopeIngest)
+		read := s.token(iu.ScopeRead)
+		ev := func(id string) map[string]string { return map[string]string{"Id": id, "Iutemplate": wfKey} }
+
+		check := func(name string, r response, status int, code string) {
+			t.Helper()
+			if r.status != status {
+				t.Fatalf("%s: status %d, want %d: %s", name, r.status, status, r.body)
+			}
+			if code != "" {
+				var doc struct {
+					Error *struct{ Code string }
+				}
+				json.Unmarshal(r.body, &doc)
+				if doc.Error == nil || doc.Error.Code != code {
+					var a eventAnswer
+					json.Unmarshal(r.body, &a)
+					if len(a.Results) == 0 || a.Results[0].Error == nil || a.Results[0].Error.Code != code {
+						t.Fatalf("%s: want error code %s: %s", name, code, r.body)
+					}
+				}
+			}
+		}
+		check("201", s.binary(tok, ev("c-1"), `{"a":1}`), 201, "")
+		check("200", s.binary(tok, ev("c-1"), `{"a":1}`), 200, "")
+		check("409", s.binary(tok, ev("c-1"), `{"a":2}`), 409, "conflict")
+		check("400 no id", s.binary(tok, map[string]string{"Iutemplate": wfKey}, ""), 400, "invalid")
+		check("400 bad data", s.binary(tok, ev("c-2"), `{"a":`), 400, "invalid")
+		check("400 bad template key", s.binary(tok, map[string]string{"Id": "c-3", "Iutemplate": "tpl:nope"}, ""), 400, "invalid")
+		check("400 bad JSON", s.do("POST", "/v1/events", tok, map[string]string{"Content-Type": "application/cloudevents+json"}, []byte(`{"id":`)), 400, "invalid")
+		check("404", s.binary(tok, map[string]string{"Id": "c-4", "Iutemplate": "tpl:wf:missing/v9"}, ""), 404, "not_found")
+		check("413", s.binary(tok, ev("c-5"), `{"a":"`+strings.Repeat("x", 5000)+`"}`), 413, "too_large")
+		check("415 text", s.do("POST", "/v1/events", tok, map[string]string{"Content-Type": "text/plain"}, []byte("hi")), 415, "unsupported_media_type")
+		check("binary without data", s.binary(tok, map[string]string{"Id": "c-6", "Iutemplate": wfKey, "Content-Type": ""}, ""), 201, "")
+		check("415 binary xml", s.do("POST", "/v1/events", tok, map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "c-7", "Ce-Source": "s", "Ce-Type": "t", "Content-Type": "application/xml"}, []byte("<a/>")), 415, "unsupported_media_type")
+		check("401", s.binary("", ev("c-8"), ""), 401, "unauthorized")
+		check("401 wrong token", s.binary("iu_not-a-real-token", ev("c-8"), ""), 401, "unauthorized")
+		check("403", s.binary(read, ev("c-8"), ""), 403, "forbidden")
+		check("422", s.binary(tok, map[string]string{"Id": "c-9"}, ""), 422, "unmatched")
+		// Of all these, only the event without data was written.
+		if n := s.count("SELECT count(*) FROM iu_auto_instantiate_event_log WHERE event_id <> 'c-1' AND event_id <> 'c-6'"); n != 0 {
+			t.Fatalf("refused events were written: %d log rows", n)
+		}
+
+		// 503: a gate is closed; nothing written; Retry-After and the gate's name.
+		s.gates(true, false)
+		before := s.snapshot()
+		r := s.binary(tok, ev("g-1"), "")
+		check("503", r, 503, "")
+		if r.header.Get("Retry-After") == "" || r.header.Get("Iu-Gate") != iu.GateAutoInstantiate || !bytes.Contains(r.body, []byte(iu.GateAutoInstantiate)) {
+			t.Fatalf("503 without Retry-After or the gate: %v %s", r.header, r.body)
+		}
+		if after := s.snapshot(); after != before {
+			t.Fatalf("a gated event wrote something:\n%s\n%s", before, after)
+		}
+		// The producer retries once the gate opens: nothing was lost.
+		s.gates(true, true)
+		check("retry after 503", s.binary(tok, ev("g-1"), ""), 201, "")
+		// Shadow templates answer 200.
+		if _, err := s.m.Engine.Emit(context.Background(), iu.EmitRequest{TemplateKey: fileKey, Actor: "a", Event: iu.Event{ID: "x", Source: "s", Type: "t"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.m.Engine.SetEmitMode(context.Background(), fileKey, iu.EmitShadow); err != nil {
+			t.Fatal(err)
+		}
+		r = s.binary(tok, map[string]string{"Id": "sh-1", "Iutemplate": fileKey}, "")
+		var a eventAnswer
+		r.json(t, &a)
+		if r.status != 200 || a.Results[0].Status != iu.StatusShadow {
+			t.Fatalf("shadow: %d %s", r.status, r.body)
+		}
+		// Answers carry no SQL and no stack.
+		for _, bad := range []string{"SELECT", "INSERT", "goroutine", ".go:"} {
+			if bytes.Contains(r.body, []byte(bad)) {
+				t.Fatalf("answer leaks %q: %s", bad, r.body)
+			}
+		}
+	})
+}
