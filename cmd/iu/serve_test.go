@@ -129,7 +129,11 @@ func startServer(t *testing.T, db string, flags ...string) *tserver {
 	}
 	b, _ := os.ReadFile(tokenFile)
 	return &tserver{t: t, m: m, url: m.Server.URL(), db: db, admin: strings.TrimSpace(string(b)),
-		hc: &nethttp.Client{Timeout: 60 * time.Second, Transport: &nethttp.Transport{MaxIdleConnsPerHost: 64}}}
+		hc: newTestClient()}
+}
+
+func newTestClient() *nethttp.Client {
+	return &nethttp.Client{Timeout: 60 * time.Second, Transport: &nethttp.Transport{MaxIdleConnsPerHost: 64}}
 }
 
 // token creates a token of scope directly in the store.
