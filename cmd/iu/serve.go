@@ -266,7 +266,7 @@ func (m *serveMain) Run(ctx context.Context) error {
 }
 
 // Close shuts down gracefully: no new connections, requests in flight
-// finish and commit, then the store closes.
+// finish and commit, then the store closes. Safe to call twice.
 func (m *serveMain) Close() error {
 	var errs []error
 	if m.Server != nil {
@@ -279,9 +279,13 @@ func (m *serveMain) Close() error {
 		if err := m.Server.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
+		m.Server = nil
+	} else if m.Store == nil {
+		return nil // closed already
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
+		m.Store = nil
 	}
 	err := errors.Join(errs...)
 	if m.log != nil {
