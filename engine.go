@@ -341,12 +341,6 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 	if err != nil {
 		return nil, err
 	}
-	if !gates.AutoInstantiateEnabled {
-		for i := range outs {
-			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateAutoInstantiate
-		}
-		return outs, nil
-	}
 	if templates == nil {
 		templates = make(map[string]*Template)
 	}
@@ -364,8 +358,14 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 			}
 			templates[p.req.TemplateKey] = t // nil for unknown
 		}
+		// An unknown template is bad input whatever the gates say; a closed
+		// gate is only an answer for a request that could otherwise succeed.
 		if t == nil {
 			outs[i].Err = Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", p.req.TemplateKey)
+			continue
+		}
+		if !gates.AutoInstantiateEnabled {
+			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateAutoInstantiate
 			continue
 		}
 		status := StatusOK

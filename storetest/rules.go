@@ -462,3 +462,17 @@ var _ = register("SummaryCountsLastHour", func(t *testing.T, h Harness) {
 		t.Fatalf("instances of bob: %+v %v", rows, err)
 	}
 })
+
+var _ = register("UnknownTemplateIsAnErrorEvenWhenGated", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	before := v.counts()
+	if _, err := v.emit("tpl:wf:nope/v1", "g1", "alice"); !errors.Is(err, iu.ErrUnknownTemplate) {
+		t.Fatalf("unknown template with the gates closed: %v, want ErrUnknownTemplate", err)
+	}
+	r := v.mustEmit(wfKey, "g1", "alice")
+	if r.Status != iu.StatusGated || r.Gate != iu.GateAutoInstantiate {
+		t.Fatalf("known template with the gates closed: %+v", r)
+	}
+	v.sameCounts(before, "gated and refused emits")
+})
