@@ -2,9 +2,11 @@ package iu
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"regexp"
 	"strings"
 
@@ -15,17 +17,17 @@ import (
 // reads too). Unknown fields are refused so that a typo such as "afer:" is
 // not silently ignored.
 type templateFile struct {
-	Key      string      `yaml:"key"`
-	Title    string      `yaml:"title"`
-	EmitMode string      `yaml:"emit_mode"`
-	Pieces   []pieceFile `yaml:"pieces"`
+	Key      string      `yaml:"key" json:"key"`
+	Title    string      `yaml:"title" json:"title"`
+	EmitMode string      `yaml:"emit_mode" json:"emit_mode"`
+	Pieces   []pieceFile `yaml:"pieces" json:"pieces"`
 }
 
 type pieceFile struct {
-	ID    string   `yaml:"id"`
-	Kind  string   `yaml:"kind"`
-	Body  string   `yaml:"body"`
-	After []string `yaml:"after"`
+	ID    string   `yaml:"id" json:"id"`
+	Kind  string   `yaml:"kind" json:"kind"`
+	Body  string   `yaml:"body" json:"body"`
+	After []string `yaml:"after" json:"after"`
 }
 
 // MaxTemplateFileBytes bounds a template file.
@@ -35,7 +37,11 @@ const MaxTemplateFileBytes = 8 << 20
 // messages only. Errors are *Error with ErrInvalidTemplate and say which file
 // and line is at fault.
 func ParseTemplateFile(name string, data []byte) (*Template, error) {
-	spec, err := ParseTemplateSpec(data)
+	parse := ParseTemplateSpec
+	if strings.EqualFold(path.Ext(name), ".json") {
+		parse = parseTemplateJSON
+	}
+	spec, err := parse(data)
 	if err == nil {
 		var t *Template
 		if t, err = spec.Build(); err == nil {
@@ -47,6 +53,43 @@ func ParseTemplateFile(name string, data []byte) (*Template, error) {
 		return nil, &Error{Code: e.Code, Message: name + ": " + e.Message, Err: e.Err}
 	}
 	return nil, Errorf(ErrInvalidTemplate, "%s: %v", name, err)
+}
+
+// parseTemplateJSON decodes a .json template strictly: JSON's own grammar
+// (no trailing commas or comments, which the YAML reader would forgive),
+// unknown fields refused, errors with their line.
+func parseTemplateJSON(data []byte) (*TemplateSpec, error) {
+	if len(data) > MaxTemplateFileBytes {
+		return nil, Errorf(ErrInvalidTemplate, "file is larger than %d bytes", MaxTemplateFileBytes)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, Errorf(ErrInvalidTemplate, "empty file: want a template with key, title and pieces")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f templateFile
+	lineAt := func(off int64) int { return 1 + bytes.Count(data[:min(int(off), len(data))], []byte("\n")) }
+	if err := dec.Decode(&f); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return nil, Errorf(ErrInvalidTemplate, "line %d: invalid JSON: %v", lineAt(se.Offset), se)
+		case errors.As(err, &te):
+			return nil, Errorf(ErrInvalidTemplate, "line %d: %s: want %s, got JSON %s", lineAt(te.Offset), te.Field, te.Type, te.Value)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, Errorf(ErrInvalidTemplate, "unexpected end of JSON")
+		}
+		return nil, Errorf(ErrInvalidTemplate, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if dec.More() {
+		return nil, Errorf(ErrInvalidTemplate, "line %d: more than one JSON value: put one template in each file", lineAt(dec.InputOffset()))
+	}
+	spec := &TemplateSpec{Key: f.Key, Title: f.Title, EmitMode: f.EmitMode}
+	for _, p := range f.Pieces {
+		spec.Pieces = append(spec.Pieces, SlotSpec{ID: p.ID, Kind: p.Kind, Body: p.Body, After: p.After})
+	}
+	return spec, nil
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
