@@ -77,6 +77,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		}
 		return exitFailed
 	}
+	if a.json {
+		json.NewEncoder(stdout).Encode(map[string]any{"error": map[string]string{"code": "usage", "message": err.Error()}})
+	}
 	fmt.Fprintf(stderr, "iu: %v\nRun 'iu --help' for usage.\n", err)
 	return exitUsage
 }
