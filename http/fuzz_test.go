@@ -1,0 +1,160 @@
+package http
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	nethttp "net/http"
+	"testing"
+
+	"github.com/iu-engine/iu"
+)
+
+// checkWireError checks that a refusal is an *iu.Error with a code of the
+// status table, as every answer must be.
+func checkWireError(t *testing.T, err error) {
+	t.Helper()
+	var ie *iu.Error
+	if !errors.As(err, &ie) {
+		t.Fatalf("error %T %v is not an *iu.Error", err, err)
+	}
+	if _, ok := statuses[ie.Code]; !ok {
+		t.Fatalf("error code %q has no status", ie.Code)
+	}
+	if ie.Message == "" {
+		t.Fatalf("error without a message")
+	}
+}
+
+// FuzzDecodeEvents feeds the CloudEvents decoder every mode with arbitrary
+// attributes and bodies: it never panics, refuses with a coded error, and
+// what it accepts is a valid iu event with JSON data.
+func FuzzDecodeEvents(f *testing.F) {
+	f.Add(uint8(0), "e-1", "hr:x", "hr.hired", "tpl:wf:onboarding/v2", "application/json", []byte(`{"a":1}`))
+	f.Add(uint8(0), "", "s", "t", "", "", []byte(nil))
+	f.Add(uint8(0), "e\x01", "s", "t", "tpl:x", "text/plain", []byte("hi"))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data":{"x":[1,2]},"iutemplate":"tpl:wf:a/v1"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"0.3","id":"a","source":"b","type":"c","data":"x","datacontenttype":"text/plain"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","iutemplate":5}`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`[{"specversion":"1.0","id":"a","source":"b","type":"c"},{"specversion":"1.0","id":"","source":"b","type":"c"}]`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`[]`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`{"not":"a list"}`))
+	f.Add(uint8(3), "", "", "", "", "", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, mode uint8, id, source, typ, tpl, ct string, body []byte) {
+		h := nethttp.Header{}
+		switch mode % 4 {
+		case 0:
+			h.Set("Ce-Specversion", "1.0")
+			h.Set("Ce-Id", id)
+			h.Set("Ce-Source", source)
+			h.Set("Ce-Type", typ)
+			if tpl != "" {
+				h.Set("Ce-Iutemplate", tpl)
+			}
+			if ct != "" {
+				h.Set("Content-Type", ct)
+			}
+		case 1:
+			h.Set("Content-Type", ctStructured)
+		case 2:
+			h.Set("Content-Type", ctBatch+"; charset=utf-8")
+		case 3:
+			h.Set("Content-Type", ct)
+		}
+		ins, _, err := DecodeEvents(h, body)
+		if err != nil {
+			checkWireError(t, err)
+			return
+		}
+		if len(ins) == 0 {
+			t.Fatal("no events and no error")
+		}
+		for _, in := range ins {
+			if in.err != nil {
+				checkWireError(t, in.err)
+				continue
+			}
+			if err := in.ev.Validate(); err != nil {
+				t.Fatalf("accepted an invalid event %+v: %v", in.ev, err)
+			}
+			if len(in.ev.Data) > 0 && !json.Valid(in.ev.Data) {
+				t.Fatalf("accepted non-JSON data %q", in.ev.Data)
+			}
+			if in.routing.Template != "" {
+				if _, err := iu.ParseTemplateKey(in.routing.Template); err != nil {
+					t.Fatalf("accepted a malformed iutemplate %q", in.routing.Template)
+				}
+			}
+		}
+	})
+}
+
+// FuzzJSONBodies decodes arbitrary bytes as every JSON body of the API:
+// strict decoding never panics, refuses with a coded error, and what it
+// accepts encodes and decodes again to the same value.
+func FuzzJSONBodies(f *testing.F) {
+	for _, s := range []string{
+		`{"template": "tpl:wf:a/v1", "actor": "a", "event": {"id": "1", "source": "s", "type": "t", "data": {"x": 1}}}`,
+		`{"iu_core.composer_enabled": true, "auto_instantiate_enabled": false}`,
+		`{"composer_enabled": true, "iu_core.composer_enabled": false}`,
+		`{"templates": [{"key": "tpl:wf:a/v1", "pieces": [{"id": "a", "kind": "step", "body": "x"}]}], "actor": "me"}`,
+		`{"actor": "a", "apply": true}`, `{"actor": "a", "aply": true}`,
+		`{"type": "a.*", "template": "tpl:wf:a/v1", "instance_prefix": "p"}`,
+		`{"scope": "read"}`, `{"emit_mode": "shadow"}`, `{"template": "t", "key": "k", "actor": "a"}`,
+		`{"actor": "a", "gates": {"composer_enabled": true}}`,
+		`{"where": "f:1", "template": "tpl:wf:a/v1", "id": "1", "type": "t", "time": "2026-01-01T00:00:00Z"}`,
+		`{} {}`, `[1]`, `null`, ``, `{"a":`, "\xff",
+	} {
+		f.Add([]byte(s))
+	}
+	bodies := []func() any{
+		func() any { return new(EmitBody) }, func() any { return new(iu.GateChange) }, func() any { return new(PublishBody) },
+		func() any { return new(RollbackBody) }, func() any { return new(TriggerBody) }, func() any { return new(TokenBody) },
+		func() any { return new(ModeBody) }, func() any { return new(ComposeBody) }, func() any { return new(bulkHeader) },
+		func() any { return new(bulkLine) },
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, mk := range bodies {
+			v := mk()
+			if err := decodeStrict(bytes.NewReader(b), v); err != nil {
+				checkWireError(t, err)
+				continue
+			}
+			again, err := json.Marshal(v)
+			if err != nil {
+				t.Fatalf("%T accepted %q but does not encode: %v", v, b, err)
+			}
+			w := mk()
+			if err := decodeStrict(bytes.NewReader(again), w); err != nil {
+				t.Fatalf("%T: %q accepted, re-encoded as %s, refused: %v", v, b, again, err)
+			}
+			if again2, _ := json.Marshal(w); !bytes.Equal(again, again2) {
+				t.Fatalf("%T does not round-trip: %s != %s", v, again, again2)
+			}
+		}
+	})
+}
+
+// FuzzBulkBody streams arbitrary bytes as bulk event lines: every event
+// yielded without an error is valid, and an error ends the stream.
+func FuzzBulkBody(f *testing.F) {
+	f.Add([]byte(`{"template": "tpl:wf:a/v1", "id": "1", "type": "t"}` + "\n\n" + `{"template": "tpl:wf:a/v1", "id": "2", "type": "t", "where": "x:9"}`))
+	f.Add([]byte(`{"template": "", "id": "1", "type": "t"}`))
+	f.Add([]byte("{\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for be, err := range bulkEvents(bufio.NewReader(bytes.NewReader(b)), "fuzz") {
+			if err != nil {
+				checkWireError(t, err)
+				continue
+			}
+			if err := be.Event.Validate(); err != nil || be.Where == "" {
+				t.Fatalf("accepted an invalid event %+v: %v", be, err)
+			}
+			if _, err := iu.ParseTemplateKey(be.Template); err != nil {
+				t.Fatalf("accepted template %q", be.Template)
+			}
+		}
+	})
+}
