@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Measures iu serve with iu bench, server and load generator on this machine,
+# on SQLite and on PostgreSQL, and the seed design's per-event rate
+# (../shared/anchors/seed-plpgsql/run.sh, pgbench, one event per
+# transaction) on the same PostgreSQL server in the same run, and prints the
+# figures against the targets:
+#
+#   SQLite:      >= 5,000 events/s at 64 connections, p99 <= 50 ms
+#   PostgreSQL:  >= 3x the seed design's per-event rate (16 clients)
+#
+# usage: bench/serve-vs-seed.sh [PSQL CONNECTION ARGS...]   (default: -h 127.0.0.1 -U postgres)
+# env:   DB (scratch database, created if missing; default iu_bench_seed; never
+#        use one that tests are using), N (events per iu bench run; default
+#        50000), C (connections; default 64), CLIENTS (seed clients; default
+#        16), SECONDS_RUN (seconds of the seed's run; default 15), MODE
+#        (binary or structured; default binary), REPS (runs per side, the
+#        median is reported; default 3), ANCHOR (the seed-plpgsql folder).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+anchor=${ANCHOR:-$root/../shared/anchors/seed-plpgsql}
+DB=${DB:-iu_bench_seed} N=${N:-50000} C=${C:-64} CLIENTS=${CLIENTS:-16} MODE=${MODE:-binary} REPS=${REPS:-3}
+export SECONDS_RUN=${SECONDS_RUN:-15}
+if [ $# -eq 0 ]; then set -- -h 127.0.0.1 -U postgres; fi
+conn=("$@")
+host=127.0.0.1 port=5432 user=postgres
+while [ $# -gt 0 ]; do
+	case $1 in
+	-h) host=$2; shift 2 ;;
+	-p) port=$2; shift 2 ;;
+	-U) user=$2; shift 2 ;;
+	*) shift ;;
+	esac
+done
+schema=iu_serve_bench_$$
+dsn="postgres://$user@$host:$port/$DB?sslmode=disable&search_path=$schema"
+
+work=$(mktemp -d)
+server=
+cleanup() {
+	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+	psql "${conn[@]}" -d "$DB" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building iu"
+(cd "$root" && go build -o "$work/iu" ./cmd/iu)
+iu=$work/iu
+
+psql "${conn[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
+	psql "${conn[@]}" -d postgres -qc "CREATE DATABASE $DB"
+psql "${conn[@]}" -d "$DB" -qc "CREATE SCHEMA $schema"
+
+field() { sed -n "s/.*\"$1\": \([0-9.e+]*\).*/\1/p" | head -1; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+port_free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18$((RANDOM % 900 + 100)); }
+
+# serve_bench NAME DB: starts iu serve on DB, publishes the example
+# templates, opens the gates, runs iu bench REPS times, stops the server.
+serve_bench() {
+	local name=$1 db=$2 p
+	p=$(port_free)
+	IU_DB=$db "$iu" template publish "$root"/examples/templates/*.yaml >/dev/null
+	IU_DB=$db "$iu" gate set composer_enabled=true auto_instantiate_enabled=true >/dev/null
+	IU_DB=$db "$iu" serve --addr "127.0.0.1:$p" --log-level warn --admin-token-file "$work/$name.token" >"$work/$name.log" 2>&1 &
+	server=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.1; done
+	: >"$work/$name.eps"
+	: >"$work/$name.p99"
+	for r in $(seq 1 "$REPS"); do
+		IU_SERVER=http://127.0.0.1:$p IU_TOKEN_FILE=$work/$name.token "$iu" bench -n "$N" -c "$C" --mode "$MODE" --progress none --json >"$work/$name-$r.json"
+		field events_per_second <"$work/$name-$r.json" >>"$work/$name.eps"
+		field p99 <"$work/$name-$r.json" >>"$work/$name.p99"
+		printf '  %s run %d: %.0f events/s, p50 %s ms, p99 %s ms\n' "$name" "$r" "$(tail -1 "$work/$name.eps")" \
+			"$(field p50 <"$work/$name-$r.json")" "$(tail -1 "$work/$name.p99")"
+	done
+	kill "$server"
+	wait "$server" || { echo "iu serve did not stop cleanly:" >&2; cat "$work/$name.log" >&2; exit 1; }
+	server=
+}
+
+echo "iu serve on SQLite: $REPS x iu bench -n $N -c $C --mode $MODE"
+serve_bench sqlite "$work/iu.db"
+echo "iu serve on PostgreSQL: $REPS x iu bench -n $N -c $C --mode $MODE"
+serve_bench postgres "$dsn"
+echo "seed design: run.sh, $CLIENTS clients, ${SECONDS_RUN}s"
+seed_tps=$(CLIENTS=$CLIENTS "$anchor/run.sh" "${conn[@]}" -d "$DB" | awk '/^tps/ {print $3}')
+
+sq=$(median <"$work/sqlite.eps") sq99=$(median <"$work/sqlite.p99")
+pg=$(median <"$work/postgres.eps") pg99=$(median <"$work/postgres.p99")
+echo
+printf '%-46s %12s %10s %12s\n' "" "events/s" "p99 ms" "target"
+printf '%-46s %12.0f %10s %12s\n' "iu serve, SQLite, $C connections (median)" "$sq" "$sq99" ">= 5000, p99 <= 50"
+printf '%-46s %12.0f %10s %12s\n' "iu serve, PostgreSQL, $C connections (median)" "$pg" "$pg99" ""
+printf '%-46s %12.0f %10s %12s\n' "seed design, pgbench, $CLIENTS clients" "$seed_tps" "" ""
+printf '%-46s %11.1fx %10s %12s\n' "PostgreSQL ratio, iu serve / seed" "$(echo "$pg / $seed_tps" | bc -l)" "" ">= 3x"
+echo "(load average: $(cut -d' ' -f1-3 /proc/loadavg); server, load generator and PostgreSQL share this machine)"
