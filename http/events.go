@@ -190,15 +190,7 @@ type TemplateResult struct {
 }
 
 // MarshalJSON writes a result as emit --json does, or {"template", "error"}.
-func (t TemplateResult) MarshalJSON() ([]byte, error) {
-	if t.Error != nil {
-		return json.Marshal(struct {
-			Template string     `json:"template"`
-			Error    *errorBody `json:"error"`
-		}{t.TemplateKey, t.Error})
-	}
-	return json.Marshal(t.Result)
-}
+func (t TemplateResult) MarshalJSON() ([]byte, error) { return appendTemplateResult(nil, &t), nil }
 
 // UnmarshalJSON reads either shape.
 func (t *TemplateResult) UnmarshalJSON(b []byte) error {
@@ -266,12 +258,25 @@ func (s *Server) handleEvents(c *call) error {
 			c.w.Header().Set("Iu-Gate", gate)
 		}
 	}
-	c.outcome = fmt.Sprintf("%d events", len(answers))
+	c.outcome = "events"
+	b := make([]byte, 0, 320*len(answers))
 	if batch {
-		writeJSON(c.w, status, answers)
+		b = append(b, '[')
+		for i := range answers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendEventAnswer(b, &answers[i])
+		}
+		b = append(b, ']')
 	} else {
-		writeJSON(c.w, status, answers[0])
+		b = appendEventAnswer(b, &answers[0])
 	}
+	h := c.w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	c.w.WriteHeader(status)
+	c.w.Write(append(b, '\n'))
 	return nil
 }
 

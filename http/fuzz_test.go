@@ -158,3 +158,50 @@ func FuzzBulkBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAnswerEncoding checks the hand-written encoder of event answers
+// against encoding/json, byte for byte.
+func FuzzAnswerEncoding(f *testing.F) {
+	f.Add("e-1", "hr:x", "hr.hired", "tpl:wf:a/v1", "tpl-inst:auto:a-1", "ok", "", "conflict", "a \"message\" <with> & \\ \n\t\x01 \u2028 é \xff", true, 201)
+	f.Add("", "", "", "", "", "", "iu_core.composer_enabled", "", "", false, 0)
+	f.Fuzz(func(t *testing.T, id, source, typ, tpl, inst, status, gate, code, msg string, replayed bool, st int) {
+		a := EventAnswer{ID: id, Source: source, Type: typ, Status: st, Results: []TemplateResult{
+			{Result: iu.Result{Status: iu.Status(status), TemplateKey: tpl, InstanceKey: inst, IdempotencyKey: id, Replayed: replayed, Gate: gate}},
+			{Result: iu.Result{TemplateKey: tpl}, Error: &errorBody{Code: iu.Code(code), Message: msg}},
+		}}
+		if code != "" {
+			a.Error = &errorBody{Code: iu.Code(code), Message: msg}
+		}
+		type result struct {
+			Status         string `json:"status"`
+			TemplateKey    string `json:"template,omitempty"`
+			InstanceKey    string `json:"instance_key,omitempty"`
+			IdempotencyKey string `json:"idempotency_key,omitempty"`
+			Replayed       bool   `json:"replayed"`
+			Gate           string `json:"gate,omitempty"`
+		}
+		type failed struct {
+			Template string     `json:"template"`
+			Error    *errorBody `json:"error"`
+		}
+		type answer struct {
+			ID      string     `json:"id"`
+			Source  string     `json:"source"`
+			Type    string     `json:"type"`
+			Status  int        `json:"status"`
+			Results []any      `json:"results"`
+			Error   *errorBody `json:"error,omitempty"`
+		}
+		r := a.Results[0].Result
+		want, err := json.Marshal(answer{id, source, typ, st, []any{
+			result{string(r.Status), r.TemplateKey, r.InstanceKey, r.IdempotencyKey, r.Replayed, r.Gate},
+			failed{tpl, a.Results[1].Error},
+		}, a.Error})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendEventAnswer(nil, &a); !bytes.Equal(got, want) {
+			t.Fatalf("hand-written encoding differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+	})
+}

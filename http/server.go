@@ -11,6 +11,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -274,10 +275,15 @@ func requestID(r *nethttp.Request) string {
 	}) < 0 {
 		return id
 	}
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return idPrefix + strconv.FormatUint(idCounter.Add(1), 36)
 }
+
+// Request ids are a random prefix for this process and a counter: unique
+// across the servers behind one load balancer, and cheap.
+var (
+	idPrefix  = func() string { var b [4]byte; rand.Read(b[:]); return hex.EncodeToString(b[:]) + "-" }()
+	idCounter atomic.Uint64
+)
 
 // respWriter records the status for logs and metrics.
 type respWriter struct {

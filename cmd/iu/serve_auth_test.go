@@ -143,7 +143,7 @@ func TestServeRefusalsAreLogged(t *testing.T) {
 	s.do("PUT", "/v1/gates", reader.Secret, nil, []byte(`{"composer_enabled": true}`))
 	s.do("GET", "/v1/stats", "", nil, nil)
 	out := logs.String()
-	for _, want := range []string{`msg=refused request_id=\w+ route="PUT /v1/gates" token=dashboard status=403`, `msg=refused request_id=\w+ route="GET /v1/stats" token=\(none\) status=401`} {
+	for _, want := range []string{`msg=refused request_id=\S+ route="PUT /v1/gates" token=dashboard status=403`, `msg=refused request_id=\S+ route="GET /v1/stats" token=\(none\) status=401`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}

@@ -1,0 +1,141 @@
+package http
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/iu-engine/iu"
+)
+
+// The answers to events are written by hand: they are the hot path of the
+// server (one per event, thousands a second), and encoding/json's
+// reflection costs more than the rest of the handler. The shapes are those
+// of EventAnswer and TemplateResult's MarshalJSON; a test compares them.
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendErrorBody(b []byte, e *errorBody) []byte {
+	b = append(b, `{"code":`...)
+	b = appendString(b, string(e.Code))
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.Message)
+	return append(b, '}')
+}
+
+// appendResult appends a result as emit --json writes it.
+func appendResult(b []byte, r *iu.Result) []byte {
+	b = append(b, `{"status":`...)
+	b = appendString(b, string(r.Status))
+	if r.TemplateKey != "" {
+		b = append(b, `,"template":`...)
+		b = appendString(b, r.TemplateKey)
+	}
+	if r.InstanceKey != "" {
+		b = append(b, `,"instance_key":`...)
+		b = appendString(b, r.InstanceKey)
+	}
+	if r.IdempotencyKey != "" {
+		b = append(b, `,"idempotency_key":`...)
+		b = appendString(b, r.IdempotencyKey)
+	}
+	b = append(b, `,"replayed":`...)
+	b = strconv.AppendBool(b, r.Replayed)
+	if r.Gate != "" {
+		b = append(b, `,"gate":`...)
+		b = appendString(b, r.Gate)
+	}
+	return append(b, '}')
+}
+
+func appendTemplateResult(b []byte, t *TemplateResult) []byte {
+	if t.Error != nil {
+		b = append(b, `{"template":`...)
+		b = appendString(b, t.TemplateKey)
+		b = append(b, `,"error":`...)
+		b = appendErrorBody(b, t.Error)
+		return append(b, '}')
+	}
+	return appendResult(b, &t.Result)
+}
+
+// appendEventAnswer appends one event's answer.
+func appendEventAnswer(b []byte, a *EventAnswer) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, a.ID)
+	b = append(b, `,"source":`...)
+	b = appendString(b, a.Source)
+	b = append(b, `,"type":`...)
+	b = appendString(b, a.Type)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(a.Status), 10)
+	b = append(b, `,"results":[`...)
+	for i := range a.Results {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendTemplateResult(b, &a.Results[i])
+	}
+	b = append(b, ']')
+	if a.Error != nil {
+		b = append(b, `,"error":`...)
+		b = appendErrorBody(b, a.Error)
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON writes the answer; see appendEventAnswer.
+func (a EventAnswer) MarshalJSON() ([]byte, error) { return appendEventAnswer(nil, &a), nil }
