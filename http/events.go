@@ -138,16 +138,21 @@ func fromCloudEvent(ce *event.Event, mode string) incoming {
 	if t := ce.Time(); !t.IsZero() {
 		in.ev.Time = t.UTC()
 	}
-	for name, dst := range map[string]*string{extTemplate: &in.routing.Template, extActor: &in.routing.Actor, extPrefix: &in.routing.Prefix} {
-		v, ok := ce.Extensions()[name]
-		if !ok {
-			continue
+	if ext := ce.Extensions(); len(ext) > 0 {
+		for _, x := range [...]struct {
+			name string
+			dst  *string
+		}{{extTemplate, &in.routing.Template}, {extActor, &in.routing.Actor}, {extPrefix, &in.routing.Prefix}} {
+			v, ok := ext[x.name]
+			if !ok {
+				continue
+			}
+			s, err := types.ToString(v)
+			if err != nil {
+				return fail("extension %s must be a string", x.name)
+			}
+			*x.dst = s
 		}
-		s, err := types.ToString(v)
-		if err != nil {
-			return fail("extension %s must be a string", name)
-		}
-		*dst = s
 	}
 	if err := in.ev.Validate(); err != nil {
 		in.err = err

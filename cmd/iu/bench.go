@@ -135,7 +135,7 @@ iu rollback --actor ACTOR --apply removes them.`,
 	f.StringVar(&o.progress, "progress", "auto", "progress bar: auto (on a terminal), bar, none")
 	f.IntVar(&o.batch.MaxEvents, "batch-events", iu.DefaultBatchEvents, "with --direct: group commit's most events per transaction")
 	f.DurationVar(&o.batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "with --direct: group commit's longest wait")
-	f.IntVar(&o.batch.Workers, "batch-workers", 0, "with --direct: transactions in flight (default 1 on SQLite, 4 on PostgreSQL)")
+	f.IntVar(&o.batch.Workers, "batch-workers", 0, "with --direct: transactions in flight (default 1 on SQLite, 2 on PostgreSQL)")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
 	f.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.MarkHidden("cpuprofile")
@@ -212,7 +212,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 		if bo.Workers <= 0 {
 			bo.Workers = 1
 			if _, ok := s.(interface{ Path() string }); !ok {
-				bo.Workers = 4
+				bo.Workers = 2
 			}
 		}
 		b := iu.NewEngine(s).NewBatcher(bo)

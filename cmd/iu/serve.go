@@ -104,7 +104,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.MaxBulkBytes, "max-bulk-bytes", iuhttp.DefaultMaxBulkBytes, "largest POST /v1/bulk body")
 	fs.IntVar(&c.Batch.MaxEvents, "batch-events", iu.DefaultBatchEvents, "group commit: most events in one transaction")
 	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "group commit: longest wait for more events to share a transaction")
-	fs.IntVar(&c.Batch.Workers, "batch-workers", 0, "group commit: transactions in flight at once (default 1 on SQLite, 4 on PostgreSQL)")
+	fs.IntVar(&c.Batch.Workers, "batch-workers", 0, "group commit: transactions in flight at once (default 1 on SQLite, 2 on PostgreSQL)")
 	fs.DurationVar(&c.RetryAfter, "retry-after", iuhttp.DefaultRetryAfter, "Retry-After of 503 answers (a gate is closed, the store is busy)")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
 	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
@@ -165,7 +165,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 	if cfg.Batch.Workers <= 0 {
 		cfg.Batch.Workers = 1
 		if _, ok := m.Store.(interface{ Path() string }); !ok {
-			cfg.Batch.Workers = 4
+			cfg.Batch.Workers = 2
 		}
 	}
 	m.Server = iuhttp.NewServer(m.Engine, cfg, log)
