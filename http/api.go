@@ -203,7 +203,7 @@ func (s *Server) handleSetGates(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.log.Info("gates set", "change", fmt.Sprint(map[string]bool(change)), "actor", c.actor(), "token", c.token.Name)
+	c.logger().Info("gates set", "change", fmt.Sprint(map[string]bool(change)), "actor", c.actor(), "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusOK, g)
 	return nil
 }
@@ -322,7 +322,7 @@ func (s *Server) handleRollback(c *call) error {
 		return err
 	}
 	if b.Apply {
-		c.log.Info("rolled back", "actor", b.Actor, "token", c.token.Name, "log_rows", r.LogRows, "instances", r.Instances)
+		c.logger().Info("rolled back", "actor", b.Actor, "token", c.token.Name, "log_rows", r.LogRows, "instances", r.Instances)
 	}
 	writeJSON(c.w, nethttp.StatusOK, r)
 	return nil
@@ -347,7 +347,7 @@ func (s *Server) handleAddTrigger(c *call) error {
 		return err
 	}
 	s.triggers.forget()
-	c.log.Info("trigger added", "trigger", t.Name, "type", t.Type, "template", t.Template, "token", c.token.Name)
+	c.logger().Info("trigger added", "trigger", t.Name, "type", t.Type, "template", t.Template, "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusCreated, t)
 	return nil
 }
@@ -358,7 +358,7 @@ func (s *Server) handleRemoveTrigger(c *call) error {
 		return err
 	}
 	s.triggers.forget()
-	c.log.Info("trigger removed", "trigger", t.Name, "token", c.token.Name)
+	c.logger().Info("trigger removed", "trigger", t.Name, "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusOK, t)
 	return nil
 }
@@ -381,7 +381,7 @@ func (s *Server) handleCreateToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	c.log.Info("token created", "name", t.Name, "scope", t.Scope, "by", c.token.Name)
+	c.logger().Info("token created", "name", t.Name, "scope", t.Scope, "by", c.token.Name)
 	c.w.Header().Set("Cache-Control", "no-store")
 	writeJSON(c.w, nethttp.StatusCreated, t)
 	return nil
@@ -393,7 +393,7 @@ func (s *Server) handleRevokeToken(c *call) error {
 		return err
 	}
 	s.tokens.forget()
-	c.log.Info("token revoked", "name", t.Name, "by", c.token.Name)
+	c.logger().Info("token revoked", "name", t.Name, "by", c.token.Name)
 	writeJSON(c.w, nethttp.StatusOK, t)
 	return nil
 }
@@ -420,7 +420,7 @@ func (s *Server) handleReady(c *call) error {
 	ctx, cancel := context.WithTimeout(c.ctx(), 5*time.Second)
 	defer cancel()
 	if err := s.engine.Ready(ctx); err != nil {
-		c.log.Warn("not ready", "err", err)
+		c.logger().Warn("not ready", "err", err)
 		msg := "the store does not answer"
 		if iu.ErrorCode(err) == iu.CodeInvalid {
 			msg = "the store's schema is newer than this iu: upgrade iu"

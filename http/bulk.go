@@ -75,7 +75,7 @@ func (s *Server) handleBulk(c *call) error {
 	var prog iu.BulkProgress
 	if stream {
 		if err := rc.EnableFullDuplex(); err != nil {
-			c.log.Warn("bulk: full duplex unavailable", "err", err)
+			c.logger().Warn("bulk: full duplex unavailable", "err", err)
 		}
 		c.w.Header().Set("Content-Type", ctNDJSON)
 		c.w.WriteHeader(nethttp.StatusOK)
@@ -101,7 +101,7 @@ func (s *Server) handleBulk(c *call) error {
 	if err != nil {
 		body := publicError(err, c.id)
 		if body.Code == iu.CodeInternal {
-			c.log.Error("bulk failed", "actor", plan.Actor, "err", err)
+			c.logger().Error("bulk failed", "actor", plan.Actor, "err", err)
 		}
 		c.outcome = "rolled back"
 		if !stream {
@@ -111,7 +111,7 @@ func (s *Server) handleBulk(c *call) error {
 		return nil
 	}
 	c.outcome = fmt.Sprintf("committed %d", rep.Counts.Total())
-	c.log.Info("bulk committed", "actor", plan.Actor, "events", rep.Counts.Total(), "token", c.token.Name)
+	c.logger().Info("bulk committed", "actor", plan.Actor, "events", rep.Counts.Total(), "token", c.token.Name)
 	if !stream {
 		writeJSON(c.w, nethttp.StatusOK, rep)
 		return nil

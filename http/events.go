@@ -329,7 +329,7 @@ func (s *Server) applyEvents(c *call, ins []incoming) []EventAnswer {
 		if res.Err != nil {
 			body := publicError(res.Err, c.id)
 			if body.Code == iu.CodeInternal {
-				c.log.Error("event failed", "id", a.ID, "err", res.Err)
+				c.logger().Error("event failed", "id", a.ID, "err", res.Err)
 			}
 			a.Status, a.Error = statusOf(body.Code), &body
 			s.metrics.event(a.Type, outcomeOf(a.Status))

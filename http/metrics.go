@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +27,21 @@ type metrics struct {
 
 	typesMu sync.Mutex
 	types   map[string]bool
+
+	// The counters of events by type and outcome, found without hashing
+	// the labels again: the path of every event.
+	eventCounters sync.Map // type + "\x00" + outcome -> prometheus.Counter
+	cached        atomic.Int64
+	observers     sync.Map // routeStatus -> the latency histogram's observer
 }
+
+type routeStatus struct {
+	rt     *route
+	status int
+}
+
+// maxCachedCounters bounds eventCounters (types are the producers' choice).
+const maxCachedCounters = 4 * maxTypeLabels
 
 // maxTypeLabels bounds the event types that get a label of their own: the
 // type is chosen by producers, and a label per value must not grow without
@@ -79,7 +94,16 @@ func newMetrics(e *iu.Engine) *metrics {
 }
 
 func (m *metrics) event(typ, outcome string) {
-	m.events.WithLabelValues(m.typeLabel(typ), outcome).Inc()
+	key := typ + "\x00" + outcome
+	if c, ok := m.eventCounters.Load(key); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.events.WithLabelValues(m.typeLabel(typ), outcome)
+	if m.cached.Add(1) < maxCachedCounters {
+		m.eventCounters.Store(key, c)
+	}
+	c.Inc()
 }
 
 func (m *metrics) typeLabel(typ string) string {
@@ -103,7 +127,14 @@ func (m *metrics) instantiation(template, status string) {
 }
 
 func (m *metrics) request(rt *route, status int, took time.Duration) {
-	m.latency.WithLabelValues(rt.pattern, rt.method, strconv.Itoa(status)).Observe(took.Seconds())
+	key := routeStatus{rt, status}
+	if o, ok := m.observers.Load(key); ok {
+		o.(prometheus.Observer).Observe(took.Seconds())
+		return
+	}
+	o := m.latency.WithLabelValues(rt.pattern, rt.method, strconv.Itoa(status))
+	m.observers.Store(key, o)
+	o.Observe(took.Seconds())
 }
 
 func (m *metrics) batch(n int, took time.Duration, err error) {

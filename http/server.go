@@ -200,9 +200,20 @@ type call struct {
 	token *iu.Token // nil on open routes
 	id    string    // request id
 	route *route
-	log   *slog.Logger
+	base  *slog.Logger
+	log   *slog.Logger // base with the request id, made when first needed
 	// outcome is what the request did, for the access log ("created 3").
 	outcome string
+}
+
+// logger returns the server's logger with the request id. It is made on
+// first use: most requests log nothing at the default level, and a
+// logger's With costs an allocation and a copy.
+func (c *call) logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.base.With("request_id", c.id)
+	}
+	return c.log
 }
 
 // ctx returns the request's context.
@@ -317,14 +328,14 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 		rw := &respWriter{ResponseWriter: w}
 		c := &call{w: rw, r: r, id: requestID(r), route: rt}
 		rw.Header().Set("X-Request-Id", c.id)
-		c.log = s.log.With("request_id", c.id)
+		c.base = s.log
 		r.Body = nethttp.MaxBytesReader(rw, r.Body, rt.limit)
 		defer func() {
 			if p := recover(); p != nil {
 				if p == nethttp.ErrAbortHandler {
 					panic(p)
 				}
-				c.log.Error("panic", "route", rt.method+" "+rt.pattern, "panic", p, "stack", string(debug.Stack()))
+				c.logger().Error("panic", "route", rt.method+" "+rt.pattern, "panic", p, "stack", string(debug.Stack()))
 				if rw.status == 0 {
 					s.fail(c, iu.Errorf(nil, "panic: %v", p))
 				}
@@ -338,12 +349,12 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 			case rw.status >= 400:
 				level = slog.LevelInfo
 			}
-			if c.log.Enabled(r.Context(), level) {
+			if c.base.Enabled(r.Context(), level) {
 				tok := ""
 				if c.token != nil {
 					tok = c.token.Name
 				}
-				c.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "route", rt.pattern,
+				c.logger().Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "route", rt.pattern,
 					"status", rw.status, "took", took, "token", tok, "remote", r.RemoteAddr, "outcome", c.outcome)
 			}
 		}()
@@ -365,7 +376,7 @@ func (s *Server) fail(c *call, err error) {
 	body := publicError(err, c.id)
 	status := statusOf(body.Code)
 	if body.Code == iu.CodeInternal {
-		c.log.Error("internal error", "route", c.route.pattern, "err", err)
+		c.logger().Error("internal error", "route", c.route.pattern, "err", err)
 	}
 	if status == nethttp.StatusServiceUnavailable {
 		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
@@ -413,7 +424,7 @@ func (s *Server) refuse(c *call, err error) {
 	} else if c.r.Header.Get("Authorization") != "" {
 		tok = "(unknown)"
 	}
-	c.log.Warn("refused", "route", c.route.method+" "+c.route.pattern, "token", tok, "status", statusOf(code), "remote", c.r.RemoteAddr, "reason", err.Error())
+	c.logger().Warn("refused", "route", c.route.method+" "+c.route.pattern, "token", tok, "status", statusOf(code), "remote", c.r.RemoteAddr, "reason", err.Error())
 	s.metrics.refusals.WithLabelValues(string(code)).Inc()
 	if code == iu.CodeUnauthorized {
 		c.w.Header().Set("WWW-Authenticate", `Bearer realm="iu"`)
