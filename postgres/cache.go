@@ -11,6 +11,7 @@ import (
 // together with the gates: the part that changes (emit mode) and the part
 // that tells whether the cached graph is still the one stored (digest).
 type templateHead struct {
+	id     int64 // collection_id
 	mode   iu.EmitMode
 	digest string
 }
@@ -25,33 +26,42 @@ const (
 // published, and the keys of those used last.
 type templateCache struct {
 	mu    sync.Mutex
-	byKey map[string]*iu.Template
+	byKey map[string]cachedTemplate
 	keys  []string // recently used, newest last
 }
 
-// get returns a copy of the cached template with digest, or nil.
-func (c *templateCache) get(key, digest string) *iu.Template {
+// cachedTemplate is a template as stored, with its collection_id (a key
+// published again after its rows were deleted by hand gets a new id).
+type cachedTemplate struct {
+	id int64
+	tp *iu.Template // Slots are never handed out: get returns a copy
+}
+
+// get returns a copy of the cached template stored under collection_id id
+// with digest, or nil.
+func (c *templateCache) get(key string, id int64, digest string) *iu.Template {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	tp, ok := c.byKey[key]
-	if !ok || tp.Digest.String() != digest {
+	ct, ok := c.byKey[key]
+	if !ok || ct.id != id || ct.tp.Digest.String() != digest {
 		return nil
 	}
 	c.touch(key)
-	cp := *tp
-	cp.Slots = slices.Clone(tp.Slots)
+	cp := *ct.tp
+	cp.Slots = slices.Clone(ct.tp.Slots)
 	return &cp
 }
 
-func (c *templateCache) put(tp *iu.Template) {
+// put caches tp, stored under collection_id id.
+func (c *templateCache) put(id int64, tp *iu.Template) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byKey == nil || len(c.byKey) >= maxCachedTemplates {
-		c.byKey = make(map[string]*iu.Template)
+		c.byKey = make(map[string]cachedTemplate)
 	}
 	cp := *tp
 	cp.Slots, cp.Pieces = slices.Clone(tp.Slots), nil
-	c.byKey[tp.Key] = &cp
+	c.byKey[tp.Key] = cachedTemplate{id: id, tp: &cp}
 	c.touch(tp.Key)
 }
 
