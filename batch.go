@@ -2,7 +2,6 @@ package iu
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 )
@@ -243,11 +242,13 @@ func (b *Batcher) run(batch []*unit, n int) {
 	b.apply(batch, n)
 }
 
-// apply runs batch in one transaction. If the transaction as a whole fails
-// for a reason other than the store being unavailable (a request that the
-// database refuses in a way the engine could not foresee), the batch is
-// split in halves and each is tried on its own, so that the request at
-// fault fails alone.
+// apply runs batch in one transaction. If the database refuses the
+// transaction as a whole for a bad input that the engine could not foresee
+// (an error of code invalid, such as PostgreSQL refusing \u0000 in event
+// data), the batch is split in halves and each is tried on its own, so that
+// the request at fault fails alone. Other failures (the store unavailable,
+// or broken) answer every request of the batch with the error: splitting
+// would only multiply the load on a store in trouble.
 func (b *Batcher) apply(batch []*unit, n int) {
 	reqs := make([]EmitRequest, 0, n)
 	for _, u := range batch {
@@ -262,7 +263,7 @@ func (b *Batcher) apply(batch []*unit, n int) {
 	if b.opt.Observe != nil {
 		b.opt.Observe(len(reqs), time.Since(start), err)
 	}
-	if err != nil && len(batch) > 1 && !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrStoreBusy) && !errors.Is(err, ErrRetryable) {
+	if err != nil && len(batch) > 1 && ErrorCode(err) == CodeInvalid {
 		half := len(batch) / 2
 		b.apply(batch[:half], count(batch[:half]))
 		b.apply(batch[half:], count(batch[half:]))

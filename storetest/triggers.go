@@ -291,3 +291,40 @@ var _ = register("BatcherGroupsAndIsolates", func(t *testing.T, h Harness) {
 		t.Fatalf("submit after close: %v, want ErrUnavailable", err)
 	}
 })
+
+// A request that the database itself refuses (PostgreSQL's jsonb cannot
+// hold \u0000) fails alone: the batcher splits the transaction and its
+// neighbours commit.
+var _ = register("BatcherIsolatesDatabaseRefusals", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	b := v.e.NewBatcher(iu.BatchOptions{MaxEvents: 64, MaxWait: 50 * time.Millisecond})
+	units := make([][]iu.EmitRequest, 8)
+	for i := range units {
+		ev := event(fmt.Sprintf("nul-%d", i))
+		if i == 5 {
+			ev.Data = []byte(`{"a": "\u0000"}`)
+		}
+		units[i] = []iu.EmitRequest{{TemplateKey: wfKey, Event: ev, Actor: "nul"}}
+	}
+	res := b.SubmitAll(v.ctx, units)
+	if err := b.Close(v.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if i == 5 {
+			t.Logf("the request with \\u0000: %v", r.Err)
+			if r.Err != nil && iu.ErrorCode(r.Err) != iu.CodeInvalid {
+				t.Fatalf("the refused request: %v, want an invalid-input error or success", r.Err)
+			}
+			continue
+		}
+		if r.Err != nil || r.Outcomes[0].Err != nil || !r.Outcomes[0].Result.Created() {
+			t.Fatalf("neighbour %d of a refused request: %+v", i, r)
+		}
+	}
+	if n := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = 'nul'"); n < 7 {
+		t.Fatalf("%d neighbours committed, want 7", n)
+	}
+})
