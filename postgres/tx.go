@@ -494,30 +494,34 @@ const instanceInsertOne = `WITH c AS (
 // instanceInsert writes many instances in one statement. Each instance ($1
 // to $11) names a group ($12 to $16): the instances of one template share
 // its title, digests and graph, whose slots ($17 to $21) are sent once per
-// group however many instances it has. Collection ids come from the
-// sequence in the order of the instances, so every b-tree keyed by them is
-// appended to.
+// group however many instances it has. The collections are inserted in the
+// order of the instances, so the identity column numbers them in that order
+// and every b-tree keyed by collection_id is appended to. (The ids come from
+// the column's default rather than from nextval() in the statement, which
+// would need a grant on the sequence besides INSERT on the table.)
 const instanceInsert = `WITH n AS MATERIALIZED (
-		SELECT nextval('iu_piece_collection_collection_id_seq') AS id, i.*
-		FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-			$9::timestamptz[], $10::text[], $11::timestamptz[])
-			AS i(key, grp, actor, mode, ev_id, ev_type, ev_source, ev_subject, ev_time, ev_data, at)
+		SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::timestamptz[], $10::text[], $11::timestamptz[]) WITH ORDINALITY
+			AS i(key, grp, actor, mode, ev_id, ev_type, ev_source, ev_subject, ev_time, ev_data, at, ord)
 	), g AS MATERIALIZED (
 		SELECT * FROM unnest($12::int[], $13::text[], $14::text[], $15::text[], $16::text[])
 			AS g(grp, title, digest, tkey, tdigest)
 	), s AS MATERIALIZED (
 		SELECT * FROM unnest($17::int[], $18::int[], $19::text[], $20::text[], $21::text[]) AS s(grp, position, slot, piece_id, after_slots)
 	), c AS (
-		INSERT INTO iu_piece_collection (collection_id, collection_key, collection_kind, title, digest, actor, created_at)
-		SELECT n.id, n.key, 'instance', g.title, g.digest, n.actor, n.at FROM n JOIN g USING (grp) ORDER BY n.id
+		INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at)
+		SELECT n.key, 'instance', g.title, g.digest, n.actor, n.at FROM n JOIN g USING (grp) ORDER BY n.ord
+		RETURNING collection_id, collection_key
+	), ci AS MATERIALIZED (
+		SELECT c.collection_id AS id, n.* FROM c JOIN n ON n.key = c.collection_key COLLATE "C"
 	), m AS (
 		INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
-		SELECT n.id, s.position, s.slot, n.key, s.piece_id, s.after_slots FROM n JOIN s USING (grp) ORDER BY n.id
+		SELECT ci.id, s.position, s.slot, ci.key, s.piece_id, s.after_slots FROM ci JOIN s USING (grp) ORDER BY ci.id
 	)
 	INSERT INTO iu_collection_template_instance_lineage (instance_id, instance_key, template_key, template_digest, actor, mode,
 		event_id, event_type, event_source, event_subject, event_time, event_data, created_at)
-	SELECT n.id, n.key, g.tkey, g.tdigest, n.actor, n.mode, n.ev_id, n.ev_type, n.ev_source, n.ev_subject, n.ev_time, n.ev_data::jsonb, n.at
-	FROM n JOIN g USING (grp) ORDER BY n.id`
+	SELECT ci.id, ci.key, g.tkey, g.tdigest, ci.actor, ci.mode, ci.ev_id, ci.ev_type, ci.ev_source, ci.ev_subject, ci.ev_time, ci.ev_data::jsonb, ci.at
+	FROM ci JOIN g USING (grp) ORDER BY ci.id`
 
 // instanceGroup is what instances of one template share. Instances of one
 // template share its Slots slice, so the graph is known by the slice.
