@@ -345,6 +345,10 @@ type BulkReport struct {
 	// ReadBack is what the transaction saw of its own surfaces just before
 	// commit; the JSON report leaves it out, as the seed's does.
 	ReadBack Surfaces `json:"-"`
+	// Committing is how long the transaction took, from BEGIN to COMMIT;
+	// Verifying how long the post-commit verify took. Left out of JSON too.
+	Committing time.Duration `json:"-"`
+	Verifying  time.Duration `json:"-"`
 }
 
 // BulkProgress is told of each event's answer as the run goes. The answers
@@ -383,6 +387,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 	}); err != nil {
 		return nil, err
 	}
+	txStart := time.Now()
 	err := e.store.Update(ctx, func(tx Tx) error {
 		before, err := tx.Gates(ctx)
 		if err != nil {
@@ -460,6 +465,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		return nil, fmt.Errorf("bulk rolled back, nothing written: %w", err)
 	}
 	rep.Committed = true
+	rep.Committing = time.Since(txStart)
 	var post Surfaces
 	if err := e.store.ViewFresh(ctx, func(tx Tx) (err error) {
 		if post, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix); err != nil {
@@ -473,10 +479,12 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 	rep.Surfaces.EventLog = delta(pre.EventLog, post.EventLog)
 	rep.Surfaces.Lineage = delta(pre.Lineage, post.Lineage)
 	rep.Surfaces.Instances = delta(pre.Instances, post.Instances)
+	verifyStart := time.Now()
 	v, err := e.verify(ctx, plan.Actor, false)
 	if err != nil {
 		return rep, fmt.Errorf("bulk committed; verify: %w", err)
 	}
+	rep.Verifying = time.Since(verifyStart)
 	rep.Digest = v.VerifySummary
 	return rep, nil
 }

@@ -57,6 +57,8 @@ type Store struct {
 	wmu   sync.Mutex // serializes write transactions in this process; guards the fields below
 	wconn *sql.Conn
 	stmts map[string]*sql.Stmt
+
+	ckpt *checkpointer
 }
 
 var _ iu.Store = (*Store)(nil)
@@ -96,7 +98,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)")+"&_txlock=immediate")
+	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(0)"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -118,6 +120,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.r.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, s.translate(err)
+	}
+	if s.ckpt, err = startCheckpointer(abs); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -229,6 +235,10 @@ func (s *Store) Close() error {
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
+	if s.ckpt != nil {
+		errs = append(errs, s.ckpt.close())
+		s.ckpt = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -272,6 +282,7 @@ func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 		s.wconn.ExecContext(end, "ROLLBACK")
 		return s.translate(err)
 	}
+	s.ckpt.committed()
 	return nil
 }
 

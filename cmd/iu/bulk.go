@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -233,4 +234,8 @@ func writeBulkReport(w io.Writer, rep *iu.BulkReport, plan *iu.BulkPlan) {
 		g.InsideTx.ComposerEnabled, g.InsideTx.AutoInstantiateEnabled, g.PostCommit.ComposerEnabled, g.PostCommit.AutoInstantiateEnabled)
 	d := rep.Digest
 	fmt.Fprintf(w, "\nDigest-match invariant: %d matches / %d diverges / %d total\n", d.Matches, d.Diverges, d.Total)
+	if rep.Committing > 0 && c.Total() >= 1000 {
+		fmt.Fprintf(w, "Transaction: %s (%.0f events/s); verify: %s\n", rep.Committing.Round(time.Millisecond),
+			float64(c.Total())/rep.Committing.Seconds(), rep.Verifying.Round(time.Millisecond))
+	}
 }
