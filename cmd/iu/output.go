@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/iu-engine/iu"
+	iuhttp "github.com/iu-engine/iu/http"
 )
 
 func (a *app) printJSON(v any) error {
@@ -50,37 +51,9 @@ func (a *app) printTemplates(ts []iu.TemplateInfo) error {
 	return tw.Flush()
 }
 
-// templateJSON is the shape of one template for show --json.
-type templateJSON struct {
-	Key       string      `json:"key"`
-	Title     string      `json:"title"`
-	EmitMode  iu.EmitMode `json:"emit_mode"`
-	Digest    iu.Digest   `json:"digest"`
-	Actor     string      `json:"actor"`
-	CreatedAt time.Time   `json:"created_at"`
-	Pieces    []pieceJSON `json:"pieces"`
-}
-
-type pieceJSON struct {
-	ID      string    `json:"id"`
-	Kind    string    `json:"kind"`
-	Body    string    `json:"body"`
-	After   []string  `json:"after,omitempty"`
-	PieceID iu.Digest `json:"piece_id"`
-}
-
-func toTemplateJSON(t *iu.Template) templateJSON {
-	out := templateJSON{Key: t.Key, Title: t.Title, EmitMode: t.EmitMode, Digest: t.Digest, Actor: t.Actor, CreatedAt: t.CreatedAt}
-	for _, s := range t.Slots {
-		p := t.Pieces[s.Piece]
-		out.Pieces = append(out.Pieces, pieceJSON{ID: s.ID, Kind: p.Kind, Body: p.Body, After: s.After, PieceID: s.Piece})
-	}
-	return out
-}
-
 func (a *app) printTemplate(t *iu.Template) error {
 	if a.json {
-		return a.printJSON(toTemplateJSON(t))
+		return a.printJSON(iuhttp.NewTemplateDoc(t))
 	}
 	fmt.Fprintf(a.stdout, "key:        %s\ntitle:      %s\nemit mode:  %s\ndigest:     %s\npublished:  %s by %s\n\n",
 		t.Key, t.Title, t.EmitMode, t.Digest, t.CreatedAt.Format(time.RFC3339), t.Actor)
