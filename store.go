@@ -2,6 +2,7 @@ package iu
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -244,3 +245,30 @@ type Orphans struct {
 
 // Total returns the number of orphan rows of every kind.
 func (o Orphans) Total() int64 { return o.Memberships + o.Lineage + o.EventLog + o.Instances }
+
+// EdgesText is how every store writes a slot's edges in the after_slots
+// column of iu_collection_membership: the ids of the slots it comes after,
+// separated by single spaces (slot ids contain no space).
+func EdgesText(after []string) string { return strings.Join(after, " ") }
+
+// ParseEdgesText reads an after_slots column back.
+func ParseEdgesText(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Fields(s)
+}
+
+// KeyPrefixEnd returns the smallest string greater than every string that
+// starts with p, so that "key >= p AND key < KeyPrefixEnd(p)" selects the
+// keys under a prefix as an index range (keys compare bytewise).
+func KeyPrefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return "\xff\xff\xff\xff"
+}

@@ -42,30 +42,9 @@ func (t *tx) long(ctx context.Context, fn func() error) error {
 	return nil
 }
 
-// prefixEnd returns the smallest string greater than every string that
-// starts with p, so that "k >= p AND k < prefixEnd(p)" is an index range
-// (keys are COLLATE "C": byte order).
-func prefixEnd(p string) string {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return "\xff\xff\xff\xff"
-}
-
 func parseDigest(s string) iu.Digest {
 	d, _ := iu.ParseDigest(s) // a malformed stored digest reads as zero, which verify reports
 	return d
-}
-
-func splitAfter(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Fields(s)
 }
 
 // Gates reads the gates. In a write transaction it also reads, in the same
@@ -219,7 +198,7 @@ func (t *tx) getTemplate(ctx context.Context, key string) (int64, *iu.Template, 
 			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: at.UTC(), Digest: parseDigest(digest)}
 		}
 		if slot != nil {
-			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: splitAfter(*after)})
+			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: iu.ParseEdgesText(*after)})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -268,7 +247,7 @@ func (a *slotArrays) add(group int32, slots []iu.Slot) {
 		a.slot = append(a.slot, s.ID)
 		a.pos = append(a.pos, int32(i))
 		a.piece = append(a.piece, s.Piece.String())
-		a.after = append(a.after, strings.Join(s.After, " "))
+		a.after = append(a.after, iu.EdgesText(s.After))
 	}
 }
 
@@ -694,7 +673,7 @@ func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 		if err := rows.Scan(&id, &piece, &after); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		out = append(out, iu.Slot{ID: id, Piece: parseDigest(piece), After: splitAfter(after)})
+		out = append(out, iu.Slot{ID: id, Piece: parseDigest(piece), After: iu.ParseEdgesText(after)})
 	}
 	return out, t.s.translate(ctx, rows.Err())
 }
@@ -706,7 +685,7 @@ func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfac
 		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto'),
 		(SELECT count(*) FROM iu_piece_collection WHERE actor = $1 AND collection_kind = 'instance'
 			AND collection_key >= $2 AND collection_key < $3)`,
-		[]any{actor, prefix, prefixEnd(prefix)}, &s.EventLog, &s.Lineage, &s.Instances)
+		[]any{actor, prefix, iu.KeyPrefixEnd(prefix)}, &s.EventLog, &s.Lineage, &s.Instances)
 	return s, err
 }
 
@@ -727,7 +706,7 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 	}
 	if f.Prefix != "" {
 		p := iu.AutoInstancePrefix(f.Prefix)
-		where = append(where, "c.collection_key >= "+arg(p)+" AND c.collection_key < "+arg(prefixEnd(p)))
+		where = append(where, "c.collection_key >= "+arg(p)+" AND c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
 	}
 	// mode has two values. "mode = 'auto'" is a prefix of the actor and
 	// template indexes; without either filter it is written "mode <>
@@ -934,7 +913,7 @@ func unfoldSlots(folded string) []iu.Slot {
 		for len(f) < 3 {
 			f = append(f, "")
 		}
-		out = append(out, iu.Slot{ID: f[0], Piece: parseDigest(f[1]), After: splitAfter(f[2])})
+		out = append(out, iu.Slot{ID: f[0], Piece: parseDigest(f[1]), After: iu.ParseEdgesText(f[2])})
 	}
 	return out
 }
@@ -962,7 +941,7 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 		}
 		tp := &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Digest: parseDigest(digest)}
 		for i := range slots {
-			tp.Slots = append(tp.Slots, iu.Slot{ID: slots[i], Piece: parseDigest(pieces[i]), After: splitAfter(afters[i])})
+			tp.Slots = append(tp.Slots, iu.Slot{ID: slots[i], Piece: parseDigest(pieces[i]), After: iu.ParseEdgesText(afters[i])})
 		}
 		out[key] = tp
 	}

@@ -143,19 +143,6 @@ func insertSQL(head string, ncol, n int, tail string) string {
 // inList returns "(?, ?, ...)" for n values.
 func inList(n int) string { return "(" + strings.Repeat("?, ", n-1) + "?)" }
 
-// prefixEnd returns the smallest string greater than every string that
-// starts with p, so that "k >= p AND k < prefixEnd(p)" is an index range.
-func prefixEnd(p string) string {
-	b := []byte(p)
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] < 0xff {
-			b[i]++
-			return string(b[:i+1])
-		}
-	}
-	return "\xff\xff\xff\xff"
-}
-
 func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
 	var g iu.Gates
 	rows, err := t.query(ctx, `SELECT name, enabled FROM iu_gate`)
@@ -259,17 +246,10 @@ func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 		if s.Piece, err = iu.ParseDigest(piece); err != nil {
 			return nil, err
 		}
-		s.After = splitAfter(after)
+		s.After = iu.ParseEdgesText(after)
 		out = append(out, s)
 	}
 	return out, rows.Err()
-}
-
-func splitAfter(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Fields(s)
 }
 
 func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
@@ -336,7 +316,7 @@ const membershipInsert = `INSERT INTO iu_collection_membership (collection_id, s
 
 func membershipArgs(args []any, id int64, key string, slots []iu.Slot) []any {
 	for i, s := range slots {
-		args = append(args, id, s.ID, key, i, s.Piece.String(), strings.Join(s.After, " "))
+		args = append(args, id, s.ID, key, i, s.Piece.String(), iu.EdgesText(s.After))
 	}
 	return args
 }
@@ -617,7 +597,7 @@ func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfac
 		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'),
 		(SELECT count(*) FROM iu_piece_collection WHERE collection_key >= ? AND collection_key < ?
 			AND collection_kind = 'instance' AND actor = ?)`,
-		[]any{actor, actor, prefix, prefixEnd(prefix), actor}, &s.EventLog, &s.Lineage, &s.Instances)
+		[]any{actor, actor, prefix, iu.KeyPrefixEnd(prefix), actor}, &s.EventLog, &s.Lineage, &s.Instances)
 	return s, err
 }
 
@@ -632,7 +612,7 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 	}
 	if f.Prefix != "" {
 		p := iu.AutoInstancePrefix(f.Prefix)
-		where, args = append(where, "c.collection_key >= ? AND c.collection_key < ?"), append(args, p, prefixEnd(p))
+		where, args = append(where, "c.collection_key >= ? AND c.collection_key < ?"), append(args, p, iu.KeyPrefixEnd(p))
 	}
 	// The view's own query, ordered by instance_id (creation order), which
 	// every lineage index carries.
@@ -789,7 +769,7 @@ func unfoldSlots(folded string) []iu.Slot {
 		for len(f) < 3 {
 			f = append(f, "")
 		}
-		s := iu.Slot{ID: f[0], After: splitAfter(f[2])}
+		s := iu.Slot{ID: f[0], After: iu.ParseEdgesText(f[2])}
 		s.Piece, _ = iu.ParseDigest(f[1])
 		out = append(out, s)
 	}
@@ -836,7 +816,7 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 			tp.Digest, _ = iu.ParseDigest(digest)
 			out[key] = tp
 		}
-		s := iu.Slot{ID: slot, After: splitAfter(after)}
+		s := iu.Slot{ID: slot, After: iu.ParseEdgesText(after)}
 		s.Piece, _ = iu.ParseDigest(piece)
 		tp.Slots = append(tp.Slots, s)
 	}

@@ -2,7 +2,7 @@
 -- match sqlite/migrations, so the same SQL reads both stores.
 --
 -- Keys and digests are text COLLATE "C": byte order, as on SQLite, so that a
--- key prefix is an index range (see prefixEnd in tx.go), and comparisons skip
+-- key prefix is an index range (see iu.KeyPrefixEnd), and comparisons skip
 -- the locale's collation on every index insert.
 --
 -- Physical design: every instance writes eleven rows (a log row, a
