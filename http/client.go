@@ -36,6 +36,17 @@ var _ iu.Service = (*Client)(nil)
 func NewClient(addr, token string) (*Client, error) {
 	tr := nethttp.DefaultTransport.(*nethttp.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
+	base, err := Target(addr, tr)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: base, token: token, hc: &nethttp.Client{Transport: tr}}, nil
+}
+
+// Target resolves a server address (http://host:port, https://...,
+// host:port, or unix:PATH) into the base URL of its requests, pointing tr's
+// dialer at the socket for a unix: address.
+func Target(addr string, tr *nethttp.Transport) (string, error) {
 	base := strings.TrimRight(addr, "/")
 	switch {
 	case strings.HasPrefix(base, "unix:"):
@@ -44,17 +55,17 @@ func NewClient(addr, token string) (*Client, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", path)
 		}
-		base = "http://iu"
+		return "http://iu", nil
 	case strings.HasPrefix(base, "http://"), strings.HasPrefix(base, "https://"):
 	case base == "":
-		return nil, iu.Errorf(iu.ErrInvalidInput, "no server address: give --server http://host:port (or IU_SERVER)")
+		return "", iu.Errorf(iu.ErrInvalidInput, "no server address: give --server http://host:port (or IU_SERVER)")
 	default:
 		base = "http://" + base
 	}
 	if _, err := url.Parse(base); err != nil {
-		return nil, iu.Errorf(iu.ErrInvalidInput, "server address %q: %v", addr, err)
+		return "", iu.Errorf(iu.ErrInvalidInput, "server address %q: %v", addr, err)
 	}
-	return &Client{base: base, token: token, hc: &nethttp.Client{Transport: tr}}, nil
+	return base, nil
 }
 
 // Close releases idle connections.

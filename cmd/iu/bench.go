@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/iu-engine/iu"
+	iuhttp "github.com/iu-engine/iu/http"
 )
 
 // benchOptions are iu bench's flags.
@@ -257,7 +258,10 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		hc, base := benchClient(a.server.url, o.conns, o.timeout)
+		hc, base, err := benchClient(a.server.url, o.conns, o.timeout)
+		if err != nil {
+			return nil, err
+		}
 		target = a.server.url
 		url := base + "/v1/events"
 		send = func(ctx context.Context, i int) (string, error) {
@@ -333,25 +337,17 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 }
 
 // benchClient is an HTTP client that keeps one connection per caller.
-func benchClient(server string, conns int, timeout time.Duration) (*nethttp.Client, string) {
+func benchClient(server string, conns int, timeout time.Duration) (*nethttp.Client, string, error) {
 	tr := &nethttp.Transport{
 		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns,
 		IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
-	base := strings.TrimRight(server, "/")
-	switch {
-	case strings.HasPrefix(base, "unix:"):
-		path := strings.TrimPrefix(base, "unix:")
-		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		}
-		base = "http://iu"
-	case !strings.HasPrefix(base, "http://") && !strings.HasPrefix(base, "https://"):
-		base = "http://" + base
+	base, err := iuhttp.Target(server, tr)
+	if err != nil {
+		return nil, "", err
 	}
-	return &nethttp.Client{Transport: tr, Timeout: timeout}, base
+	return &nethttp.Client{Transport: tr, Timeout: timeout}, base, nil
 }
 
 // benchRequest builds the CloudEvent for event k, in binary or structured
