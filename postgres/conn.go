@@ -89,7 +89,17 @@ func (t *tx) flush(ctx context.Context) error {
 	return t.s.translate(ctx, br.Close())
 }
 
+// query runs query after the held statements, in the same round trip. A
+// leading pgx.QueryExecMode in args chooses how query is planned; a batch
+// cannot carry one, so the held statements then go first, on their own.
 func (t *tx) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	if len(args) > 0 {
+		if _, ok := args[0].(pgx.QueryExecMode); ok {
+			if err := t.flush(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if t.begin == "" && len(t.pending) == 0 {
 		rows, err := t.c.Query(ctx, query, args...)
 		if err != nil {

@@ -421,7 +421,12 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 				lost = append(lost, k)
 			}
 		}
-		rows, err = t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, lost)
+		// Planned at each call (an unnamed statement), never from a cached
+		// generic plan: one made while the log was nearly empty scans the
+		// whole table, and a server that started on a fresh schema keeps it
+		// until autovacuum analyzes the log. The lookup is rare (a batch
+		// with a redelivery), so planning it each time costs little.
+		rows, err = t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, pgx.QueryExecModeExec, lost)
 		if err != nil {
 			return nil, err
 		}

@@ -98,7 +98,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(0)"))
+	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(0)", "temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -161,7 +161,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	// A new file gets 16 KiB pages before anything is written (a page size
 	// is fixed once a WAL database exists): a quarter of the b-tree splits
 	// and write calls of the default 4 KiB for iu's append-heavy tables.
-	for _, p := range []string{"PRAGMA page_size = 16384", "PRAGMA journal_mode = WAL"} {
+	for _, p := range []string{"PRAGMA page_size = 8192", "PRAGMA journal_mode = WAL"} {
 		if _, err := db.ExecContext(ctx, p); err != nil {
 			return fmt.Errorf("sqlite: %s: %s: %w", s.path, p, s.translate(err))
 		}
