@@ -356,7 +356,7 @@ func benchRequest(ctx context.Context, url, secret string, o benchOptions, p ben
 	id := p.eventID(k)
 	data := p.data(k)
 	var body []byte
-	h := nethttp.Header{}
+	h := make(nethttp.Header, 10) // sized so that the ce-* headers never grow it
 	if o.mode == "binary" {
 		body = data
 		h["Ce-Specversion"] = []string{"1.0"}
