@@ -14,7 +14,8 @@
 #        50000), C (connections; default 64), CLIENTS (seed clients; default
 #        16), SECONDS_RUN (seconds of the seed's run; default 15), MODE
 #        (binary or structured; default binary), REPS (runs per side, the
-#        median is reported; default 3), ANCHOR (the seed-plpgsql folder).
+#        median is reported; default 3), ANCHOR (the seed-plpgsql folder),
+#        SERVE_ARGS (more iu serve flags, e.g. "--batch-workers 1").
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -64,7 +65,7 @@ serve_bench() {
 	p=$(port_free)
 	IU_DB=$db "$iu" template publish "$root"/examples/templates/*.yaml >/dev/null
 	IU_DB=$db "$iu" gate set composer_enabled=true auto_instantiate_enabled=true >/dev/null
-	IU_DB=$db "$iu" serve --addr "127.0.0.1:$p" --log-level warn --admin-token-file "$work/$name.token" >"$work/$name.log" 2>&1 &
+	IU_DB=$db "$iu" serve --addr "127.0.0.1:$p" --log-level warn ${SERVE_ARGS:-} --admin-token-file "$work/$name.token" >"$work/$name.log" 2>&1 &
 	server=$!
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.1; done
 	: >"$work/$name.eps"
