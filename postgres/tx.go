@@ -59,7 +59,18 @@ func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
 	}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT name, enabled FROM iu_gate`)
-	if len(keys) > 0 {
+	switch {
+	case len(keys) > 0 && len(keys) <= 4:
+		// A fixed list of four parameters (the last key repeated) gets a
+		// generic plan that the server reuses; with an array parameter it
+		// planned the query anew on every transaction.
+		args := make([]any, 4)
+		for i := range args {
+			args[i] = keys[min(i, len(keys)-1)]
+		}
+		b.Queue(`SELECT collection_key, collection_id, emit_mode, digest FROM iu_piece_collection
+			WHERE collection_key IN ($1, $2, $3, $4) AND collection_kind = 'template'`, args...)
+	case len(keys) > 4:
 		b.Queue(`SELECT collection_key, collection_id, emit_mode, digest FROM iu_piece_collection
 			WHERE collection_key = ANY($1) AND collection_kind = 'template'`, keys)
 	}
