@@ -98,7 +98,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
-	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(0)", "temp_store(MEMORY)", "journal_size_limit(67108864)"))
+	s.w, err = sql.Open("sqlite", dsn(abs, "journal_mode(WAL)", "synchronous(FULL)", "cache_size(-65536)", "wal_autocheckpoint(0)", "temp_store(MEMORY)", "journal_size_limit(268435456)"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

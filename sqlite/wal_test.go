@@ -10,6 +10,7 @@ import (
 
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/examples"
+	"github.com/iu-engine/iu/sqlite"
 )
 
 // Under a steady stream of commits, as iu serve's group commit makes, the
@@ -20,6 +21,8 @@ func TestWALStaysBoundedUnderSteadyCommits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("commits 12,000 events")
 	}
+	// 16 MiB instead of 128, so that a few thousand events show it.
+	t.Cleanup(sqlite.SetWALRestartFrames(2048)) // after the store closes
 	path := filepath.Join(t.TempDir(), "iu.db")
 	s := open(t, path)
 	e := iu.NewEngine(s)
