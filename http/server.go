@@ -169,6 +169,11 @@ func (s *Server) URL() string {
 // Engine returns the server's engine.
 func (s *Server) Engine() *iu.Engine { return s.engine }
 
+// Drain turns /readyz to 503 while the server goes on serving: a load
+// balancer that probes it stops sending requests before Close closes the
+// listener.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // Close shuts the server down gracefully: /readyz turns 503, the listener
 // closes, requests in flight finish (their events committed before their
 // 2xx is sent), then the batcher drains. Events that arrive after that are

@@ -77,6 +77,7 @@ type serveMain struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
 	Stderr          io.Writer
 	CPUProfile      string
 	// AdminTokenFile is where a bootstrap admin token is written (default:
@@ -107,6 +108,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.Batch.Workers, "batch-workers", 0, "group commit: transactions in flight at once (default 1 on SQLite, 2 on PostgreSQL)")
 	fs.DurationVar(&c.RetryAfter, "retry-after", iuhttp.DefaultRetryAfter, "Retry-After of 503 answers (a gate is closed, the store is busy)")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
+	fs.DurationVar(&m.DrainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, how long to answer /readyz with 503 while still serving, before closing the listener (behind a load balancer: a few of its probe intervals)")
 	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
 	fs.StringVar(&m.AdminTokenFile, "admin-token-file", "", "where to write the admin token made when the store has none (default: STORE.token beside a SQLite store, ./iu-admin.token for PostgreSQL)")
@@ -261,6 +263,11 @@ func (m *serveMain) Run(ctx context.Context) error {
 		return err
 	}
 	<-ctx.Done()
+	if m.DrainDelay > 0 {
+		m.log.Info("draining: /readyz answers 503 while requests are still served", "drain_delay", m.DrainDelay)
+		m.Server.Drain()
+		time.Sleep(m.DrainDelay)
+	}
 	m.log.Info("shutting down: finishing requests in flight", "timeout", m.ShutdownTimeout)
 	return m.Close()
 }
