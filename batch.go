@@ -50,9 +50,31 @@ type Batcher struct {
 }
 
 type unit struct {
-	reqs []EmitRequest
+	ps   []prepared // the requests that passed prepare
+	outs []Outcome  // one per request of the unit; prepare's failures filled in
+	idx  []int      // ps[i] answers outs[idx[i]]
 	at   time.Time
 	out  chan unitResult
+}
+
+// newUnit prepares reqs in the caller's goroutine, off the batch's critical
+// path (hashing and canonical JSON), and fills in the answers of those that
+// fail. It returns nil when none passed.
+func newUnit(reqs []EmitRequest) *unit {
+	u := &unit{outs: make([]Outcome, len(reqs)), at: time.Now(), out: make(chan unitResult, 1)}
+	for i := range reqs {
+		p, err := prepare(&reqs[i])
+		if err != nil {
+			u.outs[i].Err = err
+			continue
+		}
+		u.ps = append(u.ps, p)
+		u.idx = append(u.idx, i)
+	}
+	if len(u.ps) == 0 {
+		return nil
+	}
+	return u
 }
 
 type unitResult struct {
@@ -94,7 +116,10 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 	if len(reqs) == 0 {
 		return nil, nil
 	}
-	u := &unit{reqs: reqs, at: time.Now(), out: make(chan unitResult, 1)}
+	u := newUnit(reqs)
+	if u == nil {
+		return outsOf(reqs), nil
+	}
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -137,7 +162,11 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 			out[i].Err = errClosed()
 			continue
 		}
-		u := &unit{reqs: reqs, at: time.Now(), out: make(chan unitResult, 1)}
+		u := newUnit(reqs)
+		if u == nil {
+			out[i].Outcomes = outsOf(reqs)
+			continue
+		}
 		select {
 		case b.in <- u:
 			pending[i] = u
@@ -200,7 +229,7 @@ func (b *Batcher) loop() {
 			}
 		}
 		batch := []*unit{first}
-		n := len(first.reqs)
+		n := len(first.ps)
 		timer.Reset(time.Until(first.at.Add(b.opt.MaxWait)))
 		var slot chan struct{} // nil (disabled) until the wait is over
 		dispatched := false
@@ -212,12 +241,12 @@ func (b *Batcher) loop() {
 					open = false
 					break gather
 				}
-				if n+len(u.reqs) > b.opt.MaxEvents {
+				if n+len(u.ps) > b.opt.MaxEvents {
 					carry = u
 					break gather
 				}
 				batch = append(batch, u)
-				n += len(u.reqs)
+				n += len(u.ps)
 			case <-timer.C:
 				slot = b.sem
 			case slot <- struct{}{}:
@@ -250,18 +279,18 @@ func (b *Batcher) run(batch []*unit, n int) {
 // or broken) answer every request of the batch with the error: splitting
 // would only multiply the load on a store in trouble.
 func (b *Batcher) apply(batch []*unit, n int) {
-	reqs := make([]EmitRequest, 0, n)
+	ps := make([]prepared, 0, n)
 	for _, u := range batch {
-		reqs = append(reqs, u.reqs...)
+		ps = append(ps, u.ps...)
 	}
 	// The transaction belongs to no one caller: a caller that goes away
 	// must not roll back its neighbours.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	start := time.Now()
-	outs, err := b.e.EmitBatch(ctx, reqs)
+	outs, err := b.e.emitPrepared(ctx, ps)
 	cancel()
 	if b.opt.Observe != nil {
-		b.opt.Observe(len(reqs), time.Since(start), err)
+		b.opt.Observe(len(ps), time.Since(start), err)
 	}
 	if err != nil && len(batch) > 1 && ErrorCode(err) == CodeInvalid {
 		half := len(batch) / 2
@@ -275,17 +304,29 @@ func (b *Batcher) apply(batch []*unit, n int) {
 			u.out <- unitResult{err: err}
 			continue
 		}
-		u.out <- unitResult{outs: outs[off : off+len(u.reqs) : off+len(u.reqs)]}
-		off += len(u.reqs)
+		for i, k := range u.idx {
+			u.outs[k] = outs[off+i]
+		}
+		off += len(u.ps)
+		u.out <- unitResult{outs: u.outs}
 	}
 }
 
 func count(batch []*unit) int {
 	n := 0
 	for _, u := range batch {
-		n += len(u.reqs)
+		n += len(u.ps)
 	}
 	return n
+}
+
+// outsOf answers requests that all failed prepare.
+func outsOf(reqs []EmitRequest) []Outcome {
+	outs := make([]Outcome, len(reqs))
+	for i := range reqs {
+		_, outs[i].Err = prepare(&reqs[i])
+	}
+	return outs
 }
 
 // Ready reports whether the store answers and its schema is the one this

@@ -310,20 +310,29 @@ func (e *Engine) EmitBatch(ctx context.Context, reqs []EmitRequest) ([]Outcome, 
 	if len(ps) == 0 {
 		return outs, nil
 	}
+	res, err := e.emitPrepared(ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	for j, o := range res {
+		outs[at[j]] = o
+	}
+	return outs, nil
+}
+
+// emitPrepared applies prepared requests in one transaction (retried on a
+// transient failure) and answers each.
+func (e *Engine) emitPrepared(ctx context.Context, ps []prepared) ([]Outcome, error) {
+	var res []Outcome
 	err := e.update(ctx, func(tx Tx) error {
-		res, err := e.instantiate(ctx, tx, ps, nil)
-		if err != nil {
-			return err
-		}
-		for j, o := range res {
-			outs[at[j]] = o
-		}
-		return nil
+		var err error
+		res, err = e.instantiate(ctx, tx, ps, nil)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return outs, nil
+	return res, nil
 }
 
 // instantiate applies prepared requests inside tx. It reads the gates and the
