@@ -59,7 +59,7 @@ type unit struct {
 
 // newUnit prepares reqs in the caller's goroutine, off the batch's critical
 // path (hashing and canonical JSON), and fills in the answers of those that
-// fail. It returns nil when none passed.
+// fail. A unit none of whose requests passed has no ps and needs no batch.
 func newUnit(reqs []EmitRequest) *unit {
 	u := &unit{outs: make([]Outcome, len(reqs)), at: time.Now(), out: make(chan unitResult, 1)}
 	for i := range reqs {
@@ -70,9 +70,6 @@ func newUnit(reqs []EmitRequest) *unit {
 		}
 		u.ps = append(u.ps, p)
 		u.idx = append(u.idx, i)
-	}
-	if len(u.ps) == 0 {
-		return nil
 	}
 	return u
 }
@@ -117,8 +114,8 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 		return nil, nil
 	}
 	u := newUnit(reqs)
-	if u == nil {
-		return outsOf(reqs), nil
+	if len(u.ps) == 0 {
+		return u.outs, nil
 	}
 	b.mu.RLock()
 	if b.closed {
@@ -163,8 +160,8 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 			continue
 		}
 		u := newUnit(reqs)
-		if u == nil {
-			out[i].Outcomes = outsOf(reqs)
+		if len(u.ps) == 0 {
+			out[i].Outcomes = u.outs
 			continue
 		}
 		select {
@@ -318,15 +315,6 @@ func count(batch []*unit) int {
 		n += len(u.ps)
 	}
 	return n
-}
-
-// outsOf answers requests that all failed prepare.
-func outsOf(reqs []EmitRequest) []Outcome {
-	outs := make([]Outcome, len(reqs))
-	for i := range reqs {
-		_, outs[i].Err = prepare(&reqs[i])
-	}
-	return outs
 }
 
 // Ready reports whether the store answers and its schema is the one this
