@@ -403,7 +403,19 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 			tpls[i], insts[i], actors[i], statuses[i] = e.TemplateKey, e.InstanceKey, e.Actor, string(e.Status)
 			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt
 		}
-		q, args := claimInsert, []any{keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats}
+		args := []any{keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats}
+		if n > 1 && n <= maxPipelinedLookup {
+			lost, err := t.claimAndLookUp(ctx, args, existing)
+			if err != nil {
+				return nil, err
+			}
+			pending = pending[:0]
+			for _, k := range lost {
+				pending = append(pending, byKey[k])
+			}
+			continue
+		}
+		q := claimInsert
 		if n == 1 {
 			q, args = claimInsertOne, []any{keys[0], ids[0], types[0], sources[0], tpls[0], insts[0], actors[0], statuses[0], payloads[0], ats[0]}
 		}
@@ -454,6 +466,85 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 		}
 	}
 	return existing, nil
+}
+
+// maxPipelinedLookup bounds the claims whose lookup goes out in the same
+// round trip (claimAndLookUp): a group commit's batch. A bulk chunk, larger
+// and seldom repeating an event, reads only the keys it lost, afterwards.
+const maxPipelinedLookup = 256
+
+// lookUpKeys reads the log entries of keys. It runs with plan_cache_mode
+// set to force_custom_plan for it alone: a generic plan cached while the
+// log was nearly empty reads the whole table, and a server started on a
+// fresh schema would keep it until autovacuum analyzed the log.
+// Each key is its own index probe (a LATERAL subquery, not = ANY): with a
+// batch's thirty keys the planner took a scan of a log of a few thousand
+// rows for cheaper than thirty probes.
+const lookUpKeys = `SELECT l.* FROM unnest($1::text[]) AS k(key)
+	CROSS JOIN LATERAL (SELECT ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE idempotency_key = k.key LIMIT 1) AS l`
+
+// claimAndLookUp sends, in one round trip, the claim of a batch's keys and
+// then the lookup of all of them: at READ COMMITTED the lookup's snapshot,
+// taken after the claim, sees the entries whose commit the claim waited
+// for, and the transaction's own. The entries of keys taken by others go
+// into existing; it returns the keys neither claimed nor found (deleted by
+// a rollback meanwhile), to be claimed again.
+func (t *tx) claimAndLookUp(ctx context.Context, args []any, existing map[string]iu.LogEntry) ([]string, error) {
+	b := &pgx.Batch{}
+	b.Queue(claimInsert, args...)
+	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
+	b.Queue(lookUpKeys, args[0])
+	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
+	br, err := t.batch(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	claimed := make(map[string]bool)
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return nil, t.s.translate(ctx, err)
+		}
+		claimed[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	found := make(map[string]iu.LogEntry)
+	if err := t.scanLog(ctx, rows, found); err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	if err := br.Close(); err != nil {
+		return nil, t.s.translate(ctx, err)
+	}
+	var lost []string
+	for _, k := range args[0].([]string) {
+		if claimed[k] {
+			continue
+		}
+		if e, ok := found[k]; ok {
+			existing[k] = e
+			continue
+		}
+		lost = append(lost, k)
+	}
+	return lost, nil
 }
 
 func (t *tx) scanLog(ctx context.Context, rows pgx.Rows, out map[string]iu.LogEntry) error {
