@@ -454,13 +454,39 @@ var _ = register("RollbackRacingEmits", func(t *testing.T, h Harness) {
 		other = iu.NewEngine(h.Reopen(t, v.s))
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 150; i++ {
 			if _, err := other.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event(fmt.Sprintf("rr-%d", i)), Actor: "alice"}); err != nil {
 				t.Errorf("emit: %v", err)
 				return
+			}
+		}
+	}()
+	// Batches as group commit makes them, half of each repeating events of
+	// the single emits above, whose entries the rollbacks keep deleting.
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 40; i++ {
+			var reqs []iu.EmitRequest
+			for j := 0; j < 8; j++ {
+				id := fmt.Sprintf("rb-%d-%d", i, j)
+				if j%2 == 1 {
+					id = fmt.Sprintf("rr-%d", (i*4+j)%150)
+				}
+				reqs = append(reqs, iu.EmitRequest{TemplateKey: wfKey, Event: event(id), Actor: "alice"})
+			}
+			outs, err := other.EmitBatch(v.ctx, reqs)
+			if err != nil {
+				t.Errorf("emit batch: %v", err)
+				return
+			}
+			for j, o := range outs {
+				if o.Err != nil || o.Result.Status != iu.StatusOK {
+					t.Errorf("batch %d, request %d: %+v %v", i, j, o.Result, o.Err)
+					return
+				}
 			}
 		}
 	}()
