@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -475,4 +476,65 @@ var _ = register("UnknownTemplateIsAnErrorEvenWhenGated", func(t *testing.T, h H
 		t.Fatalf("known template with the gates closed: %+v", r)
 	}
 	v.sameCounts(before, "gated and refused emits")
+})
+
+// A gate or an emit mode changed by another process is seen by the next
+// emit here, single or batched, however this store caches what it read.
+var _ = register("ChangesByAnotherProcessAreSeen", func(t *testing.T, h Harness) {
+	if h.Reopen == nil {
+		t.Skip("the harness opens no second handle")
+	}
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	other := iu.NewEngine(h.Reopen(t, v.s))
+	emit := func(id string) iu.Result {
+		t.Helper()
+		r, err := v.e.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event(id), Actor: "watcher"})
+		if err != nil {
+			t.Fatalf("emit %s: %v", id, err)
+		}
+		return r
+	}
+	batch := func(id string) iu.Result {
+		t.Helper()
+		outs, err := v.e.EmitBatch(v.ctx, []iu.EmitRequest{
+			{TemplateKey: wfKey, Event: event(id + "-a"), Actor: "watcher"},
+			{TemplateKey: wfKey, Event: event(id + "-b"), Actor: "watcher"},
+		})
+		if err != nil || outs[0].Err != nil || outs[1].Result.Status != outs[0].Result.Status {
+			t.Fatalf("batch %s: %+v %v", id, outs, err)
+		}
+		return outs[0].Result
+	}
+	for _, send := range []func(string) iu.Result{emit, batch} {
+		pre := fmt.Sprintf("%p-", send)
+		if r := send(pre + "1"); !r.Created() {
+			t.Fatalf("gates on: %+v", r)
+		}
+		if _, err := other.SetGates(v.ctx, iu.GateChange{iu.GateAutoInstantiate: false}, "other"); err != nil {
+			t.Fatal(err)
+		}
+		if r := send(pre + "2"); r.Status != iu.StatusGated || r.Gate != iu.GateAutoInstantiate {
+			t.Fatalf("after another process closed the gate: %+v, want gated", r)
+		}
+		if _, err := other.SetGates(v.ctx, iu.GateChange{iu.GateAutoInstantiate: true}, "other"); err != nil {
+			t.Fatal(err)
+		}
+		if err := other.SetEmitMode(v.ctx, wfKey, iu.EmitShadow); err != nil {
+			t.Fatal(err)
+		}
+		if r := send(pre + "3"); r.Status != iu.StatusShadow {
+			t.Fatalf("after another process set shadow mode: %+v, want shadow", r)
+		}
+		if err := other.SetEmitMode(v.ctx, wfKey, iu.EmitLive); err != nil {
+			t.Fatal(err)
+		}
+		if r := send(pre + "4"); !r.Created() {
+			t.Fatalf("after another process set live mode again: %+v", r)
+		}
+	}
+	if got := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = 'watcher'"); got != 6 {
+		t.Fatalf("%d instances of the watcher, want 6 (two single emits, two batches of two)", got)
+	}
 })
