@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -264,9 +266,18 @@ func (m *serveMain) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	if m.DrainDelay > 0 {
-		m.log.Info("draining: /readyz answers 503 while requests are still served", "drain_delay", m.DrainDelay)
+		// A second signal ends the drain early, as an operator pressing
+		// Ctrl-C again expects.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		m.log.Info("draining: /readyz answers 503 while requests are still served; a second signal ends the drain", "drain_delay", m.DrainDelay)
 		m.Server.Drain()
-		time.Sleep(m.DrainDelay)
+		select {
+		case <-time.After(m.DrainDelay):
+		case <-again:
+			m.log.Info("a second signal: ending the drain early")
+		}
+		signal.Stop(again)
 	}
 	m.log.Info("shutting down: finishing requests in flight", "timeout", m.ShutdownTimeout)
 	return m.Close()

@@ -7,18 +7,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	iuhttp "github.com/iu-engine/iu/http"
 )
 
-// With --drain-delay, a stop signal first turns /readyz to 503 while events
-// are still taken, for the delay, and only then closes the listener: a load
-// balancer sees the server leave before it refuses anyone.
-func TestServeDrainDelay(t *testing.T) {
+// drainServer publishes a template, opens the gates and starts iu serve on
+// a unix socket with --drain-delay delay; it returns a client, the server's
+// base URL, its admin token, its store, a stop func (the first signal) and
+// the exit code's channel.
+func drainServer(t *testing.T, delay time.Duration) (hc *nethttp.Client, base, token, db string, stop func(), done chan int) {
+	t.Helper()
 	dir := t.TempDir()
-	db, sock, tokenFile := filepath.Join(dir, "iu.db"), filepath.Join(dir, "iu.sock"), filepath.Join(dir, "admin.token")
+	db = filepath.Join(dir, "iu.db")
+	sock, tokenFile := filepath.Join(dir, "iu.sock"), filepath.Join(dir, "admin.token")
 	repo, _ := filepath.Abs(filepath.Join("..", ".."))
 	for _, args := range [][]string{
 		{"--db", db, "template", "publish", filepath.Join(repo, "examples", "templates", "onboarding.yaml")},
@@ -29,10 +33,9 @@ func TestServeDrainDelay(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
 		}
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	const delay = 800 * time.Millisecond
-	done := make(chan int, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done = make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{"--db", db, "serve", "--addr", "unix:" + sock, "--drain-delay", delay.String(),
 			"--admin-token-file", tokenFile, "--log-level", "warn"}, strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
@@ -42,16 +45,8 @@ func TestServeDrainDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &nethttp.Client{Transport: tr, Timeout: 5 * time.Second}
-	ready := func() int {
-		resp, err := hc.Get(base + "/readyz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	for deadline := time.Now().Add(10 * time.Second); ready() != 200; time.Sleep(20 * time.Millisecond) {
+	hc = &nethttp.Client{Transport: tr, Timeout: 5 * time.Second}
+	for deadline := time.Now().Add(10 * time.Second); readyz(hc, base) != 200; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("iu serve did not become ready")
 		}
@@ -60,7 +55,25 @@ func TestServeDrainDelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := strings.TrimSpace(string(b))
+	return hc, base, strings.TrimSpace(string(b)), db, cancel, done
+}
+
+func readyz(hc *nethttp.Client, base string) int {
+	resp, err := hc.Get(base + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// With --drain-delay, a stop signal first turns /readyz to 503 while events
+// are still taken, for the delay, and only then closes the listener: a load
+// balancer sees the server leave before it refuses anyone.
+func TestServeDrainDelay(t *testing.T) {
+	const delay = 800 * time.Millisecond
+	hc, base, token, db, stop, done := drainServer(t, delay)
+	ready := func() int { return readyz(hc, base) }
 
 	stopped := time.Now()
 	stop()
@@ -91,5 +104,32 @@ func TestServeDrainDelay(t *testing.T) {
 	if code := Main(context.Background(), []string{"--db", db, "--json", "instances", "--actor", "load"}, strings.NewReader(""), &out, &bytes.Buffer{}); code != 0 ||
 		!strings.Contains(out.String(), `"event_id": "drain-1"`) {
 		t.Errorf("the event taken while draining is not in the store: exit %d\n%s", code, out.String())
+	}
+}
+
+// A second signal during the drain ends it: an operator pressing Ctrl-C
+// again does not wait out a long delay.
+func TestServeDrainEndsOnSecondSignal(t *testing.T) {
+	const delay = time.Minute
+	hc, base, _, _, stop, done := drainServer(t, delay)
+	stop()
+	// /readyz turns 503 only once serve listens for the second signal.
+	for deadline := time.Now().Add(10 * time.Second); readyz(hc, base) != 503; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never answered 503 after the first signal")
+		}
+	}
+	signalled := time.Now()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("iu serve exited with %d, want 0", code)
+		}
+		t.Logf("stopped %v after the second signal", time.Since(signalled).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatalf("iu serve still draining 10s after a second signal (drain delay %v)", delay)
 	}
 }
