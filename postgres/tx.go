@@ -404,63 +404,53 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt
 		}
 		args := []any{keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats}
+		var claimed map[string]bool
 		if n > 1 && n <= maxPipelinedLookup {
-			lost, err := t.claimAndLookUp(ctx, args, existing)
+			var found map[string]iu.LogEntry
+			var err error
+			if claimed, found, err = t.claimAndLookUp(ctx, args); err != nil {
+				return nil, err
+			}
+			for k, e := range found {
+				if !claimed[k] { // else deleted by a rollback, then claimed here
+					existing[k] = e
+				}
+			}
+		} else {
+			q := claimInsert
+			if n == 1 {
+				q, args = claimInsertOne, []any{keys[0], ids[0], types[0], sources[0], tpls[0], insts[0], actors[0], statuses[0], payloads[0], ats[0]}
+			}
+			rows, err := t.query(ctx, q, args...)
 			if err != nil {
 				return nil, err
 			}
-			pending = pending[:0]
-			for _, k := range lost {
-				pending = append(pending, byKey[k])
+			if claimed, err = t.scanKeys(ctx, rows); err != nil {
+				return nil, err
 			}
-			continue
-		}
-		q := claimInsert
-		if n == 1 {
-			q, args = claimInsertOne, []any{keys[0], ids[0], types[0], sources[0], tpls[0], insts[0], actors[0], statuses[0], payloads[0], ats[0]}
-		}
-		rows, err := t.query(ctx, q, args...)
-		if err != nil {
-			return nil, err
-		}
-		claimed := make(map[string]bool, n)
-		for rows.Next() {
-			var k string
-			if err := rows.Scan(&k); err != nil {
-				rows.Close()
-				return nil, t.s.translate(ctx, err)
+			var lost []string
+			for _, k := range keys {
+				if !claimed[k] {
+					lost = append(lost, k)
+				}
 			}
-			claimed[k] = true
-		}
-		if err := rows.Err(); err != nil {
-			return nil, t.s.translate(ctx, err)
-		}
-		if len(claimed) == n {
-			break
-		}
-		var lost []string
-		for _, k := range keys {
-			if !claimed[k] {
-				lost = append(lost, k)
+			if len(lost) > 0 {
+				// A new statement, which sees the entries whose commit the
+				// claim waited for; planned for its values (see lookUpKeys).
+				rows, err = t.query(ctx, lookUpKeys, pgx.QueryExecModeExec, lost)
+				if err != nil {
+					return nil, err
+				}
+				if err := t.scanLog(ctx, rows, existing); err != nil {
+					return nil, err
+				}
 			}
 		}
-		// Planned at each call (an unnamed statement), never from a cached
-		// generic plan: one made while the log was nearly empty scans the
-		// whole table, and a server that started on a fresh schema keeps it
-		// until autovacuum analyzes the log. The lookup is rare (a batch
-		// with a redelivery), so planning it each time costs little.
-		rows, err = t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ANY($1)`, pgx.QueryExecModeExec, lost)
-		if err != nil {
-			return nil, err
-		}
-		if err := t.scanLog(ctx, rows, existing); err != nil {
-			return nil, err
-		}
-		// A key neither claimed nor found was deleted between the two
-		// statements: claim it again.
+		// A key neither claimed nor found was deleted (a rollback) between
+		// the claim and the lookup: claim it again.
 		pending = pending[:0]
-		for _, k := range lost {
-			if _, ok := existing[k]; !ok {
+		for _, k := range keys {
+			if _, ok := existing[k]; !ok && !claimed[k] {
 				pending = append(pending, byKey[k])
 			}
 		}
@@ -473,10 +463,11 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 // and seldom repeating an event, reads only the keys it lost, afterwards.
 const maxPipelinedLookup = 256
 
-// lookUpKeys reads the log entries of keys. It runs with plan_cache_mode
-// set to force_custom_plan for it alone: a generic plan cached while the
-// log was nearly empty reads the whole table, and a server started on a
-// fresh schema would keep it until autovacuum analyzed the log.
+// lookUpKeys reads the log entries of keys. It is always planned for its
+// values (an unnamed statement, or force_custom_plan set around it): a
+// generic plan cached while the log was nearly empty reads the whole
+// table, and a server started on a fresh schema would keep it until
+// autovacuum analyzed the log.
 // Each key is its own index probe (a LATERAL subquery, not = ANY): with a
 // batch's thirty keys the planner took a scan of a log of a few thousand
 // rows for cheaper than thirty probes.
@@ -486,10 +477,9 @@ const lookUpKeys = `SELECT l.* FROM unnest($1::text[]) AS k(key)
 // claimAndLookUp sends, in one round trip, the claim of a batch's keys and
 // then the lookup of all of them: at READ COMMITTED the lookup's snapshot,
 // taken after the claim, sees the entries whose commit the claim waited
-// for, and the transaction's own. The entries of keys taken by others go
-// into existing; it returns the keys neither claimed nor found (deleted by
-// a rollback meanwhile), to be claimed again.
-func (t *tx) claimAndLookUp(ctx context.Context, args []any, existing map[string]iu.LogEntry) ([]string, error) {
+// for, and the transaction's own. It returns the keys claimed and the
+// entries found.
+func (t *tx) claimAndLookUp(ctx context.Context, args []any) (claimed map[string]bool, found map[string]iu.LogEntry, err error) {
 	b := &pgx.Batch{}
 	b.Queue(claimInsert, args...)
 	b.Queue(`SET LOCAL plan_cache_mode = force_custom_plan`)
@@ -497,54 +487,44 @@ func (t *tx) claimAndLookUp(ctx context.Context, args []any, existing map[string
 	b.Queue(`SET LOCAL plan_cache_mode TO DEFAULT`)
 	br, err := t.batch(ctx, b)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer br.Close()
 	rows, err := br.Query()
 	if err != nil {
-		return nil, t.s.translate(ctx, err)
+		return nil, nil, t.s.translate(ctx, err)
 	}
-	claimed := make(map[string]bool)
+	if claimed, err = t.scanKeys(ctx, rows); err != nil {
+		return nil, nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, t.s.translate(ctx, err)
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, t.s.translate(ctx, err)
+	}
+	found = make(map[string]iu.LogEntry)
+	if err := t.scanLog(ctx, rows, found); err != nil {
+		return nil, nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, t.s.translate(ctx, err)
+	}
+	return claimed, found, t.s.translate(ctx, br.Close())
+}
+
+// scanKeys reads the idempotency keys a claim returned.
+func (t *tx) scanKeys(ctx context.Context, rows pgx.Rows) (map[string]bool, error) {
+	defer rows.Close()
+	keys := make(map[string]bool)
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
-			rows.Close()
 			return nil, t.s.translate(ctx, err)
 		}
-		claimed[k] = true
+		keys[k] = true
 	}
-	if err := rows.Err(); err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	rows, err = br.Query()
-	if err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	found := make(map[string]iu.LogEntry)
-	if err := t.scanLog(ctx, rows, found); err != nil {
-		return nil, err
-	}
-	if _, err := br.Exec(); err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	if err := br.Close(); err != nil {
-		return nil, t.s.translate(ctx, err)
-	}
-	var lost []string
-	for _, k := range args[0].([]string) {
-		if claimed[k] {
-			continue
-		}
-		if e, ok := found[k]; ok {
-			existing[k] = e
-			continue
-		}
-		lost = append(lost, k)
-	}
-	return lost, nil
+	return keys, t.s.translate(ctx, rows.Err())
 }
 
 func (t *tx) scanLog(ctx context.Context, rows pgx.Rows, out map[string]iu.LogEntry) error {
