@@ -24,16 +24,22 @@ import (
 // both gates on.
 func benchStore(b testing.TB, opt postgres.Options) (*postgres.Store, *iu.Engine, []string) {
 	b.Helper()
-	dsn := freshSchema(b)
+	return readyStore(b, freshSchema(b), opt)
+}
+
+// readyStore opens the store at dsn and returns it with an engine over it,
+// the example templates published (their keys returned) and both gates on.
+func readyStore(t testing.TB, dsn string, opt postgres.Options) (*postgres.Store, *iu.Engine, []string) {
+	t.Helper()
 	s, err := postgres.Open(context.Background(), dsn, opt)
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	b.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { s.Close() })
 	e := iu.NewEngine(s)
 	tps, err := examples.Templates()
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	var keys []string
 	for _, tp := range tps {
@@ -41,10 +47,10 @@ func benchStore(b testing.TB, opt postgres.Options) (*postgres.Store, *iu.Engine
 	}
 	ctx := context.Background()
 	if _, err := e.PublishTemplates(ctx, tps, "bench"); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "bench"); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	return s, e, keys
 }

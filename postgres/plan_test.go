@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/iu-engine/iu"
-	"github.com/iu-engine/iu/examples"
 	"github.com/iu-engine/iu/postgres"
 )
 
@@ -25,21 +24,7 @@ import (
 func TestRedeliveryLookupNeverScansTheLog(t *testing.T) {
 	dsn := freshSchema(t)
 	ctx := context.Background()
-	s, err := postgres.Open(ctx, dsn, postgres.Options{MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := iu.NewEngine(s)
-	tps, err := examples.Templates()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.PublishTemplates(ctx, tps, "tester"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "tester"); err != nil {
-		t.Fatal(err)
-	}
+	s, e, keys := readyStore(t, dsn, postgres.Options{MaxConns: 1})
 	next := 0
 	// batch emits n new events and, if replay, three redeliveries of
 	// earlier ones, as group commit's batches have.
@@ -47,13 +32,13 @@ func TestRedeliveryLookupNeverScansTheLog(t *testing.T) {
 		t.Helper()
 		var reqs []iu.EmitRequest
 		for range n {
-			reqs = append(reqs, iu.EmitRequest{TemplateKey: tps[0].Key, Actor: "tester",
+			reqs = append(reqs, iu.EmitRequest{TemplateKey: keys[0], Actor: "tester",
 				Event: iu.Event{ID: fmt.Sprint("plan-", next), Source: "test", Type: "t"}})
 			next++
 		}
 		if replay {
 			for k := range 3 {
-				reqs = append(reqs, iu.EmitRequest{TemplateKey: tps[0].Key, Actor: "tester",
+				reqs = append(reqs, iu.EmitRequest{TemplateKey: keys[0], Actor: "tester",
 					Event: iu.Event{ID: fmt.Sprint("plan-", k*7%max(next-n, 1)), Source: "test", Type: "t"}})
 			}
 		}

@@ -18,21 +18,27 @@ var bulkEvents = flag.Int("bulk.events", 20000, "events per bulk run in Benchmar
 // benchEngine returns an engine over a new store with the example
 // templates published and both gates on.
 func benchEngine(b *testing.B) *iu.Engine {
-	b.Helper()
-	s := open(b, filepath.Join(b.TempDir(), "bench.db"))
-	e := iu.NewEngine(s)
+	e, _ := readyEngine(b, filepath.Join(b.TempDir(), "bench.db"))
+	return e
+}
+
+// readyEngine opens the store at path and returns an engine over it, with
+// the example templates published (and returned) and both gates on.
+func readyEngine(t testing.TB, path string) (*iu.Engine, []*iu.Template) {
+	t.Helper()
+	e := iu.NewEngine(open(t, path))
 	tps, err := examples.Templates()
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	ctx := context.Background()
 	if _, err := e.PublishTemplates(ctx, tps, "bench"); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "bench"); err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	return e
+	return e, tps
 }
 
 // benchEvents streams n events over the two 8-piece templates, two thirds

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/iu-engine/iu"
-	"github.com/iu-engine/iu/examples"
 	"github.com/iu-engine/iu/sqlite"
 )
 
@@ -24,19 +23,8 @@ func TestWALStaysBoundedUnderSteadyCommits(t *testing.T) {
 	// 16 MiB instead of 128, so that a few thousand events show it.
 	t.Cleanup(sqlite.SetWALRestartFrames(2048)) // after the store closes
 	path := filepath.Join(t.TempDir(), "iu.db")
-	s := open(t, path)
-	e := iu.NewEngine(s)
+	e, tps := readyEngine(t, path)
 	ctx := context.Background()
-	tps, err := examples.Templates()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.PublishTemplates(ctx, tps, "tester"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "tester"); err != nil {
-		t.Fatal(err)
-	}
 	const events, perCommit = 12000, 64
 	var largest int64
 	start := time.Now()
