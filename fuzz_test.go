@@ -71,7 +71,7 @@ func FuzzParseTemplateFile(f *testing.F) {
 			t.Fatalf("parsing again gave another template (%v)", err)
 		}
 		// The parsed template, written out as JSON, is the same template.
-		b, err := json.Marshal(fileOf(tpl))
+		b, err := iu.TemplateFileJSON(tpl)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,29 +163,6 @@ func checkTemplate(t *testing.T, tpl *iu.Template) {
 			}
 		}
 	}
-}
-
-type pieceJSON struct {
-	ID    string   `json:"id"`
-	Kind  string   `json:"kind"`
-	Body  string   `json:"body"`
-	After []string `json:"after,omitempty"`
-}
-
-type templateJSON struct {
-	Key      string      `json:"key"`
-	Title    string      `json:"title,omitempty"`
-	EmitMode string      `json:"emit_mode"`
-	Pieces   []pieceJSON `json:"pieces"`
-}
-
-func fileOf(tpl *iu.Template) templateJSON {
-	f := templateJSON{Key: tpl.Key, Title: tpl.Title, EmitMode: string(tpl.EmitMode)}
-	for _, s := range tpl.Slots {
-		p := tpl.Pieces[s.Piece]
-		f.Pieces = append(f.Pieces, pieceJSON{ID: s.ID, Kind: p.Kind, Body: p.Body, After: s.After})
-	}
-	return f
 }
 
 func FuzzParseBulkPlan(f *testing.F) {

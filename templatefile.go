@@ -92,6 +92,21 @@ func parseTemplateJSON(data []byte) (*TemplateSpec, error) {
 	return spec, nil
 }
 
+// TemplateFileJSON writes t, with its piece bodies, as a template file in
+// JSON that ParseTemplateFile reads back as the same template: how a client
+// sends templates to a server.
+func TemplateFileJSON(t *Template) ([]byte, error) {
+	f := templateFile{Key: t.Key, Title: t.Title, EmitMode: string(t.EmitMode)}
+	for _, s := range t.Slots {
+		p, ok := t.Pieces[s.Piece]
+		if !ok {
+			return nil, Errorf(ErrInvalidTemplate, "template %s: slot %q has no piece body loaded", t.Key, s.ID)
+		}
+		f.Pieces = append(f.Pieces, pieceFile{ID: s.ID, Kind: p.Kind, Body: p.Body, After: s.After})
+	}
+	return json.Marshal(f)
+}
+
 var yamlLineRE = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): `)
 
 // ParseTemplateSpec decodes a template file without validating its content

@@ -183,7 +183,7 @@ func actorQuery(actor string) url.Values {
 func (c *Client) PublishTemplates(ctx context.Context, templates []*iu.Template, actor string) ([]iu.PublishResult, error) {
 	b := PublishBody{Actor: actor}
 	for _, t := range templates {
-		raw, err := json.Marshal(toTemplateFile(t))
+		raw, err := iu.TemplateFileJSON(t)
 		if err != nil {
 			return nil, err
 		}

@@ -52,31 +52,6 @@ func (d *TemplateDoc) Template() *iu.Template {
 	return t
 }
 
-// templateFile is a template in the shape of a template file (JSON), as a
-// publish body carries it.
-type templateFile struct {
-	Key      string      `json:"key"`
-	Title    string      `json:"title,omitempty"`
-	EmitMode string      `json:"emit_mode,omitempty"`
-	Pieces   []pieceFile `json:"pieces"`
-}
-
-type pieceFile struct {
-	ID    string   `json:"id"`
-	Kind  string   `json:"kind"`
-	Body  string   `json:"body"`
-	After []string `json:"after,omitempty"`
-}
-
-func toTemplateFile(t *iu.Template) templateFile {
-	f := templateFile{Key: t.Key, Title: t.Title, EmitMode: string(t.EmitMode)}
-	for _, s := range t.Slots {
-		p := t.Pieces[s.Piece]
-		f.Pieces = append(f.Pieces, pieceFile{ID: s.ID, Kind: p.Kind, Body: p.Body, After: s.After})
-	}
-	return f
-}
-
 // PublishBody is POST /v1/templates: template files (JSON) published in one
 // transaction.
 type PublishBody struct {
