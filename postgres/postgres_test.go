@@ -2,11 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,71 +12,25 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/internal/pgtest"
 	"github.com/iu-engine/iu/postgres"
 	"github.com/iu-engine/iu/storetest"
 )
 
 // envDSN names the server the tests use. Unset, they skip; set but
 // unreachable, they fail.
-const envDSN = "IU_TEST_POSTGRES"
+const envDSN = pgtest.EnvDSN
 
 // serverDSN returns the test server's DSN or skips the test.
-func serverDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv(envDSN)
-	if dsn == "" {
-		t.Skip(envDSN + " is not set: no PostgreSQL to test against (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
-	return dsn
-}
+func serverDSN(t testing.TB) string { return pgtest.DSN(t) }
 
-// withSearchPath returns dsn with its search_path set to schema, for URL
-// and key=value DSNs alike.
 func withSearchPath(t testing.TB, dsn, schema string) string {
-	t.Helper()
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("%s: %v", envDSN, err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
+	return pgtest.WithSearchPath(t, dsn, schema)
 }
 
 // freshSchema creates a schema of its own for one test, dropped by the
 // test's cleanup, and returns a DSN that uses it.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	dsn := serverDSN(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("%s is set but the server is unreachable: %v", envDSN, err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "iu_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return withSearchPath(t, dsn, schema)
-}
+func freshSchema(t testing.TB) string { return pgtest.Schema(t, pgtest.DSN(t), "iu_test_") }
 
 // dsns remembers each store's DSN, for Reopen.
 var dsns sync.Map // *postgres.Store -> string

@@ -7,23 +7,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	nethttp "net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/examples"
+	"github.com/iu-engine/iu/internal/pgtest"
 	"github.com/iu-engine/iu/postgres"
 	"github.com/iu-engine/iu/sqlite"
 )
@@ -43,8 +39,8 @@ type backend struct {
 // set but unreachable server fails the test).
 func backends(t *testing.T) []backend {
 	bs := []backend{{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "iu.db") }}}
-	if dsn := os.Getenv("IU_TEST_POSTGRES"); dsn != "" {
-		bs = append(bs, backend{"postgres", func(t *testing.T) string { return pgSchema(t, dsn) }})
+	if dsn := os.Getenv(pgtest.EnvDSN); dsn != "" {
+		bs = append(bs, backend{"postgres", func(t *testing.T) string { return pgtest.Schema(t, dsn, "iu_serve_") }})
 	}
 	return bs
 }
@@ -57,41 +53,6 @@ func forBackends(t *testing.T, fn func(t *testing.T, db string)) {
 			fn(t, b.db(t))
 		})
 	}
-}
-
-// pgSchema creates a schema of its own for one test, dropped afterwards, and
-// returns a DSN that uses it.
-func pgSchema(t *testing.T, dsn string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("IU_TEST_POSTGRES is set but the server is unreachable: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "iu_serve_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("IU_TEST_POSTGRES must be a postgres:// URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // tserver is a running iu serve.
