@@ -32,6 +32,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 anchor=${ANCHOR:-$root/../shared/anchors/seed-plpgsql}
 DB=${DB:-iu_bench} N=${N:-30000} REPS=${REPS:-3} SECONDS_RUN=${SECONDS_RUN:-15}
 export SECONDS_RUN
@@ -39,25 +40,14 @@ export SECONDS_RUN
 if [ $# -eq 0 ]; then set -- -h 127.0.0.1 -U postgres; fi
 conn=("$@")
 
-# The libpq URL iu takes, built from the same connection arguments.
-host=127.0.0.1 port=5432 user=postgres
-while [ $# -gt 0 ]; do
-	case $1 in
-	-h) host=$2; shift 2 ;;
-	-p) port=$2; shift 2 ;;
-	-U) user=$2; shift 2 ;;
-	*) shift ;;
-	esac
-done
 schema=iu_bench_$$
-base="postgres://$user@$host:$port/$DB?sslmode=disable"
+base=$(pg_base_url "$DB" "${conn[@]}") # the libpq URL iu takes, from the same arguments
 dsn="$base&search_path=$schema"
 
 work=$(mktemp -d)
 trap 'psql "${conn[@]}" -d "$DB" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # metric NAME: the value before NAME in go test -bench output
 metric() { awk -v m="$1" '{ for (i = 2; i <= NF; i++) if ($i == m) print $(i-1) }'; }
 

@@ -23,22 +23,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 anchor=${ANCHOR:-$root/../shared/anchors/seed-plpgsql}
 DB=${DB:-iu_bench_seed} N=${N:-50000} C=${C:-64} CLIENTS=${CLIENTS:-16} MODE=${MODE:-binary} REPS=${REPS:-3}
 export SECONDS_RUN=${SECONDS_RUN:-15}
 if [ $# -eq 0 ]; then set -- -h 127.0.0.1 -U postgres; fi
 conn=("$@")
-host=127.0.0.1 port=5432 user=postgres
-while [ $# -gt 0 ]; do
-	case $1 in
-	-h) host=$2; shift 2 ;;
-	-p) port=$2; shift 2 ;;
-	-U) user=$2; shift 2 ;;
-	*) shift ;;
-	esac
-done
 schema=iu_serve_bench_$$
-dsn="postgres://$user@$host:$port/$DB?sslmode=disable&search_path=$schema"
+dsn="$(pg_base_url "$DB" "${conn[@]}")&search_path=$schema"
 
 work=$(mktemp -d)
 server=
@@ -58,7 +50,6 @@ psql "${conn[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$
 psql "${conn[@]}" -d "$DB" -qc "CREATE SCHEMA $schema"
 
 field() { sed -n "s/.*\"$1\": \([0-9.e+]*\).*/\1/p" | head -1; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 port_free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18$((RANDOM % 900 + 100)); }
 
 # serve_bench NAME DB [AFTER]: starts iu serve on DB, publishes the example
