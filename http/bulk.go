@@ -177,7 +177,7 @@ func bulkEvents(br *bufio.Reader, name string) iter.Seq2[iu.BulkEvent, error] {
 			if l.Where != "" {
 				where = l.Where
 			}
-			be, err := iu.NewBulkEvent(where, l.Template, iu.Event{ID: l.ID, Type: l.Type, Source: l.Source, Subject: l.Subject, Time: l.Time, Data: l.Data})
+			be, err := iu.NewBulkEvent(where, l.Template, l.Event)
 			if !yield(be, err) || err != nil {
 				return
 			}

@@ -279,9 +279,7 @@ func (c *Client) Bulk(ctx context.Context, plan *iu.BulkPlan, events iter.Seq2[i
 					err = ierr
 					break
 				}
-				ev := be.Event
-				if err = enc.Encode(bulkLine{Where: be.Where, Template: be.Template, ID: ev.ID, Type: ev.Type, Source: ev.Source,
-					Subject: ev.Subject, Time: ev.Time, Data: ev.Data}); err != nil {
+				if err = enc.Encode(bulkLine{Where: be.Where, Template: be.Template, Event: be.Event}); err != nil {
 					break
 				}
 			}

@@ -144,14 +144,9 @@ type bulkHeader struct {
 // bulkLine is one event line of a POST /v1/bulk body: the NDJSON event
 // format of events files, and where the event came from (for messages).
 type bulkLine struct {
-	Where    string          `json:"where,omitempty"`
-	Template string          `json:"template"`
-	ID       string          `json:"id"`
-	Type     string          `json:"type"`
-	Source   string          `json:"source,omitempty"`
-	Subject  string          `json:"subject,omitempty"`
-	Time     time.Time       `json:"time,omitzero"`
-	Data     json.RawMessage `json:"data,omitempty"`
+	Where    string `json:"where,omitempty"`
+	Template string `json:"template"`
+	iu.Event
 }
 
 // bulkFrame is one line of a streamed bulk answer: a progress report, or
