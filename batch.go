@@ -19,8 +19,9 @@ type BatchOptions struct {
 	// in one transaction, alone.
 	MaxEvents int
 	// MaxWait bounds how long the first request of a batch waits for others
-	// to join it (default 2 ms). When every transaction slot is busy the
-	// batch keeps filling until one frees up.
+	// to join it (default 2 ms); a batch as large as the one before it does
+	// not wait. When every transaction slot is busy the batch keeps filling
+	// until one frees up.
 	MaxWait time.Duration
 	// Workers is how many transactions may be in flight at once (default 1:
 	// SQLite has one writer; PostgreSQL gains from a few).
@@ -208,12 +209,17 @@ func (b *Batcher) Close(ctx context.Context) error {
 }
 
 // loop gathers units into batches: a batch is sealed when it holds
-// MaxEvents requests, or once its first unit has waited MaxWait and a
-// transaction slot is free.
+// MaxEvents requests, or when a transaction slot is free and the batch is
+// ready: its first unit has waited MaxWait, or it already holds as many
+// requests as the batch sent before it. Under a steady load the batches
+// then go as soon as they are as large as the load makes them, instead of
+// every batch waiting out MaxWait; a load that falls off shrinks them, one
+// MaxWait at a time.
 func (b *Batcher) loop() {
 	defer close(b.done)
 	var carry *unit
 	open := true
+	last := 0 // requests in the batch sent last
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for open || carry != nil {
@@ -228,8 +234,25 @@ func (b *Batcher) loop() {
 		batch := []*unit{first}
 		n := len(first.ps)
 		timer.Reset(time.Until(first.at.Add(b.opt.MaxWait)))
-		var slot chan struct{} // nil (disabled) until the wait is over
+		var slot chan struct{} // nil (disabled) until the batch is ready
+		if n >= last {
+			slot = b.sem
+		}
 		dispatched := false
+		// add takes u into the batch, or carries it to the next one when
+		// it would not fit; it reports whether the batch is full.
+		add := func(u *unit) bool {
+			if n+len(u.ps) > b.opt.MaxEvents {
+				carry = u
+				return true
+			}
+			batch = append(batch, u)
+			n += len(u.ps)
+			if n >= last {
+				slot = b.sem
+			}
+			return n >= b.opt.MaxEvents
+		}
 	gather:
 		for n < b.opt.MaxEvents && open {
 			select {
@@ -238,20 +261,33 @@ func (b *Batcher) loop() {
 					open = false
 					break gather
 				}
-				if n+len(u.ps) > b.opt.MaxEvents {
-					carry = u
+				if add(u) {
 					break gather
 				}
-				batch = append(batch, u)
-				n += len(u.ps)
 			case <-timer.C:
 				slot = b.sem
 			case slot <- struct{}{}:
 				dispatched = true
+				// Take what is already queued: the slot was won against
+				// receiving it, by chance.
+			drain:
+				for n < b.opt.MaxEvents && carry == nil {
+					select {
+					case u, ok := <-b.in:
+						if !ok {
+							open = false
+							break drain
+						}
+						add(u)
+					default:
+						break drain
+					}
+				}
 				break gather
 			}
 		}
 		timer.Stop()
+		last = n
 		if !dispatched {
 			b.sem <- struct{}{}
 		}
