@@ -62,8 +62,12 @@ func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Millisec
 // fn must be safe to run more than once.
 func (e *Engine) update(ctx context.Context, fn func(Tx) error) error {
 	backoff := 2 * time.Millisecond
+	run := e.store.Update
+	if r, ok := e.store.(RepeatableUpdater); ok {
+		run = r.UpdateRepeatable
+	}
 	for attempt := 0; ; attempt++ {
-		err := e.store.Update(ctx, fn)
+		err := run(ctx, fn)
 		if err == nil || !errors.Is(err, ErrRetryable) {
 			return err
 		}

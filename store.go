@@ -28,6 +28,16 @@ type Store interface {
 	Close() error
 }
 
+// RepeatableUpdater is a Store that can do more with a transaction that is
+// safe to run again: the engine hands it the operations it would retry
+// anyway. PostgreSQL's store then assumes the gates and emit modes its last
+// transaction read instead of waiting for them, and runs fn again, reading
+// them first, if they changed.
+type RepeatableUpdater interface {
+	// UpdateRepeatable runs fn like Update, perhaps more than once.
+	UpdateRepeatable(ctx context.Context, fn func(Tx) error) error
+}
+
 // Tx is one transaction. Methods are batch-shaped so that a backend can turn a
 // thousand events into a handful of round trips.
 type Tx interface {

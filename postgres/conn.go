@@ -15,9 +15,9 @@ import (
 // waiting for their turn on the wire. So tx does not send BEGIN on its own,
 // and writes whose answer nobody waits for are held back: both go out in the
 // same pipeline as the next statement that needs an answer, or as COMMIT.
-// A single emit is three round trips: BEGIN with the gates (and the emit
-// modes of recently used templates), the claim, and the instance with
-// COMMIT.
+// A single emit is two round trips: BEGIN with the gates (and the emit
+// modes of recently used templates, state.go) and the claim, and the
+// instance with COMMIT.
 
 // queued is a statement waiting for the next round trip.
 type queued struct {
@@ -26,6 +26,8 @@ type queued struct {
 	// fail translates this statement's error; nil means the usual
 	// translation.
 	fail func(error) error
+	// read, if set, takes the statement's rows (and closes them).
+	read func(context.Context, pgx.Rows) error
 }
 
 // prelude takes the statements that must run before the next one: BEGIN if
@@ -35,6 +37,9 @@ func (t *tx) prelude() []queued {
 	if t.begin != "" {
 		q = append(q, queued{sql: t.begin})
 		t.begin = ""
+		if t.expect != nil {
+			q = append(q, t.check())
+		}
 	}
 	q = append(q, t.pending...)
 	t.pending = nil
@@ -68,12 +73,30 @@ func (t *tx) batch(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) 
 	}
 	br := t.c.SendBatch(ctx, nb)
 	for _, q := range pre {
-		if _, err := br.Exec(); err != nil {
+		if err := t.result(ctx, br, q); err != nil {
 			br.Close()
-			return nil, t.failed(ctx, q, err)
+			return nil, err
 		}
 	}
 	return br, nil
+}
+
+// result takes the result of q, the next statement of br.
+func (t *tx) result(ctx context.Context, br pgx.BatchResults, q queued) error {
+	if q.read == nil {
+		if _, err := br.Exec(); err != nil {
+			return t.failed(ctx, q, err)
+		}
+		return nil
+	}
+	rows, err := br.Query()
+	if err != nil {
+		if rows != nil {
+			rows.Close()
+		}
+		return t.failed(ctx, q, err)
+	}
+	return q.read(ctx, rows)
 }
 
 // flush sends whatever is waiting, for statements that cannot share a
@@ -208,7 +231,7 @@ func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
 // connection breaks on the way, whether the transaction committed is not
 // known, and the error says so.
 func (t *tx) commit(ctx context.Context) error {
-	if t.begin != "" {
+	if t.begin != "" && t.expect == nil {
 		t.pending = nil
 		return nil
 	}
@@ -221,6 +244,12 @@ func (t *tx) commit(ctx context.Context) error {
 	br := t.c.SendBatch(ctx, b)
 	defer br.Close()
 	for _, q := range append(pre, queued{sql: "COMMIT"}) {
+		if q.read != nil {
+			if err := t.result(ctx, br, q); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := br.Exec(); err != nil {
 			if isConnLost(err) && ctx.Err() == nil {
 				return iu.Errorf(iu.ErrUnavailable, "lost the connection to PostgreSQL at %s, database %q, while committing: whether the transaction committed is unknown (%v)",
@@ -254,8 +283,10 @@ const (
 
 // run calls fn in a transaction on c, begun lazily with begin, and commits
 // when fn succeeds and the transaction writes; it rolls back otherwise.
-func (s *Store) run(ctx context.Context, c *pgx.Conn, write bool, fn func(*tx) error) error {
-	t := &tx{s: s, c: c, write: write, begin: beginRead}
+// A write transaction that may speculate assumes the state read last (see
+// state.go).
+func (s *Store) run(ctx context.Context, c *pgx.Conn, write, speculate bool, fn func(*tx) error) error {
+	t := &tx{s: s, c: c, write: write, speculate: speculate, begin: beginRead}
 	if write {
 		t.begin = beginWrite
 	}
@@ -266,6 +297,14 @@ func (s *Store) run(ctx context.Context, c *pgx.Conn, write bool, fn func(*tx) e
 		}
 	}()
 	if err := fn(t); err != nil {
+		if t.expect != nil && t.begin != "" {
+			// fn gave up on a state it assumed and nobody has checked yet
+			// (a closed gate, say): check it before the answer goes out.
+			t.pending = nil
+			if cerr := t.flush(ctx); cerr != nil {
+				return cerr
+			}
+		}
 		return err
 	}
 	if !write {

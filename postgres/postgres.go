@@ -89,6 +89,7 @@ type Store struct {
 	longTimeout time.Duration
 
 	cache templateCache
+	last  lastState // the gates and template heads read last
 }
 
 var _ iu.Store = (*Store)(nil)
@@ -301,7 +302,7 @@ func (s *Store) pooled(ctx context.Context, write bool, fn func(iu.Tx) error) er
 	// A connection left inside a transaction or broken is closed by the
 	// pool on release rather than reused.
 	defer c.Release()
-	return s.run(ctx, c.Conn(), write, func(t *tx) error { return fn(t) })
+	return s.run(ctx, c.Conn(), write, false, func(t *tx) error { return fn(t) })
 }
 
 // ViewFresh runs fn like View on a connection of its own, opened for this
@@ -312,5 +313,5 @@ func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
 		return s.translate(ctx, err)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	return s.run(ctx, c, false, func(t *tx) error { return fn(t) })
+	return s.run(ctx, c, false, false, func(t *tx) error { return fn(t) })
 }

@@ -25,7 +25,11 @@ type tx struct {
 	begin   string   // the BEGIN still to send; "" once sent
 	pending []queued // writes held back until the next round trip
 	modes   map[string]templateHead
-	cursors int // cursors declared, for their names
+	// speculate lets Gates assume the state read last; expect is the state
+	// assumed, checked with the first round trip (see state.go).
+	speculate bool
+	expect    *state
+	cursors   int // cursors declared, for their names
 }
 
 var errReadOnly = errors.New("postgres: write in a read-only transaction")
@@ -48,73 +52,37 @@ func parseDigest(s string) iu.Digest {
 }
 
 // Gates reads the gates. In a write transaction it also reads, in the same
-// round trip, the emit mode and digest of the templates this store used
+// statement, the emit mode and digest of the templates this store used
 // last: a single emit then finds its template without a round trip of its
-// own (see GetTemplate).
+// own (see GetTemplate). A transaction that may speculate reads nothing
+// here (see state.go).
 func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
-	var g iu.Gates
+	if g, ok := t.assume(); ok {
+		return g, nil
+	}
 	var keys []string
 	if t.write {
 		keys = t.s.cache.recent()
 	}
-	b := &pgx.Batch{}
-	b.Queue(`SELECT name, enabled FROM iu_gate`)
-	switch {
-	case len(keys) > 0 && len(keys) <= 4:
-		// A fixed list of four parameters (the last key repeated) gets a
-		// generic plan that the server reuses; with an array parameter it
-		// planned the query anew on every transaction.
-		args := make([]any, 4)
-		for i := range args {
-			args[i] = keys[min(i, len(keys)-1)]
-		}
-		b.Queue(`SELECT collection_key, collection_id, emit_mode, digest FROM iu_piece_collection
-			WHERE collection_key IN ($1, $2, $3, $4) AND collection_kind = 'template'`, args...)
-	case len(keys) > 4:
-		b.Queue(`SELECT collection_key, collection_id, emit_mode, digest FROM iu_piece_collection
-			WHERE collection_key = ANY($1) AND collection_kind = 'template'`, keys)
-	}
-	br, err := t.batch(ctx, b)
+	// A read before anything else in the transaction is the committed state,
+	// for the next transactions to assume.
+	first := t.write && t.begin != "" && len(t.pending) == 0
+	sql, args := stateQuery(keys)
+	rows, err := t.query(ctx, sql, args...)
 	if err != nil {
-		return g, err
+		return iu.Gates{}, err
 	}
-	defer br.Close()
-	rows, err := br.Query()
+	st, err := t.readState(ctx, rows)
 	if err != nil {
-		return g, t.s.translate(ctx, err)
+		return iu.Gates{}, err
 	}
-	for rows.Next() {
-		var name string
-		var on bool
-		if err := rows.Scan(&name, &on); err != nil {
-			rows.Close()
-			return g, t.s.translate(ctx, err)
-		}
-		g.Set(name, on)
+	if t.write {
+		t.modes = st.heads
 	}
-	if err := rows.Err(); err != nil {
-		return g, t.s.translate(ctx, err)
+	if first {
+		t.s.last.set(st)
 	}
-	if len(keys) > 0 {
-		rows, err := br.Query()
-		if err != nil {
-			return g, t.s.translate(ctx, err)
-		}
-		t.modes = make(map[string]templateHead, len(keys))
-		for rows.Next() {
-			var key, mode, digest string
-			var id int64
-			if err := rows.Scan(&key, &id, &mode, &digest); err != nil {
-				rows.Close()
-				return g, t.s.translate(ctx, err)
-			}
-			t.modes[key] = templateHead{id: id, mode: iu.EmitMode(mode), digest: digest}
-		}
-		if err := rows.Err(); err != nil {
-			return g, t.s.translate(ctx, err)
-		}
-	}
-	return g, t.s.translate(ctx, br.Close())
+	return st.gates, nil
 }
 
 func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
