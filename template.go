@@ -27,8 +27,6 @@ func ParseEmitMode(s string) (EmitMode, error) {
 	return "", Errorf(ErrInvalidInput, "unknown emit mode %q: want live or shadow", s)
 }
 
-var templateKeyRE = regexp.MustCompile(`^tpl:([a-z][a-z0-9-]*):([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*)/v([1-9][0-9]*)$`)
-
 // TemplateKey is a parsed template key "tpl:<kind>:<name>/v<N>".
 type TemplateKey struct {
 	Kind    string // wf, file, or any [a-z][a-z0-9-]*
@@ -42,17 +40,64 @@ func (k TemplateKey) String() string {
 
 // ParseTemplateKey parses and checks a template key.
 func ParseTemplateKey(s string) (TemplateKey, error) {
-	m := templateKeyRE.FindStringSubmatch(s)
-	if m == nil {
+	kind, name, version, ok := splitTemplateKey(s)
+	if !ok {
 		return TemplateKey{}, Errorf(ErrInvalidTemplate,
 			"malformed template key %q: want tpl:<kind>:<name>/v<N>, e.g. tpl:wf:onboarding/v2 (kind and name in lower case, N a positive integer)", s)
 	}
-	v, err := strconv.Atoi(m[3])
+	v, err := strconv.Atoi(version)
 	if err != nil || v <= 0 {
 		return TemplateKey{}, Errorf(ErrInvalidTemplate, "malformed template key %q: version out of range", s)
 	}
-	return TemplateKey{Kind: m[1], Name: m[2], Version: v}, nil
+	return TemplateKey{Kind: kind, Name: name, Version: v}, nil
 }
+
+// splitTemplateKey splits "tpl:<kind>:<name>/v<N>" where kind is
+// [a-z][a-z0-9-]*, name is segments [a-z0-9][a-z0-9._-]* joined by "/", and
+// N is [1-9][0-9]*. It is the regular expression in its test, by hand: every
+// event is checked with it, and the expression was 4% of iu serve's CPU.
+func splitTemplateKey(s string) (kind, name, version string, ok bool) {
+	rest, ok := strings.CutPrefix(s, "tpl:")
+	if !ok {
+		return "", "", "", false
+	}
+	if kind, rest, ok = strings.Cut(rest, ":"); !ok || kind == "" || !isLower(kind[0]) {
+		return "", "", "", false
+	}
+	for i := 1; i < len(kind); i++ {
+		if c := kind[i]; !isLower(c) && !isDigit(c) && c != '-' {
+			return "", "", "", false
+		}
+	}
+	// The version is digits only, so the last "/v" starts it.
+	i := strings.LastIndex(rest, "/v")
+	if i < 0 {
+		return "", "", "", false
+	}
+	name, version = rest[:i], rest[i+2:]
+	if version == "" || version[0] == '0' {
+		return "", "", "", false
+	}
+	for j := 0; j < len(version); j++ {
+		if !isDigit(version[j]) {
+			return "", "", "", false
+		}
+	}
+	for seg := range strings.SplitSeq(name, "/") {
+		if seg == "" || (!isLower(seg[0]) && !isDigit(seg[0])) {
+			return "", "", "", false
+		}
+		for j := 1; j < len(seg); j++ {
+			if c := seg[j]; !isLower(c) && !isDigit(c) && c != '.' && c != '_' && c != '-' {
+				return "", "", "", false
+			}
+		}
+	}
+	return kind, name, version, true
+}
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // Slot is one node of a collection's graph: the piece that fills it and the
 // slots it comes after (its edges).

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"pgregory.net/rapid"
+
 	"github.com/iu-engine/iu"
 )
 
@@ -271,6 +273,47 @@ func TestParseTemplateKey(t *testing.T) {
 			t.Errorf("ParseTemplateKey(%q) = %+v, %v; want ErrInvalidTemplate", bad, k, err)
 		}
 	}
+}
+
+// The grammar of template keys, as the regular expression that
+// ParseTemplateKey is written by hand from.
+var templateKeyGrammar = regexp.MustCompile(`^tpl:([a-z][a-z0-9-]*):([a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*)/v([1-9][0-9]*)$`)
+
+// ParseTemplateKey takes exactly the keys of the grammar, split as the
+// grammar splits them.
+func TestParseTemplateKeyFollowsTheGrammar(t *testing.T) {
+	// Keys built part by part, each part mostly right, so that many are
+	// keys and the others near misses.
+	mostly := func(right, any string) *rapid.Generator[string] {
+		return rapid.OneOf(rapid.StringMatching(right), rapid.StringMatching(right), rapid.StringMatching(any))
+	}
+	prefix := rapid.SampledFrom([]string{"tpl:", "tpl:", "tpl:", "tpl", "tpl-inst:", "TPL:", ""})
+	kind := mostly(`[a-z][a-z0-9-]{0,3}`, `[a-zA-Z0-9:_-]{0,3}`)
+	sep := rapid.SampledFrom([]string{":", ":", ":", "", "::"})
+	segment := mostly(`[a-z0-9][a-z0-9._-]{0,3}`, `[a-zA-Z0-9._:/ é-]{0,3}`)
+	vsep := rapid.SampledFrom([]string{"/v", "/v", "/v", "v", "/V", "/v/v", ""})
+	version := mostly(`[1-9][0-9]{0,2}`, `0[0-9]{0,2}|[0-9a]{0,3}`)
+	rapid.Check(t, func(t *rapid.T) {
+		name := strings.Join(rapid.SliceOfN(segment, 1, 3).Draw(t, "name"), "/")
+		s := prefix.Draw(t, "prefix") + kind.Draw(t, "kind") + sep.Draw(t, "sep") + name + vsep.Draw(t, "vsep") + version.Draw(t, "version")
+		k, err := iu.ParseTemplateKey(s)
+		m := templateKeyGrammar.FindStringSubmatch(s)
+		if m == nil {
+			if err == nil {
+				t.Fatalf("ParseTemplateKey(%q) = %+v, want an error: the grammar refuses it", s, k)
+			}
+			return
+		}
+		if err != nil {
+			if v, _ := strconv.Atoi(m[3]); v > 0 {
+				t.Fatalf("ParseTemplateKey(%q): %v, but the grammar takes it", s, err)
+			}
+			return // a version out of int's range
+		}
+		if k.Kind != m[1] || k.Name != m[2] || strconv.Itoa(k.Version) != m[3] {
+			t.Fatalf("ParseTemplateKey(%q) = %+v, the grammar splits it as %q %q %q", s, k, m[1], m[2], m[3])
+		}
+	})
 }
 
 // TestTemplateLimits builds specs at and over each limit.
