@@ -14,6 +14,10 @@
 #                 - the transaction alone (BenchmarkBulk's tx-events/s:
 #                   Engine.Bulk's write transaction, events from memory),
 #                   which is what bulk_n.sql times.
+#   floor:      bench/floor.sql, the rows iu writes for the same N events
+#               (log, instance, 8 memberships, lineage) made by ONE statement
+#               in the server from generate_series: what no client of these
+#               tables can beat, beside the two.
 #   concurrent: run.sh (pgbench on the seed's function, 16 clients, one event
 #               per transaction) against 16 goroutines calling Engine.Emit,
 #               one event per transaction (BenchmarkConcurrentEmit).
@@ -68,6 +72,7 @@ wf=tpl:wf:onboarding/v2 file=tpl:file:status-report/v2
 echo "bulk: $N events in one transaction, $REPS runs per side (seed bulk_n.sql, then iu bulk)"
 : >"$work/seed.t"
 : >"$work/iu.t"
+: >"$work/floor.t"
 for r in $(seq 1 "$REPS"); do
 	run="r$$x$r"
 	t0=$(now)
@@ -86,10 +91,15 @@ for r in $(seq 1 "$REPS"); do
 	echo "$t1 - $t0" | bc >>"$work/iu.t"
 	grep -q "\"ok\": $N" "$work/bulk-$r.json" || { echo "iu bulk did not instantiate $N events:" >&2; cat "$work/bulk-$r.json" >&2; exit 1; }
 	grep -q "\"matches\": $N" "$work/bulk-$r.json" || { echo "iu bulk did not verify $N instances:" >&2; cat "$work/bulk-$r.json" >&2; exit 1; }
-	printf '  run %d: seed %.2f s, iu bulk %.2f s\n' "$r" "$(tail -1 "$work/seed.t")" "$(tail -1 "$work/iu.t")"
+	t0=$(now)
+	PGOPTIONS="-c search_path=$schema" psql "${conn[@]}" -d "$DB" -q -v n="$N" -v run="$run" -f "$here/floor.sql" >/dev/null
+	t1=$(now)
+	echo "$t1 - $t0" | bc >>"$work/floor.t"
+	printf '  run %d: seed %.2f s, iu bulk %.2f s, floor %.2f s\n' "$r" "$(tail -1 "$work/seed.t")" "$(tail -1 "$work/iu.t")" "$(tail -1 "$work/floor.t")"
 done
 seed_bulk=$(median <"$work/seed.t")
 iu_bulk=$(median <"$work/iu.t")
+floor_bulk=$(median <"$work/floor.t")
 
 echo "bulk, the transaction alone: BenchmarkBulk, $REPS runs of $N events in a fresh schema"
 bench=$(IU_TEST_POSTGRES="$base" IU_BENCH_EVENTS="$N" "$work/postgres.test" -test.run '^$' -test.bench 'BenchmarkBulk$' \
@@ -112,7 +122,10 @@ echo
 printf '%-52s %10s %10s %8s %8s\n' "events/s (higher is better)" "seed" "iu" "iu/seed" "target"
 row "bulk $N in 1 tx: whole iu bulk command (median)" "$seed_rate" "$iu_rate" ">= 10x"
 row "bulk $N in 1 tx: the transaction alone" "$seed_rate" "$iu_tx_rate" ">= 10x"
+row "bulk $N in 1 tx: the floor (bench/floor.sql)" "$seed_rate" "$(echo "$N / $floor_bulk" | bc -l)" ""
 row "16 callers, one event per transaction" "$seed_tps" "$iu_tps" ">= 2x"
 echo
 echo "seed bulk: psql bulk_n.sql, wall time including psql's start and connection."
+echo "floor: the same rows as iu writes per event, made by one INSERT statement inside the server from"
+echo "generate_series (no client, no per-event logic): no client of this schema can bulk faster."
 printf 'iu bulk command: %s events/s is Engine.Bulk whole (no process start, no NDJSON) in BenchmarkBulk.\n' "$(printf '%.0f' "$iu_go_rate")"
