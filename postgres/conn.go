@@ -235,6 +235,16 @@ func (t *tx) commit(ctx context.Context) error {
 		t.pending = nil
 		return nil
 	}
+	if t.begin != "" && t.expect != nil && len(t.pending) > 0 {
+		// The server would run the writes and COMMIT after the state check
+		// whatever the check finds: check first, on its own.
+		held := t.pending
+		t.pending = nil
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
+		t.pending = held
+	}
 	pre := t.prelude()
 	b := &pgx.Batch{}
 	for _, q := range pre {
