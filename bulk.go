@@ -416,7 +416,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 				}
 				ps[i] = p
 			}
-			outs, err := e.instantiate(ctx, tx, ps, templates)
+			outs, _, err := e.instantiate(ctx, tx, ps, templates, false)
 			if err != nil {
 				return err
 			}

@@ -280,19 +280,21 @@ func (e *Engine) Emit(ctx context.Context, req EmitRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var out Outcome
-	err = e.update(ctx, func(tx Tx) error {
-		outs, err := e.instantiate(ctx, tx, []prepared{p}, nil)
-		if err != nil {
+	var outs []Outcome
+	var finish func()
+	err = e.update(ctx, func(tx Tx) (err error) {
+		if outs, finish, err = e.instantiate(ctx, tx, []prepared{p}, nil, true); err != nil {
 			return err
 		}
-		out = outs[0]
-		return out.Err
+		return outs[0].Err
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	return out.Result, nil
+	if finish != nil {
+		finish()
+	}
+	return outs[0].Result, outs[0].Err
 }
 
 // EmitBatch applies many requests in one transaction and answers each on its
@@ -328,13 +330,16 @@ func (e *Engine) EmitBatch(ctx context.Context, reqs []EmitRequest) ([]Outcome, 
 // transient failure) and answers each.
 func (e *Engine) emitPrepared(ctx context.Context, ps []prepared) ([]Outcome, error) {
 	var res []Outcome
-	err := e.update(ctx, func(tx Tx) error {
-		var err error
-		res, err = e.instantiate(ctx, tx, ps, nil)
+	var finish func()
+	err := e.update(ctx, func(tx Tx) (err error) {
+		res, finish, err = e.instantiate(ctx, tx, ps, nil, true)
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if finish != nil {
+		finish()
 	}
 	return res, nil
 }
@@ -345,14 +350,18 @@ func (e *Engine) emitPrepared(ctx context.Context, ps []prepared) ([]Outcome, er
 // idempotency conflict) are reported in their Outcome and write nothing;
 // the returned error is a store failure. templates caches graphs across
 // calls within one transaction (may be nil).
-func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, templates map[string]*Template) ([]Outcome, error) {
-	outs := make([]Outcome, len(ps))
+//
+// last says that nothing follows in the transaction. Then a store whose Tx
+// is a ClaimDeferrer may send a single claim with the commit, and finish
+// (non-nil then) completes the outcomes once the commit has succeeded.
+func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, templates map[string]*Template, last bool) (outs []Outcome, finish func(), err error) {
+	outs = make([]Outcome, len(ps))
 	for i, p := range ps {
 		outs[i].Result = Result{TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, IdempotencyKey: p.idempotencyKey}
 	}
 	gates, err := tx.Gates(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if templates == nil {
 		templates = make(map[string]*Template)
@@ -367,7 +376,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 		if !ok {
 			t, err = tx.GetTemplate(ctx, p.req.TemplateKey)
 			if err != nil && !errors.Is(err, ErrUnknownTemplate) {
-				return nil, err
+				return nil, nil, err
 			}
 			templates[p.req.TemplateKey] = t // nil for unknown
 		}
@@ -403,11 +412,39 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 	}
 	if len(entries) == 0 {
 		resolveDuplicates(ps, outs, dupOf, nil)
-		return outs, nil
+		return outs, nil, nil
+	}
+	// newInstance is the instance a claimed entry makes.
+	newInstance := func(k int) Instance {
+		entry, ev := entries[k], ps[claimant[k]].req.Event
+		t := templates[entry.TemplateKey]
+		return Instance{
+			Key: entry.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
+			Actor: entry.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: at,
+		}
+	}
+	if d, ok := tx.(ClaimDeferrer); ok && last && len(entries) == 1 && len(dupOf) == 0 {
+		var in *Instance
+		if entries[0].Status == StatusOK {
+			i := newInstance(0)
+			in = &i
+		}
+		claim, err := d.ClaimDeferred(ctx, entries[0], in)
+		if err != nil {
+			return nil, nil, err
+		}
+		i, status := claimant[0], entries[0].Status
+		return outs, func() {
+			if claim.Prior != nil {
+				outs[i] = replay(ps[i], *claim.Prior)
+			} else {
+				outs[i].Result.Status = status
+			}
+		}, nil
 	}
 	existing, err := tx.ClaimEvents(ctx, entries)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var instances []Instance
 	for k, entry := range entries {
@@ -417,23 +454,17 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 			continue
 		}
 		outs[i].Result.Status = entry.Status
-		if entry.Status != StatusOK {
-			continue
+		if entry.Status == StatusOK {
+			instances = append(instances, newInstance(k))
 		}
-		t := templates[entry.TemplateKey]
-		ev := ps[i].req.Event
-		instances = append(instances, Instance{
-			Key: entry.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
-			Actor: entry.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: at,
-		})
 	}
 	if len(instances) > 0 {
 		if err := tx.InsertInstances(ctx, instances); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	resolveDuplicates(ps, outs, dupOf, existing)
-	return outs, nil
+	return outs, nil, nil
 }
 
 // replay answers a request whose idempotency key was already claimed.

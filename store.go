@@ -28,6 +28,25 @@ type Store interface {
 	Close() error
 }
 
+// ClaimDeferrer is a Tx that can send one event's claim, and the instance it
+// makes if the claim wins, with the transaction's COMMIT: one round trip for
+// a single event instead of one for the claim and one for the rest. The
+// engine calls it only as the transaction's last step.
+type ClaimDeferrer interface {
+	// ClaimDeferred claims entry like ClaimEvents and, if the claim wins,
+	// writes instance (nil for an entry that makes none). The answer is
+	// filled in by the commit: read it only once the transaction has
+	// committed.
+	ClaimDeferred(ctx context.Context, entry LogEntry, instance *Instance) (*DeferredClaim, error)
+}
+
+// DeferredClaim is the answer to ClaimDeferred.
+type DeferredClaim struct {
+	// Prior is the entry that held the key before (the event is a
+	// redelivery), or nil if this transaction claimed it.
+	Prior *LogEntry
+}
+
 // RepeatableUpdater is a Store that can do more with a transaction that is
 // safe to run again: the engine hands it the operations it would retry
 // anyway. PostgreSQL's store then assumes the gates and emit modes its last

@@ -60,6 +60,9 @@ func (t *tx) failed(ctx context.Context, q queued, err error) error {
 // positioned at b's first statement. The caller reads b's results and closes
 // them.
 func (t *tx) batch(ctx context.Context, b *pgx.Batch) (pgx.BatchResults, error) {
+	if err := t.undefer(ctx); err != nil {
+		return nil, err
+	}
 	pre := t.prelude()
 	nb := b
 	if len(pre) > 0 {
@@ -116,6 +119,9 @@ func (t *tx) flush(ctx context.Context) error {
 // leading pgx.QueryExecMode in args chooses how query is planned; a batch
 // cannot carry one, so the held statements then go first, on their own.
 func (t *tx) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	if err := t.undefer(ctx); err != nil {
+		return nil, err
+	}
 	if len(args) > 0 {
 		if _, ok := args[0].(pgx.QueryExecMode); ok {
 			if err := t.flush(ctx); err != nil {
@@ -231,6 +237,14 @@ func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
 // connection breaks on the way, whether the transaction committed is not
 // known, and the error says so.
 func (t *tx) commit(ctx context.Context) error {
+	if t.deferred != nil {
+		if len(t.pending) == 0 {
+			return t.commitDeferred(ctx)
+		}
+		if err := t.undefer(ctx); err != nil {
+			return err
+		}
+	}
 	if t.begin != "" && t.expect == nil {
 		t.pending = nil
 		return nil
@@ -262,8 +276,7 @@ func (t *tx) commit(ctx context.Context) error {
 		}
 		if _, err := br.Exec(); err != nil {
 			if isConnLost(err) && ctx.Err() == nil {
-				return iu.Errorf(iu.ErrUnavailable, "lost the connection to PostgreSQL at %s, database %q, while committing: whether the transaction committed is unknown (%v)",
-					t.s.host, t.s.database, rootCause(err))
+				return t.commitFailed(ctx, err)
 			}
 			return t.failed(ctx, q, err)
 		}
@@ -271,12 +284,21 @@ func (t *tx) commit(ctx context.Context) error {
 	return t.s.translate(ctx, br.Close())
 }
 
+// commitFailed is the error of a round trip holding COMMIT that failed.
+func (t *tx) commitFailed(ctx context.Context, err error) error {
+	if isConnLost(err) && ctx.Err() == nil {
+		return iu.Errorf(iu.ErrUnavailable, "lost the connection to PostgreSQL at %s, database %q, while committing: whether the transaction committed is unknown (%v)",
+			t.s.host, t.s.database, rootCause(err))
+	}
+	return t.s.translate(ctx, err)
+}
+
 // rollback ends the transaction, dropping held-back writes. It runs even when
 // ctx is cancelled; if it fails, the connection is closed, which rolls back
 // on the server.
 func (t *tx) rollback(ctx context.Context) {
-	t.pending = nil
-	if t.begin != "" || t.c.IsClosed() {
+	t.pending, t.deferred = nil, nil
+	if t.begin != "" || t.ended || t.c.IsClosed() {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -310,7 +332,7 @@ func (s *Store) run(ctx context.Context, c *pgx.Conn, write, speculate bool, fn 
 		if t.expect != nil && t.begin != "" {
 			// fn gave up on a state it assumed and nobody has checked yet
 			// (a closed gate, say): check it before the answer goes out.
-			t.pending = nil
+			t.pending, t.deferred = nil, nil
 			if cerr := t.flush(ctx); cerr != nil {
 				return cerr
 			}

@@ -29,7 +29,9 @@ type tx struct {
 	// assumed, checked with the first round trip (see state.go).
 	speculate bool
 	expect    *state
-	cursors   int // cursors declared, for their names
+	deferred  *deferredClaim // a claim held for COMMIT (deferred.go)
+	ended     bool           // COMMIT has run
+	cursors   int            // cursors declared, for their names
 }
 
 var errReadOnly = errors.New("postgres: write in a read-only transaction")

@@ -1,0 +1,191 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iu-engine/iu"
+)
+
+// A single emit's claim goes out with COMMIT (iu.ClaimDeferrer): the claim,
+// the instance (written only if the claim wins, in the same statement), the
+// lookup of the key's entry and COMMIT are one round trip, and with an
+// assumed state (state.go) BEGIN rides along too.
+//
+// Nothing can be decided between the claim and COMMIT, so the statement
+// decides on the server: it writes only if the state the transaction assumed
+// is the stored one, and says whether it was. A transaction that wrote
+// nothing commits nothing.
+
+// deferredClaim is a claim held for COMMIT.
+type deferredClaim struct {
+	key   string
+	args  []any
+	res   *iu.DeferredClaim
+	entry iu.LogEntry
+	in    *iu.Instance
+}
+
+// claimDeferred claims a key ($1 to $10, the log columns) and writes the
+// instance ($11 to $21) if the claim wins and $13 says there is one. It
+// writes nothing unless $22 is false (the state was read in this
+// transaction) or the stored gates and template head are $23 to $27. It
+// returns whether that held and whether the key was claimed.
+const claimDeferred = `WITH ok AS MATERIALIZED (
+		SELECT NOT $22::boolean OR (
+			(SELECT enabled FROM iu_gate WHERE name = 'iu_core.composer_enabled') IS NOT DISTINCT FROM $23::boolean
+			AND (SELECT enabled FROM iu_gate WHERE name = 'iu_core.auto_instantiate_enabled') IS NOT DISTINCT FROM $24::boolean
+			AND EXISTS (SELECT FROM iu_piece_collection WHERE collection_key = $5 AND collection_kind = 'template'
+				AND collection_id = $25 AND emit_mode = $26 AND digest = $27)) AS ok
+	), claim AS (
+		INSERT INTO iu_auto_instantiate_event_log (` + logColumns + `)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM ok WHERE ok.ok
+		ON CONFLICT (idempotency_key) DO NOTHING
+		RETURNING idempotency_key
+	), c AS (
+		INSERT INTO iu_piece_collection (collection_key, collection_kind, title, digest, actor, created_at)
+		SELECT $6, 'instance', $11, $12, $7, $10 FROM claim WHERE $13::boolean
+		RETURNING collection_id
+	), m AS (
+		INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
+		SELECT c.collection_id, s.pos, s.slot, $6, s.piece, s.after
+		FROM c, unnest($14::int[], $15::text[], $16::text[], $17::text[]) AS s(pos, slot, piece, after)
+	), l AS (
+		INSERT INTO iu_collection_template_instance_lineage (instance_id, instance_key, template_key, template_digest, actor, mode,
+			event_id, event_type, event_source, event_subject, event_time, event_data, created_at)
+		SELECT c.collection_id, $6, $5, $18, $7, 'auto', $2, $3, $4, $19, $20, $21::text::jsonb, $10 FROM c
+	)
+	SELECT ok.ok, EXISTS (SELECT FROM claim) FROM ok`
+
+// lookUpKey reads one key's log entry.
+const lookUpKey = `SELECT ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE idempotency_key = $1`
+
+// ClaimDeferred holds the claim (and instance) for COMMIT. A transaction
+// that has other writes held, or a claim held already, claims at once.
+func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) (*iu.DeferredClaim, error) {
+	if !t.write {
+		return nil, errReadOnly
+	}
+	if len(t.pending) > 0 || t.deferred != nil {
+		return t.claimNow(ctx, e, in)
+	}
+	// With the state assumed and not yet checked, the statement checks it.
+	assumed := t.expect != nil && t.begin != ""
+	var gates iu.Gates
+	var head templateHead
+	if assumed {
+		var ok bool
+		if head, ok = t.expect.heads[e.TemplateKey]; !ok {
+			// The template was read in this transaction after all: its
+			// round trip checked the state.
+			assumed = false
+		}
+		gates = t.expect.gates
+	}
+	args := []any{e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey, e.Actor,
+		string(e.Status), e.PayloadDigest.String(), e.CreatedAt,
+		"", "", in != nil, []int32{}, []string{}, []string{}, []string{}, "", nil, nil, nil,
+		assumed, gates.ComposerEnabled, gates.AutoInstantiateEnabled, head.id, string(head.mode), head.digest}
+	if in != nil {
+		var sa slotArrays
+		sa.add(0, in.Slots)
+		ev := eventArgs(in.Event)
+		args[10], args[11] = in.Title, in.Digest.String()
+		args[13], args[14], args[15], args[16] = sa.pos, sa.slot, sa.piece, sa.after
+		args[17], args[18], args[19], args[20] = in.TemplateDigest.String(), ev[3], ev[4], ev[5]
+	}
+	t.deferred = &deferredClaim{key: e.IdempotencyKey, args: args, res: &iu.DeferredClaim{}, entry: e, in: in}
+	return t.deferred.res, nil
+}
+
+// claimNow claims e and writes in the usual way, answering at once.
+func (t *tx) claimNow(ctx context.Context, e iu.LogEntry, in *iu.Instance) (*iu.DeferredClaim, error) {
+	existing, err := t.ClaimEvents(ctx, []iu.LogEntry{e})
+	if err != nil {
+		return nil, err
+	}
+	if prior, ok := existing[e.IdempotencyKey]; ok {
+		return &iu.DeferredClaim{Prior: &prior}, nil
+	}
+	if in != nil {
+		if err := t.InsertInstances(ctx, []iu.Instance{*in}); err != nil {
+			return nil, err
+		}
+	}
+	return &iu.DeferredClaim{}, nil
+}
+
+// undefer claims a held claim now, for a transaction that goes on after
+// all: its statements and writes come after the claim.
+func (t *tx) undefer(ctx context.Context) error {
+	d := t.deferred
+	if d == nil {
+		return nil
+	}
+	t.deferred = nil
+	pending := t.pending
+	t.pending = nil
+	res, err := t.claimNow(ctx, d.entry, d.in)
+	if err != nil {
+		return err
+	}
+	*d.res = *res
+	t.pending = append(t.pending, pending...)
+	return nil
+}
+
+// commitDeferred sends the held claim, its lookup and COMMIT (after BEGIN,
+// if not sent yet) in one round trip and fills in the claim's answer.
+func (t *tx) commitDeferred(ctx context.Context) error {
+	d := t.deferred
+	t.deferred = nil
+	b := &pgx.Batch{}
+	begin := t.begin != ""
+	if begin {
+		b.Queue(t.begin)
+		t.begin = ""
+	}
+	b.Queue(claimDeferred, d.args...)
+	b.Queue(lookUpKey, d.key)
+	b.Queue("COMMIT")
+	br := t.c.SendBatch(ctx, b)
+	defer br.Close()
+	if begin {
+		if _, err := br.Exec(); err != nil {
+			return t.s.translate(ctx, err)
+		}
+	}
+	var ok, claimed bool
+	if err := br.QueryRow().Scan(&ok, &claimed); err != nil {
+		return instanceExists(t.s.translate(ctx, err))
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return t.s.translate(ctx, err)
+	}
+	found := make(map[string]iu.LogEntry, 1)
+	if err := t.scanLog(ctx, rows, found); err != nil {
+		return err
+	}
+	if _, err := br.Exec(); err != nil {
+		return t.commitFailed(ctx, err)
+	}
+	t.ended = true
+	if err := t.s.translate(ctx, br.Close()); err != nil {
+		return err
+	}
+	// Committed. A transaction that wrote nothing needs running again if
+	// it assumed a stale state, or lost its key to an entry a rollback then
+	// deleted.
+	switch prior, taken := found[d.key]; {
+	case !ok:
+		return errStale
+	case claimed:
+	case taken:
+		d.res.Prior = &prior
+	default:
+		return iu.Errorf(iu.ErrRetryable, "%s: idempotency key %s changed hands while being claimed (a rollback racing an emit)", t.s.desc, d.key)
+	}
+	return nil
+}
