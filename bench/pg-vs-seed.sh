@@ -20,7 +20,9 @@
 #               tables can beat, beside the two.
 #   concurrent: run.sh (pgbench on the seed's function, 16 clients, one event
 #               per transaction) against 16 goroutines calling Engine.Emit,
-#               one event per transaction (BenchmarkConcurrentEmit).
+#               one event per transaction (BenchmarkConcurrentEmit), and
+#               bench/floor1.sql: pgbench, 16 clients, one autocommitted
+#               statement writing one event's rows (no client logic).
 #
 # Both sides run with the server's own durability settings (fsync,
 # synchronous_commit), logged tables, on the same database.
@@ -108,10 +110,24 @@ echo "$bench" | grep '^Benchmark' | sed 's/^/  /'
 iu_tx_rate=$(echo "$bench" | metric tx-events/s)
 iu_go_rate=$(echo "$bench" | metric events/s)
 
-echo "concurrent: one event per transaction, 16 callers, ${SECONDS_RUN}s per side"
-seed_tps=$(CLIENTS=16 "$anchor/run.sh" "${conn[@]}" -d "$DB" | awk '/^tps/ {print $3}')
-iu_tps=$(IU_TEST_POSTGRES="$base" "$work/postgres.test" -test.run '^$' -test.bench 'BenchmarkConcurrentEmit$' \
-	-test.benchtime "${SECONDS_RUN}s" | metric events/s)
+echo "concurrent: one event per transaction, 16 callers, ${SECONDS_RUN}s per side, $REPS runs of seed, iu and floor in turn"
+: >"$work/c.seed"
+: >"$work/c.iu"
+: >"$work/c.floor"
+: >"$work/c.ratio"
+for r in $(seq 1 "$REPS"); do
+	CLIENTS=16 "$anchor/run.sh" "${conn[@]}" -d "$DB" | awk '/^tps/ {print $3}' >>"$work/c.seed"
+	IU_TEST_POSTGRES="$base" "$work/postgres.test" -test.run '^$' -test.bench 'BenchmarkConcurrentEmit$' \
+		-test.benchtime "${SECONDS_RUN}s" | metric events/s >>"$work/c.iu"
+	PGOPTIONS="-c search_path=$schema" pgbench "${conn[@]}" -n -M prepared -f "$here/floor1.sql" -c 16 -j 2 -T "$SECONDS_RUN" "$DB" 2>&1 |
+		awk '/^tps/ {print $3}' >>"$work/c.floor"
+	echo "$(tail -1 "$work/c.iu") / $(tail -1 "$work/c.seed")" | bc -l >>"$work/c.ratio"
+	printf '  run %d: seed %.0f, iu %.0f, floor %.0f events/s; iu/seed %.1fx\n' "$r" "$(tail -1 "$work/c.seed")" \
+		"$(tail -1 "$work/c.iu")" "$(tail -1 "$work/c.floor")" "$(tail -1 "$work/c.ratio")"
+done
+seed_tps=$(median <"$work/c.seed")
+iu_tps=$(median <"$work/c.iu")
+floor_tps=$(median <"$work/c.floor")
 
 seed_rate=$(echo "$N / $seed_bulk" | bc -l)
 iu_rate=$(echo "$N / $iu_bulk" | bc -l)
@@ -123,9 +139,13 @@ printf '%-52s %10s %10s %8s %8s\n' "events/s (higher is better)" "seed" "iu" "iu
 row "bulk $N in 1 tx: whole iu bulk command (median)" "$seed_rate" "$iu_rate" ">= 10x"
 row "bulk $N in 1 tx: the transaction alone" "$seed_rate" "$iu_tx_rate" ">= 10x"
 row "bulk $N in 1 tx: the floor (bench/floor.sql)" "$seed_rate" "$(echo "$N / $floor_bulk" | bc -l)" ""
-row "16 callers, one event per transaction" "$seed_tps" "$iu_tps" ">= 2x"
+row "16 callers, 1 event per tx (medians)" "$seed_tps" "$iu_tps" ">= 2x"
+row "16 callers, 1 event per tx: the floor (floor1.sql)" "$seed_tps" "$floor_tps" ""
+printf '%-52s %30.1fx %8s\n' "16 callers: median of the runs' iu/seed ratios" "$(median <"$work/c.ratio")" ">= 2x"
 echo
 echo "seed bulk: psql bulk_n.sql, wall time including psql's start and connection."
 echo "floor: the same rows as iu writes per event, made by one INSERT statement inside the server from"
 echo "generate_series (no client, no per-event logic): no client of this schema can bulk faster."
+echo "floor, one event per transaction: pgbench (16 clients) running one autocommitted statement that"
+echo "writes one event's rows, with no client logic: what a client that did nothing else could reach."
 printf 'iu bulk command: %s events/s is Engine.Bulk whole (no process start, no NDJSON) in BenchmarkBulk.\n' "$(printf '%.0f' "$iu_go_rate")"
