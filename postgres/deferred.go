@@ -77,9 +77,9 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 	if assumed {
 		var ok bool
 		if head, ok = t.expect.heads[e.TemplateKey]; !ok {
-			// The template was read in this transaction after all: its
-			// round trip checked the state.
-			assumed = false
+			// The engine knows the template from elsewhere than the
+			// state assumed: check the state in a round trip of its own.
+			return t.claimNow(ctx, e, in)
 		}
 		gates = t.expect.gates
 	}
