@@ -3,9 +3,10 @@
 //
 // The file is in WAL mode with synchronous=FULL, so a committed instance
 // survives power loss, and foreign keys are on. Within one process all writes
-// go through a single connection; across processes BEGIN IMMEDIATE and a busy
-// timeout make writers queue instead of failing, so several iu processes can
-// share one file.
+// go through a single connection; across processes writers take turns on a
+// flock of the file (lock_unix.go), and BEGIN IMMEDIATE with a busy timeout
+// makes them queue instead of failing, so several iu processes can share one
+// file.
 package sqlite
 
 import (
@@ -57,6 +58,7 @@ type Store struct {
 	wmu   sync.Mutex // serializes write transactions in this process; guards the fields below
 	wconn *sql.Conn
 	stmts map[string]*sql.Stmt
+	turn  *writerTurn // queues writers across processes (lock_unix.go)
 
 	ckpt *checkpointer
 }
@@ -120,6 +122,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if err := s.r.PingContext(ctx); err != nil {
 		s.Close()
 		return nil, s.translate(err)
+	}
+	if s.turn, err = openWriterTurn(abs); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	if s.ckpt, err = startCheckpointer(abs, &s.wmu); err != nil {
 		s.Close()
@@ -242,6 +248,10 @@ func (s *Store) Close() error {
 		errs = append(errs, s.ckpt.close())
 		s.ckpt = nil
 	}
+	if s.turn != nil {
+		errs = append(errs, s.turn.close())
+		s.turn = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -254,6 +264,16 @@ func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 		return iu.Errorf(iu.ErrUnavailable, "%s: store is closed", s.path)
 	}
 	deadline := time.Now().Add(s.busyWait)
+	taken, err := s.turn.take(ctx, deadline)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if taken {
+		defer s.turn.give()
+	} else if err == nil {
+		return iu.Errorf(iu.ErrStoreBusy, "%s is busy: another process has held its write lock for over %s; try again later", s.path, s.busyWait)
+	}
+	// Without the turn (flock failed), SQLite's own lock still serializes.
 	for {
 		_, err := s.wconn.ExecContext(ctx, "BEGIN IMMEDIATE")
 		if err == nil {

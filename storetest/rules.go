@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -537,4 +539,99 @@ var _ = register("ChangesByAnotherProcessAreSeen", func(t *testing.T, h Harness)
 	if got := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = 'watcher'"); got != 6 {
 		t.Fatalf("%d instances of the watcher, want 6 (two single emits, two batches of two)", got)
 	}
+})
+
+// A gate closed by another process while emits race on: every answer is
+// true to what was written (each "created" has its instance, no "gated"
+// wrote anything), and every emit that starts after the close has returned
+// is gated, single or batched.
+var _ = register("GateClosedRacingEmits", func(t *testing.T, h Harness) {
+	if h.Reopen == nil {
+		t.Skip("the harness opens no second handle")
+	}
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	other := iu.NewEngine(h.Reopen(t, v.s))
+	// Each worker emits until it has made five emits that started after the
+	// close; the gate closes once twenty instances exist.
+	const workers, afterClose, beforeClose = 4, 5, 20
+	var closed atomic.Bool
+	var created, gated, lateOpen atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			late := 0
+			for i := 0; late < afterClose && i < 10000; i++ {
+				after := closed.Load()
+				if after {
+					late++
+				}
+				var rs []iu.Result
+				id := fmt.Sprintf("race-%d-%d", w, i)
+				if i%3 == 0 {
+					outs, err := v.e.EmitBatch(v.ctx, []iu.EmitRequest{
+						{TemplateKey: wfKey, Event: event(id + "-a"), Actor: "racer"},
+						{TemplateKey: fileKey, Event: event(id + "-b"), Actor: "racer"},
+					})
+					if err != nil {
+						t.Errorf("batch %s: %v", id, err)
+						return
+					}
+					for _, o := range outs {
+						if o.Err != nil {
+							t.Errorf("batch %s: %v", id, o.Err)
+							return
+						}
+						rs = append(rs, o.Result)
+					}
+				} else {
+					r, err := v.emit(wfKey, id, "racer")
+					if err != nil {
+						t.Errorf("emit %s: %v", id, err)
+						return
+					}
+					rs = append(rs, r)
+				}
+				for _, r := range rs {
+					switch {
+					case r.Created():
+						created.Add(1)
+						if after {
+							lateOpen.Add(1)
+						}
+					case r.Status == iu.StatusGated:
+						gated.Add(1)
+					default:
+						t.Errorf("%s: %+v", id, r)
+					}
+				}
+			}
+		}()
+	}
+	for created.Load() < beforeClose && !t.Failed() {
+		time.Sleep(time.Millisecond)
+	}
+	closing := time.Now()
+	if _, err := other.SetGates(v.ctx, iu.GateChange{iu.GateAutoInstantiate: false}, "other"); err != nil {
+		t.Fatal(err)
+	}
+	closed.Store(true)
+	took := time.Since(closing)
+	wg.Wait()
+	if n := lateOpen.Load(); n != 0 {
+		t.Fatalf("%d emits that started after the gate was closed created instances", n)
+	}
+	if got := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = 'racer'"); got != created.Load() {
+		t.Fatalf("%d log rows, but %d emits answered created (%d gated)", got, created.Load(), gated.Load())
+	}
+	if got := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = 'racer'"); got != created.Load() {
+		t.Fatalf("%d instances, but %d emits answered created", got, created.Load())
+	}
+	if gated.Load() < workers*afterClose {
+		t.Fatalf("%d emits gated, want at least %d", gated.Load(), workers*afterClose)
+	}
+	t.Logf("%d created, %d gated; closing the gate took %v", created.Load(), gated.Load(), took)
 })
