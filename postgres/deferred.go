@@ -34,8 +34,8 @@ type deferredClaim struct {
 // returns whether that held and whether the key was claimed.
 const claimDeferred = `WITH ok AS MATERIALIZED (
 		SELECT NOT $22::boolean OR (
-			(SELECT enabled FROM iu_gate WHERE name = 'iu_core.composer_enabled') IS NOT DISTINCT FROM $23::boolean
-			AND (SELECT enabled FROM iu_gate WHERE name = 'iu_core.auto_instantiate_enabled') IS NOT DISTINCT FROM $24::boolean
+			(SELECT enabled FROM iu_gate WHERE name = '` + iu.GateComposer + `') IS NOT DISTINCT FROM $23::boolean
+			AND (SELECT enabled FROM iu_gate WHERE name = '` + iu.GateAutoInstantiate + `') IS NOT DISTINCT FROM $24::boolean
 			AND EXISTS (SELECT FROM iu_piece_collection WHERE collection_key = $5 AND collection_kind = 'template'
 				AND collection_id = $25 AND emit_mode = $26 AND digest = $27)) AS ok
 	), claim AS (
