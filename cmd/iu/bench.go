@@ -96,6 +96,7 @@ iu rollback --actor ACTOR --apply removes them.`,
 			if o.n <= 0 || o.conns <= 0 {
 				return usagef("-n and -c must be positive")
 			}
+			tuneGC()
 			if o.dup < 0 || o.dup >= 1 {
 				return usagef("--dup %v: want a fraction in [0, 1)", o.dup)
 			}
