@@ -18,7 +18,9 @@
 #        SERVE_ARGS (more iu serve flags, e.g. "--batch-workers 1"),
 #        SQLITE (0 skips the SQLite runs).
 # The seed's run follows each PostgreSQL run, and the ratio reported is the
-# median of the runs' ratios.
+# median of the runs' ratios. Each iu run starts a server on a new, empty
+# store (a new file, a new schema), as run.sh recreates the seed's schema for
+# each of its runs.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,14 +31,16 @@ DB=${DB:-iu_bench_seed} N=${N:-50000} C=${C:-64} CLIENTS=${CLIENTS:-16} MODE=${M
 export SECONDS_RUN=${SECONDS_RUN:-15}
 if [ $# -eq 0 ]; then set -- -h 127.0.0.1 -U postgres; fi
 conn=("$@")
-schema=iu_serve_bench_$$
-dsn="$(pg_base_url "$DB" "${conn[@]}")&search_path=$schema"
+schema=iu_serve_bench_$$ # one per run: $schema_1, $schema_2, ...
+base=$(pg_base_url "$DB" "${conn[@]}")
 
 work=$(mktemp -d)
 server=
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-	psql "${conn[@]}" -d "$DB" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+	for r in $(seq 1 "$REPS"); do
+		psql "${conn[@]}" -d "$DB" -qc "DROP SCHEMA IF EXISTS ${schema}_$r CASCADE" >/dev/null 2>&1 || true
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -47,32 +51,26 @@ iu=$work/iu
 
 psql "${conn[@]}" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 ||
 	psql "${conn[@]}" -d postgres -qc "CREATE DATABASE $DB"
-psql "${conn[@]}" -d "$DB" -qc "CREATE SCHEMA $schema"
 
 field() { sed -n "s/.*\"$1\": \([0-9.e+]*\).*/\1/p" | head -1; }
 port_free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18$((RANDOM % 900 + 100)); }
 
-# serve_bench NAME DB [AFTER]: starts iu serve on DB, publishes the example
-# templates, opens the gates, runs iu bench REPS times (and the command
-# AFTER after each run), stops the server.
+# serve_bench NAME RUN DB: starts iu serve on DB (a new, empty store, as the
+# seed's run.sh starts each run on a new schema), publishes the example
+# templates, opens the gates, runs iu bench once and stops the server.
 serve_bench() {
-	local name=$1 db=$2 after=${3:-} p
+	local name=$1 r=$2 db=$3 p
 	p=$(port_free)
 	IU_DB=$db "$iu" template publish "$root"/examples/templates/*.yaml >/dev/null
 	IU_DB=$db "$iu" gate set composer_enabled=true auto_instantiate_enabled=true >/dev/null
-	IU_DB=$db "$iu" serve --addr "127.0.0.1:$p" --log-level warn ${SERVE_ARGS:-} --admin-token-file "$work/$name.token" >"$work/$name.log" 2>&1 &
+	IU_DB=$db "$iu" serve --addr "127.0.0.1:$p" --log-level warn ${SERVE_ARGS:-} --admin-token-file "$work/$name-$r.token" >"$work/$name.log" 2>&1 &
 	server=$!
 	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.1; done
-	: >"$work/$name.eps"
-	: >"$work/$name.p99"
-	for r in $(seq 1 "$REPS"); do
-		IU_SERVER=http://127.0.0.1:$p IU_TOKEN_FILE=$work/$name.token "$iu" bench -n "$N" -c "$C" --mode "$MODE" --progress none --json >"$work/$name-$r.json"
-		field events_per_second <"$work/$name-$r.json" >>"$work/$name.eps"
-		field p99 <"$work/$name-$r.json" >>"$work/$name.p99"
-		printf '  %s run %d: %.0f events/s, p50 %s ms, p99 %s ms\n' "$name" "$r" "$(tail -1 "$work/$name.eps")" \
-			"$(field p50 <"$work/$name-$r.json")" "$(tail -1 "$work/$name.p99")"
-		[ -z "$after" ] || $after
-	done
+	IU_SERVER=http://127.0.0.1:$p IU_TOKEN_FILE=$work/$name-$r.token "$iu" bench -n "$N" -c "$C" --mode "$MODE" --progress none --json >"$work/$name-$r.json"
+	field events_per_second <"$work/$name-$r.json" >>"$work/$name.eps"
+	field p99 <"$work/$name-$r.json" >>"$work/$name.p99"
+	printf '  %s run %d: %.0f events/s, p50 %s ms, p99 %s ms\n' "$name" "$r" "$(tail -1 "$work/$name.eps")" \
+		"$(field p50 <"$work/$name-$r.json")" "$(tail -1 "$work/$name.p99")"
 	kill "$server"
 	wait "$server" || { echo "iu serve did not stop cleanly:" >&2; cat "$work/$name.log" >&2; exit 1; }
 	server=
@@ -81,8 +79,10 @@ serve_bench() {
 : >"$work/sqlite.eps"
 : >"$work/sqlite.p99"
 if [ "${SQLITE:-1}" != 0 ]; then
-	echo "iu serve on SQLite: $REPS x iu bench -n $N -c $C --mode $MODE"
-	serve_bench sqlite "$work/iu.db"
+	echo "iu serve on SQLite: $REPS x iu bench -n $N -c $C --mode $MODE, each on a new store"
+	for r in $(seq 1 "$REPS"); do
+		serve_bench sqlite "$r" "$work/iu-$r.db"
+	done
 fi
 # The seed runs right after each PostgreSQL run, so that the two sides of
 # each ratio see the machine in the same state: on a shared virtual machine
@@ -96,8 +96,13 @@ seed_run() {
 	echo "$(tail -1 "$work/postgres.eps") / $tps" | bc -l >>"$work/ratio"
 	printf '  seed run.sh, %d clients, %ss: %.0f events/s; ratio %.1fx\n' "$CLIENTS" "$SECONDS_RUN" "$tps" "$(tail -1 "$work/ratio")"
 }
-echo "iu serve on PostgreSQL: $REPS x iu bench -n $N -c $C --mode $MODE, each followed by the seed design (run.sh, $CLIENTS clients, ${SECONDS_RUN}s)"
-serve_bench postgres "$dsn" seed_run
+echo "iu serve on PostgreSQL: $REPS x iu bench -n $N -c $C --mode $MODE, each on a new schema and followed by the seed design (run.sh, $CLIENTS clients, ${SECONDS_RUN}s)"
+for r in $(seq 1 "$REPS"); do
+	psql "${conn[@]}" -d "$DB" -qc "CREATE SCHEMA ${schema}_$r"
+	serve_bench postgres "$r" "$base&search_path=${schema}_$r"
+	seed_run
+	psql "${conn[@]}" -d "$DB" -qc "DROP SCHEMA ${schema}_$r CASCADE" >/dev/null 2>&1
+done
 seed_tps=$(median <"$work/seed.tps")
 
 sq=$(median <"$work/sqlite.eps") sq99=$(median <"$work/sqlite.p99")
