@@ -15,8 +15,9 @@ import (
 // waiting for their turn on the wire. So tx does not send BEGIN on its own,
 // and writes whose answer nobody waits for are held back: both go out in the
 // same pipeline as the next statement that needs an answer, or as COMMIT.
-// A single emit is one round trip once the store has read the gates:
-// BEGIN, the claim with its instance, and COMMIT (state.go, deferred.go).
+// A single emit is one round trip and one statement once the store has read
+// the gates: the claim with its instance, committed at the pipeline's end
+// (state.go, deferred.go).
 
 // queued is a statement waiting for the next round trip.
 type queued struct {

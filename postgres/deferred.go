@@ -8,10 +8,10 @@ import (
 	"github.com/iu-engine/iu"
 )
 
-// A single emit's claim goes out with COMMIT (iu.ClaimDeferrer): the claim,
-// the instance (written only if the claim wins, in the same statement), the
-// lookup of the key's entry and COMMIT are one round trip, and with an
-// assumed state (state.go) BEGIN rides along too.
+// A single emit's claim goes out with COMMIT (iu.ClaimDeferrer): the claim
+// and the instance (written only if the claim wins, in the same statement)
+// are one round trip, and with an assumed state (state.go) one statement
+// with no BEGIN or COMMIT of its own.
 //
 // Nothing can be decided between the claim and COMMIT, so the statement
 // decides on the server: it writes only if the state the transaction assumed
@@ -135,32 +135,54 @@ func (t *tx) undefer(ctx context.Context) error {
 	return nil
 }
 
-// commitDeferred sends the held claim, its lookup and COMMIT (after BEGIN,
-// if not sent yet) in one round trip and fills in the claim's answer.
+// commitDeferred sends the held claim and COMMIT in one round trip and fills
+// in the claim's answer. A transaction that has sent nothing yet sends
+// neither BEGIN nor COMMIT: the statement is the implicit transaction of
+// its pipeline, which the server commits at the pipeline's end (or rolls
+// back, on an error), at READ COMMITTED (see Open). Only a claim that lost
+// (a redelivery) reads the entry that won, after the commit.
 func (t *tx) commitDeferred(ctx context.Context) error {
 	d := t.deferred
 	t.deferred = nil
+	implicit := t.begin != ""
+	t.begin = ""
 	b := &pgx.Batch{}
-	begin := t.begin != ""
-	if begin {
-		b.Queue(t.begin)
-		t.begin = ""
-	}
 	b.Queue(claimDeferred, d.args...)
-	b.Queue(lookUpKey, d.key)
-	b.Queue("COMMIT")
+	if !implicit {
+		b.Queue("COMMIT")
+	}
 	br := t.c.SendBatch(ctx, b)
-	defer br.Close()
-	if begin {
-		if _, err := br.Exec(); err != nil {
-			return t.s.translate(ctx, err)
-		}
+	if implicit {
+		t.ended = true // the pipeline's end ends it, whatever happens
 	}
 	var ok, claimed bool
 	if err := br.QueryRow().Scan(&ok, &claimed); err != nil {
+		br.Close()
+		if implicit {
+			return instanceExists(t.commitFailed(ctx, err))
+		}
 		return instanceExists(t.s.translate(ctx, err))
 	}
-	rows, err := br.Query()
+	if !implicit {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return t.commitFailed(ctx, err)
+		}
+		t.ended = true
+	}
+	if err := br.Close(); err != nil {
+		return t.commitFailed(ctx, err)
+	}
+	// Committed. A transaction that wrote nothing runs again if it assumed
+	// a stale state, or if it lost its key to an entry that a rollback has
+	// deleted since.
+	switch {
+	case !ok:
+		return errStale
+	case claimed:
+		return nil
+	}
+	rows, err := t.c.Query(ctx, lookUpKey, d.key)
 	if err != nil {
 		return t.s.translate(ctx, err)
 	}
@@ -168,24 +190,10 @@ func (t *tx) commitDeferred(ctx context.Context) error {
 	if err := t.scanLog(ctx, rows, found); err != nil {
 		return err
 	}
-	if _, err := br.Exec(); err != nil {
-		return t.commitFailed(ctx, err)
-	}
-	t.ended = true
-	if err := t.s.translate(ctx, br.Close()); err != nil {
-		return err
-	}
-	// Committed. A transaction that wrote nothing needs running again if
-	// it assumed a stale state, or lost its key to an entry a rollback then
-	// deleted.
-	switch prior, taken := found[d.key]; {
-	case !ok:
-		return errStale
-	case claimed:
-	case taken:
-		d.res.Prior = &prior
-	default:
+	prior, taken := found[d.key]
+	if !taken {
 		return iu.Errorf(iu.ErrRetryable, "%s: idempotency key %s changed hands while being claimed (a rollback racing an emit)", t.s.desc, d.key)
 	}
+	d.res.Prior = &prior
 	return nil
 }

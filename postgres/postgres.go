@@ -121,6 +121,10 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 		// saves, and misestimates right after a bulk run trigger it.
 		cc.RuntimeParams["jit"] = "off"
 	}
+	// A single emit can be the implicit transaction of one pipeline, with no
+	// BEGIN of its own (deferred.go): it must see what committed before it
+	// whatever the server's default isolation is.
+	cc.RuntimeParams["default_transaction_isolation"] = "read committed"
 	// The statement timeout: Options first, then the DSN's own, then 30 s.
 	s.stmtTimeout, s.stmtSetting = opt.StatementTimeout, pgInterval(opt.StatementTimeout)
 	if v, ok := cc.RuntimeParams["statement_timeout"]; ok && opt.StatementTimeout == 0 {
