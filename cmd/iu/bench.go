@@ -330,10 +330,9 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 // machine shared with the server under test every cycle the load generator
 // spends is one the server does not get. The server itself is net/http.
 type benchClient struct {
-	hc      *fasthttp.HostClient
-	url     string
-	auth    string
-	timeout time.Duration
+	hc   *fasthttp.HostClient
+	url  string
+	auth string
 }
 
 // newBenchClient keeps up to conns connections to server (an address as
@@ -359,7 +358,7 @@ func newBenchClient(server, secret string, conns int, timeout time.Duration) (*b
 	if dial := tr.DialContext; dial != nil { // a unix socket
 		hc.Dial = func(string) (net.Conn, error) { return dial(context.Background(), "unix", "") }
 	}
-	c := &benchClient{hc: hc, url: base + "/v1/events", timeout: timeout}
+	c := &benchClient{hc: hc, url: base + "/v1/events"}
 	if secret != "" {
 		c.auth = "Bearer " + secret
 	}
@@ -382,7 +381,10 @@ func (c *benchClient) post(r benchEvent) (string, error) {
 		req.Header.Set("Authorization", c.auth)
 	}
 	req.SetBodyRaw(r.body)
-	if err := c.hc.DoTimeout(req, resp, c.timeout); err != nil {
+	// The client's read and write timeouts bound each request: DoTimeout
+	// would add a timer and a context per request, 13% of the load
+	// generator's CPU.
+	if err := c.hc.Do(req, resp); err != nil {
 		return "", err
 	}
 	code := resp.StatusCode()
