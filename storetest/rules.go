@@ -480,16 +480,24 @@ var _ = register("UnknownTemplateIsAnErrorEvenWhenGated", func(t *testing.T, h H
 	v.sameCounts(before, "gated and refused emits")
 })
 
-// A gate or an emit mode changed by another process is seen by the next
-// emit here, single or batched, however this store caches what it read.
-var _ = register("ChangesByAnotherProcessAreSeen", func(t *testing.T, h Harness) {
+// withAnotherProcess returns a store with the seed's templates and both
+// gates on, and an engine on a second handle of the same store, as another
+// process would open it (skipping when the harness has none).
+func withAnotherProcess(t *testing.T, h Harness) (*env, *iu.Engine) {
+	t.Helper()
 	if h.Reopen == nil {
 		t.Skip("the harness opens no second handle")
 	}
 	v := newEnv(t, h)
 	v.seedTemplates()
 	v.gates(true, true)
-	other := iu.NewEngine(h.Reopen(t, v.s))
+	return v, iu.NewEngine(h.Reopen(t, v.s))
+}
+
+// A gate or an emit mode changed by another process is seen by the next
+// emit here, single or batched, however this store caches what it read.
+var _ = register("ChangesByAnotherProcessAreSeen", func(t *testing.T, h Harness) {
+	v, other := withAnotherProcess(t, h)
 	emit := func(id string) iu.Result {
 		t.Helper()
 		r, err := v.e.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event(id), Actor: "watcher"})
@@ -546,13 +554,7 @@ var _ = register("ChangesByAnotherProcessAreSeen", func(t *testing.T, h Harness)
 // wrote anything), and every emit that starts after the close has returned
 // is gated, single or batched.
 var _ = register("GateClosedRacingEmits", func(t *testing.T, h Harness) {
-	if h.Reopen == nil {
-		t.Skip("the harness opens no second handle")
-	}
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.gates(true, true)
-	other := iu.NewEngine(h.Reopen(t, v.s))
+	v, other := withAnotherProcess(t, h)
 	// Each worker emits until it has made five emits that started after the
 	// close; the gate closes once twenty instances exist.
 	const workers, afterClose, beforeClose = 4, 5, 20
