@@ -85,14 +85,13 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 	}
 	args := []any{e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey, e.Actor,
 		string(e.Status), e.PayloadDigest.String(), e.CreatedAt,
-		"", "", in != nil, []int32{}, []string{}, []string{}, []string{}, "", nil, nil, nil,
+		"", "", in != nil, noSlots.pos, noSlots.slot, noSlots.piece, noSlots.after, "", nil, nil, nil,
 		assumed, gates.ComposerEnabled, gates.AutoInstantiateEnabled, head.id, string(head.mode), head.digest}
 	if in != nil {
-		var sa slotArrays
-		sa.add(0, in.Slots)
+		sl := t.s.literals.get(in.TemplateKey, in.TemplateDigest, in.Slots)
 		ev := eventArgs(in.Event)
 		args[10], args[11] = in.Title, in.Digest.String()
-		args[13], args[14], args[15], args[16] = sa.pos, sa.slot, sa.piece, sa.after
+		args[13], args[14], args[15], args[16] = sl.pos, sl.slot, sl.piece, sl.after
 		args[17], args[18], args[19], args[20] = in.TemplateDigest.String(), ev[3], ev[4], ev[5]
 	}
 	t.deferred = &deferredClaim{key: e.IdempotencyKey, args: args, res: &iu.DeferredClaim{}, entry: e, in: in}

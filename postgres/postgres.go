@@ -88,8 +88,9 @@ type Store struct {
 	stmtSetting string        // statement_timeout as sent to the server
 	longTimeout time.Duration
 
-	cache templateCache
-	last  lastState // the gates and template heads read last
+	cache    templateCache
+	literals literalCache // slots as array literals, per template (literals.go)
+	last     lastState    // the gates and template heads read last
 }
 
 var _ iu.Store = (*Store)(nil)
