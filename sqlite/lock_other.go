@@ -4,22 +4,16 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
-// fileLocker does nothing where flock is missing; SQLite's own locking
-// still keeps each migration atomic.
-type fileLocker struct{ path string }
+// fileLock does nothing where flock is missing: SQLite's own locking still
+// keeps each migration atomic and serializes writers, without the turns
+// (see lock_unix.go).
+type fileLock struct{}
 
-func (l *fileLocker) Lock(context.Context, *sql.DB) error   { return nil }
-func (l *fileLocker) Unlock(context.Context, *sql.DB) error { return nil }
+func openFileLock(string) (*fileLock, error) { return &fileLock{}, nil }
 
-// writerTurn is SQLite's own locking alone where flock is missing.
-type writerTurn struct{}
-
-func openWriterTurn(string) (*writerTurn, error) { return &writerTurn{}, nil }
-
-func (*writerTurn) take(context.Context, time.Time) (bool, error) { return true, nil }
-func (*writerTurn) give()                                         {}
-func (*writerTurn) close() error                                  { return nil }
+func (*fileLock) take(context.Context, time.Time) (bool, error) { return true, nil }
+func (*fileLock) give()                                         {}
+func (*fileLock) close() error                                  { return nil }

@@ -58,7 +58,7 @@ type Store struct {
 	wmu   sync.Mutex // serializes write transactions in this process; guards the fields below
 	wconn *sql.Conn
 	stmts map[string]*sql.Stmt
-	turn  *writerTurn // queues writers across processes (lock_unix.go)
+	turn  *fileLock // writers of different processes take turns (lock_unix.go)
 
 	ckpt *checkpointer
 }
@@ -123,7 +123,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 		s.Close()
 		return nil, s.translate(err)
 	}
-	if s.turn, err = openWriterTurn(abs); err != nil {
+	if s.turn, err = openFileLock(abs); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -142,11 +142,15 @@ func (s *Store) migrate(ctx context.Context) error {
 	// opening a new store at the same moment would otherwise race to switch
 	// it to WAL mode, which takes an exclusive lock that SQLite's busy
 	// handler does not wait for.
-	lock := &fileLocker{path: s.path}
-	if err := lock.Lock(ctx, nil); err != nil {
+	lock, err := openFileLock(s.path)
+	if err != nil {
 		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: %v", s.path, err)
 	}
-	defer lock.Unlock(context.WithoutCancel(ctx), nil)
+	defer lock.close()
+	if _, err := lock.take(ctx, time.Time{}); err != nil {
+		return iu.Errorf(iu.ErrUnavailable, "cannot open %s: lock it for migration: %v", s.path, err)
+	}
+	defer lock.give()
 	// Look before touching: a file that is not ours must not be switched to
 	// WAL mode or given a version table.
 	check, err := sql.Open("sqlite", dsn(s.path))
