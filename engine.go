@@ -280,19 +280,9 @@ func (e *Engine) Emit(ctx context.Context, req EmitRequest) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	var outs []Outcome
-	var finish func()
-	err = e.update(ctx, func(tx Tx) (err error) {
-		if outs, finish, err = e.instantiate(ctx, tx, []prepared{p}, nil, true); err != nil {
-			return err
-		}
-		return outs[0].Err
-	})
+	outs, err := e.emitPrepared(ctx, []prepared{p})
 	if err != nil {
 		return Result{}, err
-	}
-	if finish != nil {
-		finish()
 	}
 	return outs[0].Result, outs[0].Err
 }

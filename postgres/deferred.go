@@ -20,7 +20,6 @@ import (
 
 // deferredClaim is a claim held for COMMIT.
 type deferredClaim struct {
-	key   string
 	args  []any
 	res   *iu.DeferredClaim
 	entry iu.LogEntry
@@ -94,7 +93,7 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 		args[13], args[14], args[15], args[16] = sl.pos, sl.slot, sl.piece, sl.after
 		args[17], args[18], args[19], args[20] = in.TemplateDigest.String(), ev[3], ev[4], ev[5]
 	}
-	t.deferred = &deferredClaim{key: e.IdempotencyKey, args: args, res: &iu.DeferredClaim{}, entry: e, in: in}
+	t.deferred = &deferredClaim{args: args, res: &iu.DeferredClaim{}, entry: e, in: in}
 	return t.deferred.res, nil
 }
 
@@ -181,7 +180,7 @@ func (t *tx) commitDeferred(ctx context.Context) error {
 	case claimed:
 		return nil
 	}
-	rows, err := t.c.Query(ctx, lookUpKey, d.key)
+	rows, err := t.c.Query(ctx, lookUpKey, d.entry.IdempotencyKey)
 	if err != nil {
 		return t.s.translate(ctx, err)
 	}
@@ -189,9 +188,9 @@ func (t *tx) commitDeferred(ctx context.Context) error {
 	if err := t.scanLog(ctx, rows, found); err != nil {
 		return err
 	}
-	prior, taken := found[d.key]
+	prior, taken := found[d.entry.IdempotencyKey]
 	if !taken {
-		return iu.Errorf(iu.ErrRetryable, "%s: idempotency key %s changed hands while being claimed (a rollback racing an emit)", t.s.desc, d.key)
+		return iu.Errorf(iu.ErrRetryable, "%s: idempotency key %s changed hands while being claimed (a rollback racing an emit)", t.s.desc, d.entry.IdempotencyKey)
 	}
 	d.res.Prior = &prior
 	return nil

@@ -16,6 +16,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
@@ -290,16 +291,19 @@ func (s *Store) Close() error {
 // Update runs fn in a READ COMMITTED transaction. Conflicts between workers
 // are settled by unique indexes, not by isolation: see ClaimEvents.
 func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
-	return s.pooled(ctx, true, fn)
+	return s.pooled(ctx, true, false, fn)
 }
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot for
 // every statement, so verify's reads agree with each other.
 func (s *Store) View(ctx context.Context, fn func(iu.Tx) error) error {
-	return s.pooled(ctx, false, fn)
+	return s.pooled(ctx, false, false, fn)
 }
 
-func (s *Store) pooled(ctx context.Context, write bool, fn func(iu.Tx) error) error {
+// pooled runs fn in a transaction on a pooled connection. One that may
+// speculate and finds its assumed state stale runs again, reading first
+// (state.go).
+func (s *Store) pooled(ctx context.Context, write, speculate bool, fn func(iu.Tx) error) error {
 	c, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return s.translate(ctx, err)
@@ -307,7 +311,11 @@ func (s *Store) pooled(ctx context.Context, write bool, fn func(iu.Tx) error) er
 	// A connection left inside a transaction or broken is closed by the
 	// pool on release rather than reused.
 	defer c.Release()
-	return s.run(ctx, c.Conn(), write, false, func(t *tx) error { return fn(t) })
+	err = s.run(ctx, c.Conn(), write, speculate, func(t *tx) error { return fn(t) })
+	if speculate && errors.Is(err, errStale) {
+		err = s.run(ctx, c.Conn(), write, false, func(t *tx) error { return fn(t) })
+	}
+	return err
 }
 
 // ViewFresh runs fn like View on a connection of its own, opened for this

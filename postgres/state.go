@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 	"sync"
@@ -146,16 +145,7 @@ func (t *tx) check() queued {
 // of waiting for them (see state.go), and is run again, reading them first,
 // if they changed.
 func (s *Store) UpdateRepeatable(ctx context.Context, fn func(iu.Tx) error) error {
-	c, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return s.translate(ctx, err)
-	}
-	defer c.Release()
-	err = s.run(ctx, c.Conn(), true, true, func(t *tx) error { return fn(t) })
-	if errors.Is(err, errStale) {
-		err = s.run(ctx, c.Conn(), true, false, func(t *tx) error { return fn(t) })
-	}
-	return err
+	return s.pooled(ctx, true, true, fn)
 }
 
 var _ iu.RepeatableUpdater = (*Store)(nil)
