@@ -95,11 +95,20 @@ func (e *Event) PayloadDigest() Digest {
 
 // CanonicalJSON returns data with object keys sorted and insignificant space
 // removed; numbers keep their text. Invalid JSON is returned unchanged
-// (Validate rejects it first).
+// (Validate rejects it first). See canonical.go.
 func CanonicalJSON(data []byte) []byte {
 	if len(data) == 0 {
 		return nil
 	}
+	if out, ok := canonicalJSON(data); ok {
+		return out
+	}
+	return canonicalJSONStd(data)
+}
+
+// canonicalJSONStd is CanonicalJSON by encoding/json: data decoded with
+// UseNumber (the first value; what follows it is ignored) and encoded again.
+func canonicalJSONStd(data []byte) []byte {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
