@@ -161,18 +161,14 @@ func TestParseBulkPlanErrors(t *testing.T) {
 	}
 }
 
-// TestParseBulkPlanKnownBugs holds defects found while writing these tests;
-// each is skipped while the defect is there and checked once it is fixed.
-// The report that came with these tests has a patch for each.
-func TestParseBulkPlanKnownBugs(t *testing.T) {
+// TestParseBulkPlanRefusesAmbiguousPlans holds defects found while writing
+// these tests, fixed since: each must stay fixed.
+func TestParseBulkPlanRefusesAmbiguousPlans(t *testing.T) {
 	t.Run("one gate given twice", func(t *testing.T) {
 		// Both spellings name iu_core.composer_enabled; which value wins
 		// depends on Go's map order, so a run may open or close the gate.
 		plan := "actor: a\ngates: {composer_enabled: true, iu_core.composer_enabled: false}\nevents:\n  - {template: 'tpl:wf:x/v1', id: '1', type: t}\n"
 		_, err := iu.ParseBulkPlan("p.yaml", []byte(plan))
-		if err == nil {
-			t.Skip("known bug: ParseGateChange lets the later of two spellings of a gate win at random")
-		}
 		if !errors.Is(err, iu.ErrInvalidInput) || !strings.Contains(err.Error(), "iu_core.composer_enabled") {
 			t.Errorf("error %v: want ErrInvalidInput naming the gate", err)
 		}
@@ -180,9 +176,6 @@ func TestParseBulkPlanKnownBugs(t *testing.T) {
 	t.Run("an event field given twice", func(t *testing.T) {
 		plan := "actor: a\nevents:\n  - {template: 'tpl:wf:x/v1', id: '1', id: '2', type: t}\n"
 		_, err := iu.ParseBulkPlan("p.yaml", []byte(plan))
-		if err == nil {
-			t.Skip("known bug: decodeEventNode keeps the last of two id: keys; the template parser refuses duplicate keys")
-		}
 		if !errors.Is(err, iu.ErrInvalidInput) || !strings.Contains(err.Error(), "line 3") {
 			t.Errorf("error %v: want ErrInvalidInput at line 3", err)
 		}
@@ -190,18 +183,12 @@ func TestParseBulkPlanKnownBugs(t *testing.T) {
 	t.Run("a second document", func(t *testing.T) {
 		plan := "actor: a\nevents:\n  - {template: 'tpl:wf:x/v1', id: '1', type: t}\n---\nactor: b\nevents:\n  - {template: 'tpl:wf:x/v1', id: '2', type: t}\n"
 		_, err := iu.ParseBulkPlan("p.yaml", []byte(plan))
-		if err == nil {
-			t.Skip("known bug: ParseBulkPlan ignores every document after the first")
-		}
 		if !errors.Is(err, iu.ErrInvalidInput) {
 			t.Errorf("error %v: want ErrInvalidInput", err)
 		}
 	})
 	t.Run("a plan holding only a comment", func(t *testing.T) {
 		_, err := iu.ParseBulkPlan("p.yaml", []byte("# nothing yet\n"))
-		if err != nil && err.Error() == "p.yaml: EOF" {
-			t.Skip(`known bug: a plan holding only comments is reported as "EOF"`)
-		}
 		if !errors.Is(err, iu.ErrInvalidInput) || !strings.Contains(err.Error(), "empty plan") {
 			t.Errorf("error %v: want ErrInvalidInput saying the plan is empty", err)
 		}
@@ -214,11 +201,7 @@ func TestParseBulkPlanKnownBugs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := string(p.Events[0].Event.Data)
-		if got == `{"start_date":"2025-04-07T00:00:00Z"}` {
-			t.Skip("known bug: an unquoted YAML date in data is rewritten as a timestamp")
-		}
-		if got != `{"start_date":"2025-04-07"}` {
+		if got := string(p.Events[0].Event.Data); got != `{"start_date":"2025-04-07"}` {
 			t.Errorf("data %s", got)
 		}
 	})
@@ -304,13 +287,18 @@ func TestReadNDJSON(t *testing.T) {
 		t.Errorf("%d iterations after break", n)
 	}
 
-	// A read error is not an invalid event.
+	// A read error is not an invalid event, and it is reported once.
+	var failures []error
 	for _, err := range iu.ReadNDJSON("e.ndjson", io.MultiReader(strings.NewReader(`{"template":"tpl:wf:x/v1","id":"1","type":"t"}`+"\n"), errReader{})) {
 		if err != nil {
-			if errors.Is(err, iu.ErrInvalidEvent) || !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "read e.ndjson") {
-				t.Errorf("read error: %v", err)
-			}
+			failures = append(failures, err)
 		}
+	}
+	if len(failures) != 1 {
+		t.Fatalf("read errors: %v, want one", failures)
+	}
+	if err := failures[0]; errors.Is(err, iu.ErrInvalidEvent) || !errors.Is(err, errDisk) || !strings.Contains(err.Error(), "read e.ndjson") {
+		t.Errorf("read error: %v", err)
 	}
 }
 

@@ -367,11 +367,10 @@ func TestEventValidate(t *testing.T) {
 func TestValidateRefusesDataThatIsNotUTF8(t *testing.T) {
 	a := iu.Event{ID: "1", Source: "s", Type: "t", Data: json.RawMessage("{\"a\":\"\xff\"}")}
 	b := iu.Event{ID: "1", Source: "s", Type: "t", Data: json.RawMessage("{\"a\":\"\xfe\"}")}
-	if a.Validate() == nil && a.PayloadDigest() == b.PayloadDigest() {
-		t.Skip("known bug (see the test report): Event.Validate accepts data that is not UTF-8, and such payloads collide")
-	}
-	if err := a.Validate(); err != nil && !errors.Is(err, iu.ErrInvalidEvent) {
-		t.Errorf("Validate = %v, want ErrInvalidEvent", err)
+	for _, e := range []iu.Event{a, b} {
+		if err := e.Validate(); !errors.Is(err, iu.ErrInvalidEvent) {
+			t.Errorf("Validate(%q) = %v, want ErrInvalidEvent", e.Data, err)
+		}
 	}
 }
 

@@ -229,9 +229,6 @@ func TestRenderNullData(t *testing.T) {
 	tpl := readTemplate(t, "examples/templates/onboarding.yaml")
 	ev := &iu.Event{ID: "1", Source: "s", Type: "t", Subject: "Ada", Data: json.RawMessage(`null`)}
 	r, err := iu.RenderInstance(instanceOf(tpl, ev), tpl.Pieces)
-	if err != nil && strings.Contains(err.Error(), "nil pointer evaluating") {
-		t.Skip(`known bug: RenderInstance fails on "data": null (nil pointer evaluating interface {}.manager)`)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
