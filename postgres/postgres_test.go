@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/internal/pgtest"
@@ -112,18 +113,13 @@ func TestBadDSNIsRefused(t *testing.T) {
 
 func TestWrongCredentialsAreNamed(t *testing.T) {
 	t.Parallel()
-	dsn := serverDSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Skipf("%s is not a URL; this test builds a URL", envDSN)
-	}
-	u.User = url.UserPassword("iu_no_such_role", "s3cret-pw")
-	_, err = postgres.Open(context.Background(), u.String(), postgres.Options{})
+	dsn, cfg := serverDSNWith(t, map[string]string{"user": "iu_no_such_role", "password": "s3cret-pw"})
+	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
 	if !errors.Is(err, iu.ErrUnavailable) {
 		t.Fatalf("open as an unknown role: %v, want ErrUnavailable", err)
 	}
 	msg := err.Error()
-	for _, want := range []string{u.Host, "iu_no_such_role", strings.TrimPrefix(u.Path, "/")} {
+	for _, want := range []string{cfg.Host, "iu_no_such_role", cfg.Database} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message %q does not name %s", msg, want)
 		}
@@ -133,15 +129,48 @@ func TestWrongCredentialsAreNamed(t *testing.T) {
 	}
 }
 
+// serverDSNWith returns the test server's DSN with some settings replaced
+// (libpq's names: user, password, dbname), as a URL or as key=value pairs,
+// whichever the DSN is, and the settings it names.
+func serverDSNWith(t *testing.T, set map[string]string) (string, *pgconn.Config) {
+	t.Helper()
+	dsn := serverDSN(t)
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		pw, _ := u.User.Password()
+		user := u.User.Username()
+		for k, v := range set {
+			switch k {
+			case "user":
+				user = v
+			case "password":
+				pw = v
+			case "dbname":
+				u.Path = "/" + v
+			default:
+				t.Fatalf("serverDSNWith: %s", k)
+			}
+		}
+		if _, ok := set["user"]; ok {
+			u.User = url.UserPassword(user, pw)
+		}
+		dsn = u.String()
+	} else {
+		// In key=value form a later setting replaces an earlier one.
+		for k, v := range set {
+			dsn += " " + k + "=" + v
+		}
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn, &cfg.Config
+}
+
 func TestMissingDatabaseIsNamed(t *testing.T) {
 	t.Parallel()
-	dsn := serverDSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Skipf("%s is not a URL; this test builds a URL", envDSN)
-	}
-	u.Path = "/iu_no_such_database"
-	_, err = postgres.Open(context.Background(), u.String(), postgres.Options{})
+	dsn, _ := serverDSNWith(t, map[string]string{"dbname": "iu_no_such_database"})
+	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
 	if !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "iu_no_such_database") {
 		t.Fatalf("open of a missing database: %v", err)
 	}
