@@ -50,6 +50,9 @@ func TestWALStaysBoundedUnderSteadyCommits(t *testing.T) {
 	// 200 MB for all of them when nothing restarts it.
 	const bound = 96 << 20
 	t.Logf("%d events in %v; the WAL reached %d MiB", events, time.Since(start).Round(time.Millisecond), largest>>20)
+	if largest == 0 {
+		t.Fatalf("never saw the WAL file %s-wal: the test did not watch it", path)
+	}
 	if largest > bound {
 		t.Errorf("the WAL grew to %d MiB over %d commits, more than %d MiB: it is not being restarted", largest>>20, events/perCommit, bound>>20)
 	}

@@ -377,13 +377,16 @@ var _ = register("ComposeManual", func(t *testing.T, h Harness) {
 	if _, err := v.e.Compose(v.ctx, req); !errors.Is(err, iu.ErrInstanceExists) {
 		t.Fatalf("compose under a taken key: %v", err)
 	}
-	for _, bad := range []iu.ComposeRequest{
-		{TemplateKey: wfKey, InstanceKey: "tpl-inst:auto:x-1", Actor: "alice"},
-		{TemplateKey: wfKey, InstanceKey: "", Actor: "alice"},
-		{TemplateKey: "tpl:wf:nope/v1", InstanceKey: "m2", Actor: "alice"},
+	for _, bad := range []struct {
+		req  iu.ComposeRequest
+		want error
+	}{
+		{iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:auto:x-1", Actor: "alice"}, iu.ErrInvalidInput},
+		{iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "", Actor: "alice"}, iu.ErrInvalidInput},
+		{iu.ComposeRequest{TemplateKey: "tpl:wf:nope/v1", InstanceKey: "m2", Actor: "alice"}, iu.ErrUnknownTemplate},
 	} {
-		if _, err := v.e.Compose(v.ctx, bad); err == nil {
-			t.Fatalf("compose %+v succeeded", bad)
+		if _, err := v.e.Compose(v.ctx, bad.req); !errors.Is(err, bad.want) {
+			t.Fatalf("compose %+v: %v, want %v", bad.req, err, bad.want)
 		}
 	}
 	v.sameCounts(before, "refused composes")

@@ -58,17 +58,20 @@ var _ = register("TriggersAddListRemove", func(t *testing.T, h Harness) {
 		}
 	}
 	// Unknown templates and malformed fields are refused.
-	for _, bad := range []iu.Trigger{
-		{Type: "x", Template: "tpl:wf:missing/v1"},
-		{Type: "", Template: wfKey},
-		{Type: "a.*.b", Template: wfKey},
-		{Type: ".*", Template: wfKey},
-		{Type: "x", Template: "not-a-key"},
-		{Type: "x", Template: wfKey, Actor: "has space"},
-		{Name: "bad name", Type: "x", Template: wfKey},
+	for _, bad := range []struct {
+		tr   iu.Trigger
+		want error
+	}{
+		{iu.Trigger{Type: "x", Template: "tpl:wf:missing/v1"}, iu.ErrUnknownTemplate},
+		{iu.Trigger{Type: "", Template: wfKey}, iu.ErrInvalidInput},
+		{iu.Trigger{Type: "a.*.b", Template: wfKey}, iu.ErrInvalidInput},
+		{iu.Trigger{Type: ".*", Template: wfKey}, iu.ErrInvalidInput},
+		{iu.Trigger{Type: "x", Template: "not-a-key"}, iu.ErrInvalidInput},
+		{iu.Trigger{Type: "x", Template: wfKey, Actor: "has space"}, iu.ErrInvalidInput},
+		{iu.Trigger{Name: "bad name", Type: "x", Template: wfKey}, iu.ErrInvalidInput},
 	} {
-		if _, err := v.e.AddTrigger(v.ctx, bad, "alice"); err == nil {
-			t.Fatalf("adding %+v succeeded", bad)
+		if _, err := v.e.AddTrigger(v.ctx, bad.tr, "alice"); !errors.Is(err, bad.want) {
+			t.Fatalf("adding %+v: %v, want %v", bad.tr, err, bad.want)
 		}
 	}
 	if n := v.count("SELECT count(*) FROM iu_trigger"); n != triggers {
