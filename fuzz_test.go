@@ -206,7 +206,11 @@ func FuzzParseBulkPlan(f *testing.F) {
 			if !strings.HasPrefix(e.Where, "p.yaml:") {
 				t.Fatalf("where %q", e.Where)
 			}
-			_ = iu.AutoInstanceKey(p.InstancePrefix, iu.IdempotencyKey(e.Template, e.Event.Source, e.Event.ID))
+			// Every accepted event gets a well-formed instance key.
+			key := iu.AutoInstanceKey(p.InstancePrefix, iu.IdempotencyKey(e.Template, e.Event.Source, e.Event.ID))
+			if prefix := iu.AutoInstancePrefix(p.InstancePrefix); len(key) != len(prefix)+12 || !strings.HasPrefix(key, prefix) {
+				t.Fatalf("instance key %q", key)
+			}
 		}
 		again, err := iu.ParseBulkPlan("p.yaml", data)
 		if err != nil || !reflect.DeepEqual(again, p) {
