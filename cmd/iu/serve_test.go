@@ -328,10 +328,21 @@ func TestServeEventModes(t *testing.T) {
 		if n := s.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); n != 3 {
 			t.Fatalf("%d log rows, want 3 (b-1, s-1, m-1)", n)
 		}
-		// A batch of good events answers 201.
+		// A batch of repeats answers 200, and a batch of new events 201.
 		r = s.structured(tok, "application/cloudevents-batch+json", batch[:2])
 		if r.status != 200 {
 			t.Fatalf("a batch of repeats: %d, want 200: %s", r.status, r.body)
+		}
+		fresh := []map[string]any{
+			{"specversion": "1.0", "id": "m-3", "source": "hr:test", "type": "hr.employee.hired", "iutemplate": wfKey},
+			{"specversion": "1.0", "id": "m-4", "source": "hr:test", "type": "hr.employee.hired", "iutemplate": fileKey},
+		}
+		r = s.structured(tok, "application/cloudevents-batch+json", fresh)
+		if r.status != 201 {
+			t.Fatalf("a batch of new events: %d, want 201: %s", r.status, r.body)
+		}
+		if n := s.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); n != 5 {
+			t.Fatalf("%d log rows, want 5", n)
 		}
 	})
 }
@@ -428,6 +439,7 @@ func TestServeStatusCodes(t *testing.T) {
 			if r.status != status {
 				t.Fatalf("%s: status %d, want %d: %s", name, r.status, status, r.body)
 			}
+			noInternals(t, name, r)
 			if code != "" {
 				var doc struct {
 					Error *struct{ Code string }
@@ -490,11 +502,16 @@ func TestServeStatusCodes(t *testing.T) {
 		if r.status != 200 || a.Results[0].Status != iu.StatusShadow {
 			t.Fatalf("shadow: %d %s", r.status, r.body)
 		}
-		// Answers carry no SQL and no stack.
-		for _, bad := range []string{"SELECT", "INSERT", "goroutine", ".go:"} {
-			if bytes.Contains(r.body, []byte(bad)) {
-				t.Fatalf("answer leaks %q: %s", bad, r.body)
-			}
-		}
+		noInternals(t, "shadow", r)
 	})
+}
+
+// noInternals fails if an answer carries SQL or a stack.
+func noInternals(t *testing.T, name string, r response) {
+	t.Helper()
+	for _, bad := range []string{"SELECT", "INSERT", "goroutine", ".go:"} {
+		if bytes.Contains(r.body, []byte(bad)) {
+			t.Fatalf("%s: answer leaks %q: %s", name, bad, r.body)
+		}
+	}
 }
