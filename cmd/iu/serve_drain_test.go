@@ -71,23 +71,21 @@ func readyz(hc *nethttp.Client, base string) int {
 // are still taken, for the delay, and only then closes the listener: a load
 // balancer sees the server leave before it refuses anyone.
 func TestServeDrainDelay(t *testing.T) {
-	const delay = 800 * time.Millisecond
+	// Long enough that a loaded machine still posts its event inside it;
+	// the test checks the order of what happens, and that the server
+	// waited at least the delay it was given.
+	const delay = 3 * time.Second
 	hc, base, token, db, stop, done := drainServer(t, delay)
-	ready := func() int { return readyz(hc, base) }
 
 	stopped := time.Now()
 	stop()
-	time.Sleep(delay / 4)
-	if got := ready(); got != 503 {
-		t.Errorf("/readyz while draining: %d, want 503", got)
+	for deadline := time.Now().Add(10 * time.Second); readyz(hc, base) != 503; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never answered 503 while draining")
+		}
 	}
 	if status, body := post(hc, base, token, "drain-1", wfKey, `{}`); status != 201 {
 		t.Errorf("an event while draining: %d %s, want 201", status, body)
-	}
-	select {
-	case code := <-done:
-		t.Fatalf("iu serve exited (%d) %v after the signal, before its drain delay of %v", code, time.Since(stopped), delay)
-	default:
 	}
 	select {
 	case code := <-done:
