@@ -3,6 +3,7 @@ package iu
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,6 +49,8 @@ type Batcher struct {
 	closed bool
 	done   chan struct{}
 	wg     sync.WaitGroup
+
+	pending atomic.Int64 // requests handed over and not yet in a transaction
 }
 
 type unit struct {
@@ -105,6 +108,24 @@ func (e *Engine) NewBatcher(opt BatchOptions) *Batcher {
 // Options returns the batcher's bounds, defaults filled in.
 func (b *Batcher) Options() BatchOptions { return b.opt }
 
+// Pending returns how many requests wait for a transaction: handed to the
+// batcher and not yet in one (a queue that keeps growing is a store that
+// does not keep up).
+func (b *Batcher) Pending() int { return int(b.pending.Load()) }
+
+// send hands u to the loop, counting it as pending first so that the count
+// never goes below zero.
+func (b *Batcher) send(ctx context.Context, u *unit) error {
+	b.pending.Add(int64(len(u.ps)))
+	select {
+	case b.in <- u:
+		return nil
+	case <-ctx.Done():
+		b.pending.Add(-int64(len(u.ps)))
+		return ctx.Err()
+	}
+}
+
 // Submit applies reqs in one transaction shared with other callers' and
 // returns their outcomes in order. The error is for the transaction as a
 // whole (the store failed, or the batcher is closed: ErrUnavailable), and
@@ -123,12 +144,10 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 		b.mu.RUnlock()
 		return nil, errClosed()
 	}
-	select {
-	case b.in <- u:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return nil, ctx.Err()
+	err := b.send(ctx, u)
+	b.mu.RUnlock()
+	if err != nil {
+		return nil, err
 	}
 	select {
 	case r := <-u.out:
@@ -165,12 +184,11 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 			out[i].Outcomes = u.outs
 			continue
 		}
-		select {
-		case b.in <- u:
-			pending[i] = u
-		case <-ctx.Done():
-			out[i].Err = ctx.Err()
+		if err := b.send(ctx, u); err != nil {
+			out[i].Err = err
+			continue
 		}
+		pending[i] = u
 	}
 	b.mu.RUnlock()
 	for i, u := range pending {
@@ -291,6 +309,7 @@ func (b *Batcher) loop() {
 		if !dispatched {
 			b.sem <- struct{}{}
 		}
+		b.pending.Add(-int64(n))
 		b.wg.Add(1)
 		go b.run(batch, n)
 	}

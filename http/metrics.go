@@ -93,6 +93,14 @@ func newMetrics(e *iu.Engine) *metrics {
 	return m
 }
 
+// watch reports b's pending requests.
+func (m *metrics) watch(b *iu.Batcher) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "iu_batch_pending_events",
+		Help: "Emit requests waiting for a group-commit transaction.",
+	}, func() float64 { return float64(b.Pending()) }))
+}
+
 func (m *metrics) event(typ, outcome string) {
 	key := typ + "\x00" + outcome
 	if c, ok := m.eventCounters.Load(key); ok {

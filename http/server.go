@@ -118,6 +118,7 @@ func NewServer(engine *iu.Engine, cfg Config, log *slog.Logger) *Server {
 		}
 	}
 	s.batcher = engine.NewBatcher(batch)
+	s.metrics.watch(s.batcher)
 	s.mux = nethttp.NewServeMux()
 	s.routes = s.routeTable()
 	for i := range s.routes {

@@ -73,7 +73,13 @@ var _ = register("GroupCommitSendsReadyBatchesWithoutWaiting", func(t *testing.T
 		wg.Add(1)
 		go func() { defer wg.Done(); submit(fmt.Sprintf("queued-%d", i)) }()
 	}
-	time.Sleep(300 * time.Millisecond) // lets the ten reach the queue
+	for b.Pending() < queued {
+		select {
+		case <-v.ctx.Done():
+			t.Fatalf("%d requests pending, want %d", b.Pending(), queued)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	close(hold)
 	wg.Wait()
 	if t.Failed() {
@@ -86,8 +92,11 @@ var _ = register("GroupCommitSendsReadyBatchesWithoutWaiting", func(t *testing.T
 	for _, n := range after {
 		total += n
 	}
-	if total != 1+queued || after[0] != 1 || len(after) < 2 || after[1] < 2 {
+	if total != 1+queued || after[0] != 1 || len(after) != 2 || after[1] != queued {
 		t.Fatalf("ten requests queued behind a busy slot went in transactions of %v requests (after the held one), want them together", after[1:])
+	}
+	if n := b.Pending(); n != 0 {
+		t.Errorf("%d requests pending once every one is answered", n)
 	}
 	if got := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); got != 3+1+queued {
 		t.Fatalf("%d log rows, want %d", got, 3+1+queued)

@@ -220,6 +220,9 @@ func TestServeGroupCommitUnderLoad(t *testing.T) {
 			t.Fatalf("group commit did not group: %v requests in %v transactions", sum, count)
 		}
 		t.Logf("%v emit requests in %v transactions", sum, count)
+		if n := metricValue(t, m.body, "iu_batch_pending_events"); n != 0 {
+			t.Fatalf("%v requests pending once every one is answered", n)
+		}
 	})
 }
 
