@@ -80,7 +80,7 @@ func (p *canonParser) value(dst []byte, depth int) ([]byte, bool) {
 		if !p.string() {
 			return nil, false
 		}
-		return appendCanonicalString(dst, p.str), true
+		return AppendJSONString(dst, p.str), true
 	case c == 't':
 		return p.literal(dst, "true")
 	case c == 'f':
@@ -235,7 +235,7 @@ func (p *canonParser) object(dst []byte, depth int) ([]byte, bool) {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendCanonicalString(dst, key(m))
+		dst = AppendJSONString(dst, key(m))
 		dst = append(dst, ':')
 		dst = append(dst, scratch[m.start:m.end]...)
 	}
@@ -322,10 +322,11 @@ func (p *canonParser) hex4() (rune, bool) {
 	return r, true
 }
 
-// appendCanonicalString writes s (valid UTF-8) quoted as encoding/json
-// does with HTML escaping: \" \\ \b \f \n \r \t, \u00XX for the other
-// control characters and for < > &, and \u2028 and \u2029.
-func appendCanonicalString[S string | []byte](dst []byte, s S) []byte {
+// AppendJSONString appends s quoted as encoding/json writes a string with
+// HTML escaping: \" \\ \b \f \n \r \t, \u00XX for the other control
+// characters and for < > &, \u2028 and \u2029, and \ufffd for each byte
+// that is not UTF-8.
+func AppendJSONString[S string | []byte](dst []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
@@ -358,7 +359,12 @@ func appendCanonicalString[S string | []byte](dst []byte, s S) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(string(s[i:min(len(s), i+utf8.UTFMax)]))
-		if r == '\u2028' || r == '\u2029' {
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			start = i + size
+		case r == '\u2028' || r == '\u2029':
 			dst = append(dst, s[start:i]...)
 			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
 			start = i + size

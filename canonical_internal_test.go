@@ -243,3 +243,26 @@ func BenchmarkCanonicalJSON(b *testing.B) {
 		}
 	})
 }
+
+// AppendJSONString writes any string, UTF-8 or not, as json.Marshal does.
+func TestAppendJSONStringMatchesMarshal(t *testing.T) {
+	for range checks {
+		rapid.Check(t, func(t *rapid.T) {
+			s := rapid.OneOf(
+				rapid.String(),
+				rapid.StringOf(rapid.SampledFrom([]rune{'"', '\\', '<', '>', '&', '\b', '\f', '\n', '\r', '\t', 0, 0x1f, 0x7f, '\u2028', '\u2029', 'é', 'a'})),
+				rapid.Map(rapid.SliceOf(rapid.Byte()), func(b []byte) string { return string(b) }), // mostly not UTF-8
+			).Draw(t, "s")
+			want, err := json.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := AppendJSONString(nil, s); string(got) != string(want) {
+				t.Fatalf("AppendJSONString(%q) = %s, want %s", s, got, want)
+			}
+			if got := AppendJSONString(nil, []byte(s)); string(got) != string(want) {
+				t.Fatalf("AppendJSONString([]byte(%q)) = %s, want %s", s, got, want)
+			}
+		})
+	}
+}
