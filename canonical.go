@@ -2,6 +2,7 @@ package iu
 
 import (
 	"bytes"
+	"encoding/json"
 	"slices"
 	"unicode/utf8"
 )
@@ -16,6 +17,35 @@ import (
 // leaves everything else (invalid JSON, trailing data, deep nesting,
 // invalid UTF-8, escaped surrogates) to encoding/json. TestCanonicalJSON*
 // hold it to encoding/json's output.
+
+// CanonicalJSON returns data with object keys sorted and insignificant space
+// removed; numbers keep their text. Invalid JSON is returned unchanged
+// (Validate rejects it first).
+func CanonicalJSON(data []byte) []byte {
+	if len(data) == 0 {
+		return nil
+	}
+	if out, ok := canonicalJSON(data); ok {
+		return out
+	}
+	return canonicalJSONStd(data)
+}
+
+// canonicalJSONStd is CanonicalJSON by encoding/json: data decoded with
+// UseNumber (the first value; what follows it is ignored) and encoded again.
+func canonicalJSONStd(data []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return data
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return data
+	}
+	return out
+}
 
 // maxCanonicalDepth is the deepest nesting canonicalJSON handles itself.
 const maxCanonicalDepth = 64
@@ -87,7 +117,7 @@ func (p *canonParser) value(dst []byte, depth int) ([]byte, bool) {
 		return p.literal(dst, "false")
 	case c == 'n':
 		return p.literal(dst, "null")
-	case c == '-' || '0' <= c && c <= '9':
+	case c == '-' || isDigit(c):
 		return p.number(dst)
 	}
 	return nil, false
@@ -107,7 +137,7 @@ func (p *canonParser) number(dst []byte) ([]byte, bool) {
 	start := p.pos
 	digits := func() int {
 		n := 0
-		for p.pos < len(p.src) && '0' <= p.src[p.pos] && p.src[p.pos] <= '9' {
+		for p.pos < len(p.src) && isDigit(p.src[p.pos]) {
 			p.pos++
 			n++
 		}
@@ -119,7 +149,7 @@ func (p *canonParser) number(dst []byte) ([]byte, bool) {
 	switch c := p.next(); {
 	case c == '0':
 		p.pos++
-	case '1' <= c && c <= '9':
+	case c != '0' && isDigit(c):
 		digits()
 	default:
 		return nil, false

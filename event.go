@@ -1,7 +1,6 @@
 package iu
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -91,35 +90,6 @@ func (e *Event) PayloadDigest() Digest {
 	writeLP(h, e.Subject)
 	writeLP(h, string(CanonicalJSON(e.Data)))
 	return sum(h)
-}
-
-// CanonicalJSON returns data with object keys sorted and insignificant space
-// removed; numbers keep their text. Invalid JSON is returned unchanged
-// (Validate rejects it first). See canonical.go.
-func CanonicalJSON(data []byte) []byte {
-	if len(data) == 0 {
-		return nil
-	}
-	if out, ok := canonicalJSON(data); ok {
-		return out
-	}
-	return canonicalJSONStd(data)
-}
-
-// canonicalJSONStd is CanonicalJSON by encoding/json: data decoded with
-// UseNumber (the first value; what follows it is ignored) and encoded again.
-func canonicalJSONStd(data []byte) []byte {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return data
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return data
-	}
-	return out
 }
 
 // AutoInstanceKey returns the key of the instance an event makes:

@@ -11,38 +11,35 @@ import (
 // reflection costs more than the rest of the handler. The shapes are those
 // of EventAnswer and TemplateResult's MarshalJSON; a test compares them.
 
-// appendString appends s as a JSON string, as encoding/json writes it.
-func appendString(b []byte, s string) []byte { return iu.AppendJSONString(b, s) }
-
 func appendErrorBody(b []byte, e *errorBody) []byte {
 	b = append(b, `{"code":`...)
-	b = appendString(b, string(e.Code))
+	b = iu.AppendJSONString(b, string(e.Code))
 	b = append(b, `,"message":`...)
-	b = appendString(b, e.Message)
+	b = iu.AppendJSONString(b, e.Message)
 	return append(b, '}')
 }
 
 // appendResult appends a result as emit --json writes it.
 func appendResult(b []byte, r *iu.Result) []byte {
 	b = append(b, `{"status":`...)
-	b = appendString(b, string(r.Status))
+	b = iu.AppendJSONString(b, string(r.Status))
 	if r.TemplateKey != "" {
 		b = append(b, `,"template":`...)
-		b = appendString(b, r.TemplateKey)
+		b = iu.AppendJSONString(b, r.TemplateKey)
 	}
 	if r.InstanceKey != "" {
 		b = append(b, `,"instance_key":`...)
-		b = appendString(b, r.InstanceKey)
+		b = iu.AppendJSONString(b, r.InstanceKey)
 	}
 	if r.IdempotencyKey != "" {
 		b = append(b, `,"idempotency_key":`...)
-		b = appendString(b, r.IdempotencyKey)
+		b = iu.AppendJSONString(b, r.IdempotencyKey)
 	}
 	b = append(b, `,"replayed":`...)
 	b = strconv.AppendBool(b, r.Replayed)
 	if r.Gate != "" {
 		b = append(b, `,"gate":`...)
-		b = appendString(b, r.Gate)
+		b = iu.AppendJSONString(b, r.Gate)
 	}
 	return append(b, '}')
 }
@@ -50,7 +47,7 @@ func appendResult(b []byte, r *iu.Result) []byte {
 func appendTemplateResult(b []byte, t *TemplateResult) []byte {
 	if t.Error != nil {
 		b = append(b, `{"template":`...)
-		b = appendString(b, t.TemplateKey)
+		b = iu.AppendJSONString(b, t.TemplateKey)
 		b = append(b, `,"error":`...)
 		b = appendErrorBody(b, t.Error)
 		return append(b, '}')
@@ -61,11 +58,11 @@ func appendTemplateResult(b []byte, t *TemplateResult) []byte {
 // appendEventAnswer appends one event's answer.
 func appendEventAnswer(b []byte, a *EventAnswer) []byte {
 	b = append(b, `{"id":`...)
-	b = appendString(b, a.ID)
+	b = iu.AppendJSONString(b, a.ID)
 	b = append(b, `,"source":`...)
-	b = appendString(b, a.Source)
+	b = iu.AppendJSONString(b, a.Source)
 	b = append(b, `,"type":`...)
-	b = appendString(b, a.Type)
+	b = iu.AppendJSONString(b, a.Type)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(a.Status), 10)
 	b = append(b, `,"results":[`...)
