@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/intake"
 )
 
 // Bulk over HTTP: POST /v1/bulk with Content-Type application/x-ndjson. The
@@ -31,7 +32,7 @@ import (
 const ctNDJSON = "application/x-ndjson"
 
 func (s *Server) handleBulk(c *call) error {
-	mt := mediaType(c.r.Header.Get("Content-Type"))
+	mt := intake.MediaType(c.r.Header.Get("Content-Type"))
 	if mt != ctNDJSON && mt != "application/jsonl" {
 		return httpError(CodeUnsupportedMedia, "a bulk body is NDJSON (Content-Type: %s): the plan on the first line, then one event a line", ctNDJSON)
 	}
@@ -52,7 +53,7 @@ func (s *Server) handleBulk(c *call) error {
 	default:
 		return httpError(iu.CodeInvalid, "progress=%q: want events, count or none", progress)
 	}
-	stream := mediaType(c.r.Header.Get("Accept")) == ctNDJSON
+	stream := intake.MediaType(c.r.Header.Get("Accept")) == ctNDJSON
 
 	br := bufio.NewReaderSize(c.r.Body, 64<<10)
 	head, err := readLine(br, iu.MaxNDJSONLine)

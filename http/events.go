@@ -1,180 +1,12 @@
 package http
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	nethttp "net/http"
-	"strings"
-
-	"github.com/cloudevents/sdk-go/v2/binding"
-	"github.com/cloudevents/sdk-go/v2/event"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/intake"
 )
-
-// The media types of CloudEvents' structured and batch modes.
-const (
-	ctStructured = "application/cloudevents+json"
-	ctBatch      = "application/cloudevents-batch+json"
-)
-
-// Extension attributes iu reads.
-const (
-	extTemplate = "iutemplate"
-	extActor    = "iuactor"
-	extPrefix   = "iuprefix"
-)
-
-// Event modes.
-const (
-	modeBinary     = "binary"
-	modeStructured = "structured"
-	modeBatch      = "batch"
-)
-
-// incoming is one event of a request, parsed, or the reason it was not.
-type incoming struct {
-	ev      iu.Event
-	routing iu.Routing
-	err     error // invalid event (400)
-}
-
-// DecodeEvents parses the CloudEvents of an HTTP request body in binary,
-// structured or batch mode (header and body as received) with the
-// CloudEvents SDK, and returns them as iu events with their routing
-// extensions. The error is for the request as a whole (415 or 400); an
-// event of a batch that is invalid on its own is reported in its incoming.
-// The batch flag says whether the answer is a list.
-func DecodeEvents(header nethttp.Header, body []byte) (events []incoming, batch bool, err error) {
-	mode, err := eventMode(header)
-	if err != nil {
-		return nil, false, err
-	}
-	msg := cehttp.NewMessage(header, io.NopCloser(bytes.NewReader(body)))
-	defer msg.Finish(nil)
-	switch mode {
-	case modeBatch:
-		evs, err := binding.ToEvents(context.Background(), msg, msg.BodyReader)
-		if err != nil {
-			return nil, true, httpError(iu.CodeInvalid, "invalid event batch: %s", sdkMessage(err))
-		}
-		if len(evs) == 0 {
-			return nil, true, httpError(iu.CodeInvalid, "invalid event batch: the batch is empty")
-		}
-		out := make([]incoming, len(evs))
-		for i := range evs {
-			out[i] = fromCloudEvent(&evs[i], mode)
-		}
-		return out, true, nil
-	default:
-		ce, err := binding.ToEvent(context.Background(), msg)
-		if err != nil {
-			return nil, false, httpError(iu.CodeInvalid, "invalid event: %s", sdkMessage(err))
-		}
-		in := fromCloudEvent(ce, mode)
-		if in.err != nil {
-			return nil, false, in.err
-		}
-		return []incoming{in}, false, nil
-	}
-}
-
-// eventMode tells the three modes apart by the request's headers.
-func eventMode(h nethttp.Header) (string, error) {
-	mt := mediaType(h.Get("Content-Type"))
-	switch {
-	case mt == ctBatch:
-		return modeBatch, nil
-	case mt == ctStructured:
-		return modeStructured, nil
-	case h.Get("Ce-Specversion") != "":
-		if mt != "" && !isJSONType(mt) {
-			return "", httpError(CodeUnsupportedMedia, "binary mode: the event data must be JSON (Content-Type: application/json), not %s", mt)
-		}
-		return modeBinary, nil
-	}
-	if mt == "" {
-		return "", httpError(CodeUnsupportedMedia, "not a CloudEvent: send ce-* headers (binary mode), Content-Type %s (structured) or %s (batch)", ctStructured, ctBatch)
-	}
-	return "", httpError(CodeUnsupportedMedia, "Content-Type %s is not a CloudEvents mode: want %s, %s, or ce-* headers with JSON data (binary mode)", mt, ctStructured, ctBatch)
-}
-
-// sdkMessage keeps the SDK's reason on one line.
-func sdkMessage(err error) string {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if len(msg) > 300 {
-		msg = msg[:300] + "..."
-	}
-	return msg
-}
-
-// fromCloudEvent validates a CloudEvent and converts it.
-func fromCloudEvent(ce *event.Event, mode string) incoming {
-	var in incoming
-	fail := func(format string, args ...any) incoming {
-		in.err = httpError(iu.CodeInvalid, "invalid event %q: %s", ce.ID(), fmt.Sprintf(format, args...))
-		return in
-	}
-	if err := ce.Validate(); err != nil {
-		return fail("%s", sdkMessage(err))
-	}
-	data := ce.Data()
-	if len(data) > 0 {
-		if mt := mediaType(ce.DataContentType()); mt != "" && !isJSONType(mt) && mode != modeBinary {
-			return fail("datacontenttype %s: the data must be JSON", mt)
-		}
-		if bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
-			data = nil
-		} else if !json.Valid(data) {
-			return fail("the data is not valid JSON")
-		}
-	}
-	in.ev = iu.Event{ID: ce.ID(), Source: ce.Source(), Type: ce.Type(), Subject: ce.Subject(), Data: data}
-	if t := ce.Time(); !t.IsZero() {
-		in.ev.Time = t.UTC()
-	}
-	if ext := ce.Extensions(); len(ext) > 0 {
-		for _, x := range [...]struct {
-			name string
-			dst  *string
-		}{{extTemplate, &in.routing.Template}, {extActor, &in.routing.Actor}, {extPrefix, &in.routing.Prefix}} {
-			v, ok := ext[x.name]
-			if !ok {
-				continue
-			}
-			s, err := types.ToString(v)
-			if err != nil {
-				return fail("extension %s must be a string", x.name)
-			}
-			*x.dst = s
-		}
-	}
-	if err := in.ev.Validate(); err != nil {
-		in.err = err
-		return in
-	}
-	if t := in.routing.Template; t != "" {
-		if _, err := iu.ParseTemplateKey(t); err != nil {
-			return fail("extension %s: %v", extTemplate, err)
-		}
-	}
-	if a := in.routing.Actor; a != "" {
-		if err := iu.CheckActor(a); err != nil {
-			return fail("extension %s: %v", extActor, err)
-		}
-	}
-	if p := in.routing.Prefix; p != "" {
-		if err := iu.CheckPrefix(p); err != nil {
-			return fail("extension %s: %v", extPrefix, err)
-		}
-	}
-	return in
-}
 
 // EventAnswer is the answer for one event: its per-template results, in the
 // shapes of emit's --json, and its own status.
@@ -241,7 +73,8 @@ func (s *Server) handleEvents(c *call) error {
 		s.metrics.event("", "too_large")
 		return err
 	}
-	ins, batch, err := DecodeEvents(c.r.Header, body)
+	ins, mode, err := intake.Decode(c.r.Header, body)
+	batch := mode == intake.Batch
 	if err != nil {
 		s.metrics.event("", string(iu.ErrorCode(err)))
 		return err
@@ -287,7 +120,7 @@ func (s *Server) handleEvents(c *call) error {
 
 // applyEvents routes every event and submits them to the batcher at once,
 // one unit per event (its fan-out shares a transaction), and answers each.
-func (s *Server) applyEvents(c *call, ins []incoming) []EventAnswer {
+func (s *Server) applyEvents(c *call, ins []intake.Event) []EventAnswer {
 	answers := make([]EventAnswer, len(ins))
 	units := make([][]iu.EmitRequest, len(ins))
 	var triggers []iu.Trigger
@@ -296,22 +129,22 @@ func (s *Server) applyEvents(c *call, ins []incoming) []EventAnswer {
 	for i := range ins {
 		in := &ins[i]
 		a := &answers[i]
-		a.ID, a.Source, a.Type, a.Results = in.ev.ID, in.ev.Source, in.ev.Type, []TemplateResult{}
-		if in.err != nil {
-			body := publicError(in.err, c.id)
+		a.ID, a.Source, a.Type, a.Results = in.Event.ID, in.Event.Source, in.Event.Type, []TemplateResult{}
+		if in.Err != nil {
+			body := publicError(in.Err, c.id)
 			a.Status, a.Error = statusOf(body.Code), &body
 			continue
 		}
-		if in.routing.Template == "" && !loaded {
+		if in.Routing.Template == "" && !loaded {
 			triggers, trigErr = s.triggers.get(c.ctx(), s.engine)
 			loaded = true
 		}
-		if in.routing.Template == "" && trigErr != nil {
+		if in.Routing.Template == "" && trigErr != nil {
 			body := publicError(trigErr, c.id)
 			a.Status, a.Error = statusOf(body.Code), &body
 			continue
 		}
-		reqs, err := iu.Route(in.ev, in.routing, triggers, c.token.Name)
+		reqs, err := iu.Route(in.Event, in.Routing, triggers, c.token.Name)
 		if err != nil {
 			body := publicError(err, c.id)
 			a.Status, a.Error = statusOf(body.Code), &body

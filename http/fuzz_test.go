@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	nethttp "net/http"
 	"testing"
 
 	"github.com/iu-engine/iu"
@@ -25,70 +24,6 @@ func checkWireError(t *testing.T, err error) {
 	if ie.Message == "" {
 		t.Fatalf("error without a message")
 	}
-}
-
-// FuzzDecodeEvents feeds the CloudEvents decoder every mode with arbitrary
-// attributes and bodies: it never panics, refuses with a coded error, and
-// what it accepts is a valid iu event with JSON data.
-func FuzzDecodeEvents(f *testing.F) {
-	f.Add(uint8(0), "e-1", "hr:x", "hr.hired", "tpl:wf:onboarding/v2", "application/json", []byte(`{"a":1}`))
-	f.Add(uint8(0), "", "s", "t", "", "", []byte(nil))
-	f.Add(uint8(0), "e\x01", "s", "t", "tpl:x", "text/plain", []byte("hi"))
-	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data":{"x":[1,2]},"iutemplate":"tpl:wf:a/v1"}`))
-	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`))
-	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"0.3","id":"a","source":"b","type":"c","data":"x","datacontenttype":"text/plain"}`))
-	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","iutemplate":5}`))
-	f.Add(uint8(2), "", "", "", "", "", []byte(`[{"specversion":"1.0","id":"a","source":"b","type":"c"},{"specversion":"1.0","id":"","source":"b","type":"c"}]`))
-	f.Add(uint8(2), "", "", "", "", "", []byte(`[]`))
-	f.Add(uint8(2), "", "", "", "", "", []byte(`{"not":"a list"}`))
-	f.Add(uint8(3), "", "", "", "", "", []byte(`{}`))
-	f.Fuzz(func(t *testing.T, mode uint8, id, source, typ, tpl, ct string, body []byte) {
-		h := nethttp.Header{}
-		switch mode % 4 {
-		case 0:
-			h.Set("Ce-Specversion", "1.0")
-			h.Set("Ce-Id", id)
-			h.Set("Ce-Source", source)
-			h.Set("Ce-Type", typ)
-			if tpl != "" {
-				h.Set("Ce-Iutemplate", tpl)
-			}
-			if ct != "" {
-				h.Set("Content-Type", ct)
-			}
-		case 1:
-			h.Set("Content-Type", ctStructured)
-		case 2:
-			h.Set("Content-Type", ctBatch+"; charset=utf-8")
-		case 3:
-			h.Set("Content-Type", ct)
-		}
-		ins, _, err := DecodeEvents(h, body)
-		if err != nil {
-			checkWireError(t, err)
-			return
-		}
-		if len(ins) == 0 {
-			t.Fatal("no events and no error")
-		}
-		for _, in := range ins {
-			if in.err != nil {
-				checkWireError(t, in.err)
-				continue
-			}
-			if err := in.ev.Validate(); err != nil {
-				t.Fatalf("accepted an invalid event %+v: %v", in.ev, err)
-			}
-			if len(in.ev.Data) > 0 && !json.Valid(in.ev.Data) {
-				t.Fatalf("accepted non-JSON data %q", in.ev.Data)
-			}
-			if in.routing.Template != "" {
-				if _, err := iu.ParseTemplateKey(in.routing.Template); err != nil {
-					t.Fatalf("accepted a malformed iutemplate %q", in.routing.Template)
-				}
-			}
-		}
-	})
 }
 
 // FuzzJSONBodies decodes arbitrary bytes as every JSON body of the API:

@@ -15,18 +15,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	nethttp "net/http"
 	"strings"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/intake"
 )
 
 // Codes of refusals that happen before the domain is asked; the domain's
 // own codes are iu.Code values.
 const (
 	CodeTooLarge         iu.Code = "too_large"
-	CodeUnsupportedMedia iu.Code = "unsupported_media_type"
+	CodeUnsupportedMedia         = intake.CodeUnsupportedMedia
 	CodeMethodNotAllowed iu.Code = "method_not_allowed"
 )
 
@@ -118,28 +118,11 @@ func writeJSON(w nethttp.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-// mediaType returns the media type of a Content-Type value, lower case,
-// without parameters ("" if absent or malformed).
-func mediaType(ct string) string {
-	if ct == "" {
-		return ""
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
-	}
-	return mt
-}
-
-func isJSONType(mt string) bool {
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
-}
-
 // decodeJSON reads a JSON request body strictly into v: unknown fields,
 // trailing data and a non-JSON content type are refused. The body is
 // already bounded by a MaxBytesReader.
 func decodeJSON(r *nethttp.Request, v any) error {
-	if mt := mediaType(r.Header.Get("Content-Type")); mt != "" && !isJSONType(mt) {
+	if mt := intake.MediaType(r.Header.Get("Content-Type")); mt != "" && !intake.IsJSONType(mt) {
 		return httpError(CodeUnsupportedMedia, "the body must be JSON (Content-Type: application/json), not %s", mt)
 	}
 	return decodeStrict(r.Body, v)

@@ -1,0 +1,206 @@
+package intake
+
+import (
+	"encoding/json"
+	"errors"
+	nethttp "net/http"
+	"strings"
+	"testing"
+
+	"github.com/iu-engine/iu"
+)
+
+// sources are attribute values that a URI parser would rewrite, or refuse:
+// iu must take each exactly as sent.
+var sources = []string{
+	"a b'c", "HR:Workday", "hr:Workday", "a%20b", "a b", "%zz", "urn:x",
+	"https://Example.com/A?b=c#d", "/relative/path", "x\u00e9y", "HTTP://EXAMPLE.COM/",
+}
+
+func binary(source string) nethttp.Header {
+	h := nethttp.Header{}
+	h.Set("Ce-Specversion", "1.0")
+	h.Set("Ce-Id", "e-1")
+	h.Set("Ce-Source", source)
+	h.Set("Ce-Type", "t")
+	h.Set("Content-Type", "application/json")
+	return h
+}
+
+func structured(source string) []byte {
+	b, _ := json.Marshal(map[string]any{"specversion": "1.0", "id": "e-1", "source": source, "type": "t", "data": map[string]int{"a": 1}})
+	return b
+}
+
+// The source attribute is the bytes the producer sent, in every mode: the
+// idempotency key is computed from it.
+func TestSourceKeptAsSent(t *testing.T) {
+	for _, src := range sources {
+		t.Run(src, func(t *testing.T) {
+			evs, mode, err := Decode(binary(src), []byte(`{"a":1}`))
+			if err != nil || mode != Binary || len(evs) != 1 || evs[0].Event.Source != src {
+				t.Fatalf("binary: %v %s %+v", err, mode, evs)
+			}
+			h := nethttp.Header{"Content-Type": {ContentTypeStructured}}
+			evs, mode, err = Decode(h, structured(src))
+			if err != nil || mode != Structured || len(evs) != 1 || evs[0].Event.Source != src {
+				t.Fatalf("structured: %v %s %+v", err, mode, evs)
+			}
+			batch := []byte("[" + string(structured(src)) + "," + string(structured("other")) + "]")
+			h = nethttp.Header{"Content-Type": {ContentTypeBatch}}
+			evs, mode, err = Decode(h, batch)
+			if err != nil || mode != Batch || len(evs) != 2 || evs[0].Event.Source != src || evs[1].Event.Source != "other" {
+				t.Fatalf("batch: %v %s %+v", err, mode, evs)
+			}
+			for _, ev := range evs {
+				if ev.Err != nil {
+					t.Fatalf("batch event refused: %v", ev.Err)
+				}
+			}
+		})
+	}
+}
+
+// Header names are matched without regard to case (NATS keeps them as
+// sent).
+func TestHeaderCase(t *testing.T) {
+	h := nethttp.Header{"ce-specversion": {"1.0"}, "CE-ID": {"e-1"}, "ce-Source": {"HR:x"}, "ce-type": {"t"}, "content-type": {"application/json"}, "ce-iutemplate": {"tpl:wf:a/v1"}}
+	evs, mode, err := Decode(h, []byte(`{}`))
+	if err != nil || mode != Binary || evs[0].Event.ID != "e-1" || evs[0].Event.Source != "HR:x" || evs[0].Routing.Template != "tpl:wf:a/v1" {
+		t.Fatalf("%v %s %+v", err, mode, evs)
+	}
+}
+
+// Refusals name what is wrong.
+func TestRefusals(t *testing.T) {
+	b64 := func(data, ct string) []byte {
+		m := map[string]any{"specversion": "1.0", "id": "e-1", "source": "s", "type": "t", "data_base64": data}
+		if ct != "" {
+			m["datacontenttype"] = ct
+		}
+		b, _ := json.Marshal(m)
+		return b
+	}
+	structuredH := nethttp.Header{"Content-Type": {ContentTypeStructured}}
+	cases := []struct {
+		name string
+		h    nethttp.Header
+		body []byte
+		code iu.Code
+		want string
+	}{
+		{"no specversion", nethttp.Header{"Ce-Id": {"1"}, "Ce-Type": {"t"}, "Content-Type": {"application/json"}}, []byte(`{}`),
+			iu.CodeInvalid, "the ce-specversion header is missing"},
+		{"not a CloudEvent", nethttp.Header{}, []byte(`{}`), CodeUnsupportedMedia, "not a CloudEvent"},
+		{"binary not JSON", func() nethttp.Header { h := binary("s"); h.Set("Content-Type", "text/plain"); return h }(), []byte("hi"),
+			CodeUnsupportedMedia, "must be JSON"},
+		{"base64 not JSON", structuredH, b64("AAEC", ""), iu.CodeInvalid, "data_base64 does not hold a JSON document: iu takes JSON data only"},
+		{"base64 of text", structuredH, b64("aGk=", "text/plain"), iu.CodeInvalid, "datacontenttype text/plain: iu takes JSON data only"},
+		{"batch of nothing", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`[]`), iu.CodeInvalid, "the batch is empty"},
+		{"batch not a list", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`{}`), iu.CodeInvalid, "want a JSON array of events"},
+		{"control character in source", structuredH, structured("a\x01b"), iu.CodeInvalid, "source contains a control character"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			evs, _, err := Decode(c.h, c.body)
+			if err == nil && len(evs) > 0 {
+				err = evs[0].Err
+			}
+			if err == nil {
+				t.Fatalf("accepted: %+v", evs)
+			}
+			if iu.ErrorCode(err) != c.code || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %s %q, want %s containing %q", iu.ErrorCode(err), err, c.code, c.want)
+			}
+		})
+	}
+}
+
+// data_base64 whose bytes are JSON is taken as that JSON.
+func TestBase64JSON(t *testing.T) {
+	body := []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`)
+	evs, _, err := Decode(nethttp.Header{"Content-Type": {ContentTypeStructured}}, body)
+	if err != nil || evs[0].Err != nil || string(evs[0].Event.Data) != `{"a":1}` {
+		t.Fatalf("%v %+v", err, evs)
+	}
+}
+
+// FuzzDecode feeds the decoder every mode with arbitrary attributes and
+// bodies: it never panics, refuses with a coded error, and what it accepts
+// is a valid iu event with JSON data and the source as sent.
+func FuzzDecode(f *testing.F) {
+	f.Add(uint8(0), "e-1", "hr:x", "hr.hired", "tpl:wf:onboarding/v2", "application/json", []byte(`{"a":1}`))
+	f.Add(uint8(0), "", "s", "t", "", "", []byte(nil))
+	f.Add(uint8(0), "e\x01", "a b", "t", "tpl:x", "text/plain", []byte("hi"))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data":{"x":[1,2]},"iutemplate":"tpl:wf:a/v1"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"%zz","type":"c"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"0.3","id":"a","source":"b","type":"c","data":"x","datacontenttype":"text/plain"}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","iutemplate":5}`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`[{"specversion":"1.0","id":"a","source":"b","type":"c"},{"specversion":"1.0","id":"","source":"b","type":"c"}]`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`[]`))
+	f.Add(uint8(2), "", "", "", "", "", []byte(`{"not":"a list"}`))
+	f.Add(uint8(3), "", "", "", "", "", []byte(`{}`))
+	f.Fuzz(func(t *testing.T, mode uint8, id, source, typ, tpl, ct string, body []byte) {
+		h := nethttp.Header{}
+		switch mode % 4 {
+		case 0:
+			h.Set("Ce-Specversion", "1.0")
+			h.Set("Ce-Id", id)
+			h.Set("Ce-Source", source)
+			h.Set("Ce-Type", typ)
+			if tpl != "" {
+				h.Set("Ce-Iutemplate", tpl)
+			}
+			if ct != "" {
+				h.Set("Content-Type", ct)
+			}
+		case 1:
+			h.Set("Content-Type", ContentTypeStructured)
+		case 2:
+			h.Set("Content-Type", ContentTypeBatch+"; charset=utf-8")
+		case 3:
+			h.Set("Content-Type", ct)
+		}
+		evs, got, err := Decode(h, body)
+		if err != nil {
+			checkError(t, err)
+			return
+		}
+		if len(evs) == 0 {
+			t.Fatal("no events and no error")
+		}
+		for _, in := range evs {
+			if in.Err != nil {
+				checkError(t, in.Err)
+				continue
+			}
+			if err := in.Event.Validate(); err != nil {
+				t.Fatalf("accepted an invalid event %+v: %v", in.Event, err)
+			}
+			if len(in.Event.Data) > 0 && !json.Valid(in.Event.Data) {
+				t.Fatalf("accepted non-JSON data %q", in.Event.Data)
+			}
+			if got == Binary && in.Event.Source != h.Get("Ce-Source") {
+				t.Fatalf("binary source %q read as %q", h.Get("Ce-Source"), in.Event.Source)
+			}
+			if in.Routing.Template != "" {
+				if _, err := iu.ParseTemplateKey(in.Routing.Template); err != nil {
+					t.Fatalf("accepted a malformed iutemplate %q", in.Routing.Template)
+				}
+			}
+		}
+	})
+}
+
+func checkError(t *testing.T, err error) {
+	t.Helper()
+	var ie *iu.Error
+	if !errors.As(err, &ie) {
+		t.Fatalf("error %T %v is not an *iu.Error", err, err)
+	}
+	if ie.Code != iu.CodeInvalid && ie.Code != CodeUnsupportedMedia || ie.Message == "" || !errors.Is(err, iu.ErrInvalidEvent) {
+		t.Fatalf("error %s %q", ie.Code, ie.Message)
+	}
+}
+
