@@ -38,6 +38,8 @@ var (
 	ErrStoreBusy           = errors.New("store busy")
 	ErrUnavailable         = errors.New("store unavailable")
 	ErrNotStore            = errors.New("not an iu store")
+	ErrNoStore             = errors.New("no iu store")
+	ErrStoreFull           = errors.New("store full")
 	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
 	ErrTriggerExists       = errors.New("trigger exists")
 	ErrTokenExists         = errors.New("token exists")
@@ -66,6 +68,8 @@ var sentinelCodes = map[error]Code{
 	ErrUnavailable:         CodeUnavailable,
 	ErrRetryable:           CodeUnavailable,
 	ErrNotStore:            CodeInvalid,
+	ErrNoStore:             CodeNotFound,
+	ErrStoreFull:           CodeUnavailable,
 	ErrSchemaTooNew:        CodeInvalid,
 	ErrTriggerExists:       CodeConflict,
 	ErrTokenExists:         CodeConflict,
