@@ -142,8 +142,9 @@ type Tx interface {
 	// after the name after ("" from the first), at most limit.
 	ListTokens(ctx context.Context, after string, limit int) ([]Token, error)
 	// RevokeToken stamps a token revoked at at, unless it already is, and
-	// returns it; ErrNotFound if there is none.
-	RevokeToken(ctx context.Context, name string, at time.Time) (Token, error)
+	// returns it and whether this call revoked it; ErrNotFound if there is
+	// none.
+	RevokeToken(ctx context.Context, name string, at time.Time) (Token, bool, error)
 	// GetToken returns the token whose secret hashes to hash, revoked or
 	// not, or ErrNotFound.
 	GetToken(ctx context.Context, hash string) (Token, error)

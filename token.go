@@ -144,8 +144,8 @@ func (e *Engine) RevokeToken(ctx context.Context, name string) (Token, error) {
 	w := who(ctx, "")
 	var t Token
 	err := e.update(ctx, func(tx Tx) (err error) {
-		at := TimeOf(e.clock())
-		if t, err = tx.RevokeToken(ctx, name, at.Time); err != nil || !t.RevokedAt.Equal(at.Time) {
+		var revoked bool
+		if t, revoked, err = tx.RevokeToken(ctx, name, e.clock()); err != nil || !revoked {
 			return err // revoked before: nothing changed
 		}
 		return e.audit(ctx, tx, w, AuditTokenRevoke, t.Name, "scope %s", t.Scope)

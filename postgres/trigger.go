@@ -147,15 +147,19 @@ func (t *tx) ListTokens(ctx context.Context, after string, limit int) ([]iu.Toke
 	return out, t.s.translate(ctx, rows.Err())
 }
 
-func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, error) {
+func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, bool, error) {
 	if !t.write {
-		return iu.Token{}, errReadOnly
+		return iu.Token{}, false, errReadOnly
 	}
-	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = coalesce(revoked_at, $1) WHERE name = $2 RETURNING `+tokenColumns, at, name)
+	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING `+tokenColumns, at, name)
+	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+		return tk, err == nil, err
+	}
+	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = $1`, name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
 	}
-	return tk, err
+	return tk, false, err
 }
 
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {

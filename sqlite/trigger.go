@@ -144,12 +144,16 @@ func (t *tx) oneToken(ctx context.Context, query string, args ...any) (iu.Token,
 	return tk, t.s.translate(rows.Close())
 }
 
-func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, error) {
-	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? RETURNING `+tokenColumns, fmtTime(at), name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, bool, error) {
+	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING `+tokenColumns, fmtTime(at), name)
+	if err == nil || !errors.Is(err, sql.ErrNoRows) {
+		return tk, err == nil, err
 	}
-	return tk, err
+	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = ?`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+	}
+	return tk, false, err
 }
 
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {
