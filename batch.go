@@ -206,7 +206,7 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 }
 
 func errClosed() error {
-	return Errorf(ErrUnavailable, "the server is shutting down and takes no more events: send them again to another server or later")
+	return Errorf(ErrShuttingDown, "the server is shutting down and takes no more events: send them again to another server or later")
 }
 
 // Close stops taking requests, commits those already taken and waits for

@@ -36,6 +36,7 @@ var (
 	ErrIdempotencyConflict = errors.New("idempotency conflict")
 	ErrGateClosed          = errors.New("gate closed")
 	ErrStoreBusy           = errors.New("store busy")
+	ErrShuttingDown        = errors.New("shutting down")
 	ErrUnavailable         = errors.New("store unavailable")
 	ErrNotStore            = errors.New("not an iu store")
 	ErrNoStore             = errors.New("no iu store")
@@ -65,6 +66,7 @@ var sentinelCodes = map[error]Code{
 	ErrIdempotencyConflict: CodeConflict,
 	ErrGateClosed:          CodeGateClosed,
 	ErrStoreBusy:           CodeUnavailable,
+	ErrShuttingDown:        CodeUnavailable,
 	ErrUnavailable:         CodeUnavailable,
 	ErrRetryable:           CodeUnavailable,
 	ErrNotStore:            CodeInvalid,

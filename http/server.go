@@ -403,8 +403,11 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 func (s *Server) fail(c *call, err error) {
 	body := publicError(err, c.id)
 	status := statusOf(body.Code)
-	if body.Code == iu.CodeInternal {
+	switch body.Code {
+	case iu.CodeInternal:
 		c.logger().Error("internal error", "route", c.route.pattern, "err", err)
+	case iu.CodeUnavailable:
+		c.logger().Warn("unavailable", "route", c.route.pattern, "err", err)
 	}
 	if status == nethttp.StatusServiceUnavailable {
 		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))

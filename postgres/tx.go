@@ -707,7 +707,7 @@ func instanceBatch(instances []iu.Instance) queued {
 // ErrInstanceExists.
 func instanceExists(err error) error {
 	if isUnique(err) {
-		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", rootCause(err))
+		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
 	}
 	return err
 }

@@ -515,7 +515,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		7, "", cols)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", err)
+			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
 		}
 		return err
 	}
