@@ -222,7 +222,11 @@ func (a *app) emitCommand() *cobra.Command {
 		Short: "Instantiate a template from one event, exactly once",
 		Long: `Instantiate a template from one event. Safe to repeat: a redelivered event returns
 the first instance with replayed: true. The same event id with another payload is
-an idempotency conflict. With a gate off the answer is "gated" and nothing is written.`,
+an idempotency conflict. With a gate off the answer is "gated" and nothing is written.
+
+Exit status: 0 when the event was applied (made, replayed or shadowed), 1 when it
+failed (an unknown template, a conflict, bad input), 3 when a gate is closed and
+nothing was written (the output names the gate to open).`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(cmd, "template", "event-id", "event-type", "actor"); err != nil {
