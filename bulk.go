@@ -393,7 +393,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		return nil, err
 	}
 	txStart := time.Now()
-	err := e.store.Update(ctx, func(tx Tx) error {
+	err := e.store.UpdateOnce(ctx, func(tx Tx) error {
 		before, err := tx.Gates(ctx)
 		if err != nil {
 			return err
@@ -416,11 +416,15 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 				}
 				ps[i] = p
 			}
-			outs, _, err := e.instantiate(ctx, tx, ps, templates, false)
+			b, err := e.instantiate(ctx, tx, ps, templates)
 			if err != nil {
 				return err
 			}
-			for i, o := range outs {
+			// The run reads its answers before it commits.
+			if err := tx.Settle(ctx); err != nil {
+				return err
+			}
+			for i, o := range b.resolve() {
 				if o.Err != nil {
 					return wrapAt(evs[i], o.Err)
 				}

@@ -294,11 +294,28 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Update runs fn in a READ COMMITTED transaction. Conflicts between workers
-// are settled by unique indexes, not by isolation: see ClaimEvents.
+// Update runs fn in a READ COMMITTED transaction. fn is safe to run more
+// than once, so the transaction may assume the gates and emit modes read
+// last instead of waiting for them (see state.go), and is run again,
+// reading them first, if they changed. Conflicts between workers are
+// settled by unique indexes, not by isolation: see claimEvents.
 func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	return s.pooled(ctx, true, true, fn)
+}
+
+// UpdateOnce runs fn in a READ COMMITTED transaction, once: it reads the
+// gates it uses rather than assuming them.
+func (s *Store) UpdateOnce(ctx context.Context, fn func(iu.Tx) error) error {
 	return s.pooled(ctx, true, false, fn)
 }
+
+// LocalPath is "": the store lives on a server.
+func (s *Store) LocalPath() string { return "" }
+
+// WriteConcurrency is 2: concurrent transactions overlap their round trips
+// and WAL flushes (on a small machine, larger transactions beat more of
+// them; raise it with --batch-workers on more cores).
+func (s *Store) WriteConcurrency() int { return 2 }
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot for
 // every statement, so verify's reads agree with each other.

@@ -385,11 +385,11 @@ const claimInsertOne = `INSERT INTO iu_auto_instantiate_event_log (` + logColumn
 // lost is deleted (rolled back) before it could read the winner's entry.
 const maxClaimRounds = 4
 
-// ClaimEvents claims the free keys with one INSERT ... ON CONFLICT DO
+// claimEvents claims the free keys with one INSERT ... ON CONFLICT DO
 // NOTHING and then reads the entries of the keys it did not get, in a new
 // statement: at READ COMMITTED that statement sees the rows whose commit the
 // INSERT waited for.
-func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
 	if !t.write {
 		return nil, errReadOnly
 	}
@@ -627,7 +627,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		ev := eventArgs(in.Event)
 		var sa slotArrays
 		sa.add(0, in.Slots)
-		q = queued{sql: instanceInsertOne, args: []any{in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt,
+		q = queued{sql: instanceInsertOne, args: []any{in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt.Time,
 			sa.pos, sa.slot, sa.piece, sa.after,
 			in.TemplateKey, in.TemplateDigest.String(), string(in.Mode), ev[0], ev[1], ev[2], ev[3], ev[4], ev[5]}}
 	} else {
@@ -687,7 +687,7 @@ func instanceBatch(instances []iu.Instance) queued {
 			gid, gtitle, gdigest, gtkey, gtdigest = append(gid, id), append(gtitle, g.title), append(gdigest, g.digest), append(gtkey, g.tkey), append(gtdigest, g.tdigest)
 			sa.add(id, in.Slots)
 		}
-		keys[i], grps[i], actors[i], modes[i], ats[i] = in.Key, id, in.Actor, string(in.Mode), in.CreatedAt
+		keys[i], grps[i], actors[i], modes[i], ats[i] = in.Key, id, in.Actor, string(in.Mode), in.CreatedAt.Time
 		if ev := in.Event; ev != nil {
 			evID[i], evType[i], evSource[i], evSubject[i] = &ev.ID, &ev.Type, &ev.Source, &ev.Subject
 			if !ev.Time.IsZero() {
@@ -712,8 +712,8 @@ func instanceExists(err error) error {
 	return err
 }
 
-func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
-	rec := &iu.InstanceRecord{Key: key}
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) {
+	rec := &iu.Instance{Key: key}
 	var id int64
 	var digest string
 	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evData *string

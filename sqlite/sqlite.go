@@ -240,8 +240,12 @@ func noStore(path string) error {
 // Describe names the store.
 func (s *Store) Describe() string { return "sqlite:" + s.path }
 
-// Path returns the absolute path of the database file.
-func (s *Store) Path() string { return s.path }
+// LocalPath returns the absolute path of the database file.
+func (s *Store) LocalPath() string { return s.path }
+
+// WriteConcurrency is 1: SQLite has one writer, and a second write
+// transaction would only wait for the first.
+func (s *Store) WriteConcurrency() int { return 1 }
 
 // Close closes the store.
 func (s *Store) Close() error {
@@ -272,9 +276,9 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Update runs fn in a write transaction (BEGIN IMMEDIATE). It waits up to
-// Options.BusyWait for another process's write lock.
-func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+// UpdateOnce runs fn in a write transaction (BEGIN IMMEDIATE). It waits up
+// to Options.BusyWait for another process's write lock.
+func (s *Store) UpdateOnce(ctx context.Context, fn func(iu.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.wconn == nil {
@@ -325,6 +329,10 @@ func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 	s.ckpt.committed()
 	return nil
 }
+
+// Update is UpdateOnce: a SQLite transaction holds the write lock from its
+// start, so it never has to run fn again.
+func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error { return s.UpdateOnce(ctx, fn) }
 
 // stmt returns a statement prepared on the writer connection, kept for the
 // life of the store. Callers hold wmu.

@@ -401,7 +401,37 @@ func (t *tx) ListPieces(ctx context.Context) (map[iu.Digest]iu.Piece, error) {
 
 const logColumns = `idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at`
 
-func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+// Claim claims the entries' keys and writes the instances of those it
+// won, at once: a SQLite transaction holds the write lock, so there is no
+// round trip to save by holding anything for COMMIT.
+func (t *tx) Claim(ctx context.Context, entries []iu.LogEntry, instances []*iu.Instance) ([]iu.Claim, error) {
+	existing, err := t.claimEvents(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	claims := make([]iu.Claim, len(entries))
+	var won []iu.Instance
+	for i, e := range entries {
+		if prior, taken := existing[e.IdempotencyKey]; taken {
+			claims[i].Prior = &prior
+		} else if instances[i] != nil {
+			won = append(won, *instances[i])
+		}
+	}
+	if len(won) > 0 {
+		if err := t.InsertInstances(ctx, won); err != nil {
+			return nil, err
+		}
+	}
+	return claims, nil
+}
+
+// Settle has nothing to do: Claim answers at once.
+func (t *tx) Settle(context.Context) error { return nil }
+
+// claimEvents inserts the entries whose keys are new and returns, by key,
+// the stored entries of those that were already there.
+func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
 	// The write lock is held (BEGIN IMMEDIATE), so no one else can claim a
 	// key between this lookup and the insert. Looking up first costs one
 	// index descent per key, whose pages the insert needs anyway; the
@@ -496,7 +526,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		}
 		members = append(members, id, in.Key, tid)
 		wantMembers += int64(len(in.Slots))
-		at := fmtTime(in.CreatedAt)
+		at := fmtTime(in.CreatedAt.Time)
 		cols = append(cols, id, in.Key, "instance", in.Title, in.Digest.String(), in.Actor, at)
 		var evID, evType, evSource, evSubject, evTime, evData any
 		if ev := in.Event; ev != nil {
@@ -543,8 +573,8 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		event_id, event_type, event_source, event_subject, event_time, event_data, created_at) VALUES `, 13, "", lineage)
 }
 
-func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
-	rec := &iu.InstanceRecord{Key: key}
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) {
+	rec := &iu.Instance{Key: key}
 	var id int64
 	var digest, at string
 	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evTime, evData sql.NullString
