@@ -101,6 +101,11 @@ func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, ac
 		if t.Digest != GraphDigest(t.Slots) {
 			return nil, Errorf(ErrInvalidTemplate, "template %s: digest does not match its graph", t.Key)
 		}
+		for _, s := range t.Slots {
+			if _, ok := t.Pieces[s.Piece]; !ok {
+				return nil, Errorf(ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", t.Key, s.ID, s.Piece)
+			}
+		}
 		if o, dup := seen[t.Key]; dup && !o.SameContent(t) {
 			return nil, Errorf(ErrTemplateExists, "template %s is given twice with different content", t.Key)
 		}
@@ -156,7 +161,7 @@ func (e *Engine) GetTemplate(ctx context.Context, key string) (*Template, error)
 	var t *Template
 	err := e.store.View(ctx, func(tx Tx) error {
 		var err error
-		if t, err = tx.GetTemplate(ctx, key); err != nil {
+		if t, err = getTemplate(ctx, tx, key); err != nil {
 			return err
 		}
 		ids := make([]Digest, len(t.Slots))
@@ -196,7 +201,7 @@ func (e *Engine) SetEmitMode(ctx context.Context, key string, mode EmitMode) err
 	}
 	w := who(ctx, "")
 	return e.update(ctx, func(tx Tx) error {
-		t, err := tx.GetTemplate(ctx, key)
+		t, err := getTemplate(ctx, tx, key)
 		if err != nil {
 			return err
 		}
@@ -305,10 +310,7 @@ func prepare(r *EmitRequest) (prepared, error) {
 	if err := CheckActor(r.Actor); err != nil {
 		return prepared{}, err
 	}
-	prefix := r.Prefix
-	if prefix == "" {
-		prefix = r.Actor
-	}
+	prefix := InstancePrefix(r.Prefix, r.Actor)
 	if err := CheckPrefix(prefix); err != nil {
 		return prepared{}, err
 	}
@@ -443,7 +445,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 		// An unknown template is bad input whatever the gates say; a closed
 		// gate is only an answer for a request that could otherwise succeed.
 		if t == nil {
-			b.outs[i].Err = Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", p.req.TemplateKey)
+			b.outs[i].Err = unknownTemplate(p.req.TemplateKey)
 			continue
 		}
 		if !gates.AutoInstantiateEnabled {
@@ -572,11 +574,8 @@ func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult
 		if !g.ComposerEnabled {
 			return Errorf(ErrGateClosed, "gate %s is off: composition is disabled (iu gate set composer_enabled=true)", GateComposer)
 		}
-		t, err := tx.GetTemplate(ctx, req.TemplateKey)
+		t, err := getTemplate(ctx, tx, req.TemplateKey)
 		if err != nil {
-			if errors.Is(err, ErrUnknownTemplate) {
-				return Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", req.TemplateKey)
-			}
 			return err
 		}
 		in := Instance{

@@ -43,10 +43,13 @@ var (
 	ErrStoreFull           = fmt.Errorf("store full: %w", ErrUnavailable)
 	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
 	ErrTriggerExists       = errors.New("trigger exists")
-	ErrTokenExists         = errors.New("token exists")
-	ErrUnauthorized        = errors.New("unauthorized")
-	ErrForbidden           = errors.New("forbidden")
-	ErrUnmatched           = errors.New("event matches no trigger")
+	// ErrTriggerRouteTaken is a trigger whose type, source and template
+	// another trigger has already (its name is free).
+	ErrTriggerRouteTaken = fmt.Errorf("trigger route taken: %w", ErrTriggerExists)
+	ErrTokenExists       = errors.New("token exists")
+	ErrUnauthorized      = errors.New("unauthorized")
+	ErrForbidden         = errors.New("forbidden")
+	ErrUnmatched         = errors.New("event matches no trigger")
 
 	// ErrRetryable marks a transient failure of a transaction (a
 	// serialization failure, a deadlock, a busy database) that is safe to run
@@ -74,6 +77,7 @@ var sentinelCodes = map[error]Code{
 	ErrStoreFull:           CodeUnavailable,
 	ErrSchemaTooNew:        CodeInvalid,
 	ErrTriggerExists:       CodeConflict,
+	ErrTriggerRouteTaken:   CodeConflict,
 	ErrTokenExists:         CodeConflict,
 	ErrUnauthorized:        CodeUnauthorized,
 	ErrForbidden:           CodeForbidden,
@@ -102,6 +106,7 @@ var sentinelReasons = map[error]string{
 	ErrNoStore:             "no_store",
 	ErrSchemaTooNew:        "schema_too_new",
 	ErrTriggerExists:       "trigger_exists",
+	ErrTriggerRouteTaken:   "trigger_route_taken",
 	ErrTokenExists:         "token_exists",
 	ErrUnauthorized:        "unauthorized",
 	ErrForbidden:           "forbidden",

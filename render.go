@@ -30,7 +30,7 @@ func (e *Engine) Render(ctx context.Context, key string) (*Rendered, error) {
 	var rec *Instance
 	var pieces map[Digest]Piece
 	err := e.store.View(ctx, func(tx Tx) (err error) {
-		if rec, err = tx.GetInstance(ctx, key); err != nil {
+		if rec, err = getInstance(ctx, tx, key); err != nil {
 			return err
 		}
 		ids := make([]Digest, len(rec.Slots))

@@ -309,3 +309,46 @@ func KeyPrefixEnd(p string) string {
 	}
 	return "\xff\xff\xff\xff"
 }
+
+// A store reads an instance's membership rows for verify folded into one
+// string, which it builds in SQL: each row is slot, piece id and edges
+// (EdgesText) joined by FoldField, the rows, in byte order of slot, joined
+// by FoldRow. Neither byte occurs in slot ids, piece ids or edges.
+const (
+	FoldField = "\x1f"
+	FoldRow   = "\x1e"
+)
+
+// SlotUnfolder parses folded membership rows. The instances of one template
+// fold to the same string, so it parses each string once (up to a bound)
+// and hands out the same slots, which verify then checks once.
+type SlotUnfolder struct{ parsed map[string][]Slot }
+
+// Unfold parses folded. A malformed piece id parses as the zero digest,
+// which verify reports.
+func (u *SlotUnfolder) Unfold(folded string) []Slot {
+	if slots, ok := u.parsed[folded]; ok {
+		return slots
+	}
+	var out []Slot
+	if folded != "" {
+		rows := strings.Split(folded, FoldRow)
+		out = make([]Slot, 0, len(rows))
+		for _, r := range rows {
+			f := strings.SplitN(r, FoldField, 3)
+			for len(f) < 3 {
+				f = append(f, "")
+			}
+			s := Slot{ID: f[0], After: ParseEdgesText(f[2])}
+			s.Piece, _ = ParseDigest(f[1])
+			out = append(out, s)
+		}
+	}
+	if u.parsed == nil {
+		u.parsed = make(map[string][]Slot)
+	}
+	if len(u.parsed) < 10000 {
+		u.parsed[folded] = out
+	}
+	return out
+}

@@ -27,10 +27,18 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/internal/migrations"
 )
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var migrationFiles embed.FS
+
+// migrationsFS is the migrations directory, and knownVersion the newest
+// migration in it: the schema version this build knows.
+var (
+	migrationsFS, _ = fs.Sub(migrationFiles, "migrations")
+	knownVersion    = migrations.Newest(migrationsFS)
+)
 
 // versionTable is goose's bookkeeping table; its presence marks an iu store.
 const versionTable = "iu_schema_version"
@@ -185,11 +193,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("sqlite: %s: %s: %w", s.path, p, s.translate(err))
 		}
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrationsFS,
 		goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)

@@ -227,7 +227,7 @@ func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) 
 		WHERE collection_key = ? AND collection_kind = 'template'`, []any{key},
 		&id, &tp.Title, &digest, &mode, &tp.Actor, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return nil, iu.ErrUnknownTemplate
 	}
 	if err != nil {
 		return nil, err
@@ -303,10 +303,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 			continue
 		}
 		seen[s.Piece] = true
-		p, ok := tp.Pieces[s.Piece]
-		if !ok {
-			return iu.Errorf(iu.ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", tp.Key, s.ID, s.Piece)
-		}
+		p := tp.Pieces[s.Piece] // the engine checked that every slot's piece is there
 		args = append(args, s.Piece.String(), p.Kind, p.Body, at)
 	}
 	if err := t.insertRows(ctx, `INSERT INTO iu_piece (piece_id, kind, body, created_at) VALUES `, 4, ` ON CONFLICT DO NOTHING`, args); err != nil {
@@ -320,7 +317,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 		VALUES (?, ?, 'template', ?, ?, ?, ?, ?)`, id, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, at)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key)
+			return iu.ErrTemplateExists
 		}
 		return err
 	}
@@ -342,7 +339,7 @@ func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) erro
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return iu.ErrUnknownTemplate
 	}
 	return nil
 }
@@ -545,7 +542,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		7, "", cols)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
+			return iu.ErrInstanceExists
 		}
 		return err
 	}
@@ -584,7 +581,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) 
 		WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key},
 		&id, &rec.Title, &digest, &rec.Actor, &at, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
+		return nil, iu.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -749,7 +746,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		return err
 	}
 	defer rows.Close()
-	parsed := make(map[string][]iu.Slot)
+	var unfold iu.SlotUnfolder
 	for rows.Next() {
 		var key, digest, tkey, tdigest, folded string
 		var has bool
@@ -759,39 +756,12 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		g := &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
 		g.Digest, _ = iu.ParseDigest(digest)
 		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
-		slots, ok := parsed[folded]
-		if !ok {
-			slots = unfoldSlots(folded)
-			if len(parsed) < 10000 {
-				parsed[folded] = slots
-			}
-		}
-		g.Slots = slots
+		g.Slots = unfold.Unfold(folded)
 		if err := fn(g); err != nil {
 			return err
 		}
 	}
 	return t.s.translate(rows.Err())
-}
-
-// unfoldSlots parses the folded membership rows of ScanInstanceGraphs. A
-// malformed piece id parses as the zero digest, which verify reports.
-func unfoldSlots(folded string) []iu.Slot {
-	if folded == "" {
-		return nil
-	}
-	rows := strings.Split(folded, "\x1e")
-	out := make([]iu.Slot, 0, len(rows))
-	for _, r := range rows {
-		f := strings.SplitN(r, "\x1f", 3)
-		for len(f) < 3 {
-			f = append(f, "")
-		}
-		s := iu.Slot{ID: f[0], After: iu.ParseEdgesText(f[2])}
-		s.Piece, _ = iu.ParseDigest(f[1])
-		out = append(out, s)
-	}
-	return out
 }
 
 // templateID returns a template's collection_id, cached for the transaction.
@@ -802,7 +772,7 @@ func (t *tx) templateID(ctx context.Context, key string) (int64, error) {
 	var id int64
 	err := t.queryRow(ctx, `SELECT collection_id FROM iu_piece_collection WHERE collection_key = ? AND collection_kind = 'template'`, []any{key}, &id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return 0, iu.ErrUnknownTemplate
 	}
 	if err != nil {
 		return 0, err
