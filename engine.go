@@ -18,10 +18,11 @@ const DefaultSource = "iu:cli"
 // holds no state of its own besides configuration: several engines (or
 // processes) may share one store.
 type Engine struct {
-	store      Store
-	now        func() time.Time
-	maxRetries int
-	chunk      int
+	store        Store
+	now          func() time.Time
+	maxRetries   int
+	chunk        int
+	migrateBatch int
 }
 
 // Option configures an Engine.
@@ -43,9 +44,19 @@ func WithBulkChunk(n int) Option {
 	}
 }
 
+// WithMigrateBatch sets how many instances one transaction of a migration
+// moves.
+func WithMigrateBatch(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.migrateBatch = n
+		}
+	}
+}
+
 // NewEngine returns an engine over store.
 func NewEngine(store Store, opts ...Option) *Engine {
-	e := &Engine{store: store, now: time.Now, maxRetries: 8, chunk: 512}
+	e := &Engine{store: store, now: time.Now, maxRetries: 8, chunk: 512, migrateBatch: DefaultMigrateBatch}
 	for _, o := range opts {
 		o(e)
 	}

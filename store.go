@@ -101,6 +101,38 @@ type Tx interface {
 	// GetInstance returns one instance with its lineage, or ErrNotFound.
 	GetInstance(ctx context.Context, key string) (*Instance, error)
 
+	// GetLogEntry returns the log entry of an idempotency key, or
+	// ErrNotFound.
+	GetLogEntry(ctx context.Context, idempotencyKey string) (LogEntry, error)
+	// SetLogStatus sets a log entry's status.
+	SetLogStatus(ctx context.Context, idempotencyKey string, status Status) error
+	// DeleteLogEntry deletes a log entry, releasing its key.
+	DeleteLogEntry(ctx context.Context, idempotencyKey string) error
+	// DeleteInstance deletes one instance: its memberships, its collection
+	// and its lineage. It returns how many memberships it had, or
+	// ErrNotFound.
+	DeleteInstance(ctx context.Context, key string) (int64, error)
+	// InsertCompensation records a compensated instance.
+	InsertCompensation(ctx context.Context, c Compensation) error
+	// ListCompensations returns the compensations of an instance key,
+	// oldest first.
+	ListCompensations(ctx context.Context, instanceKey string) ([]Compensation, error)
+	// CountMigration counts the instances (auto and manual) that sel
+	// selects.
+	CountMigration(ctx context.Context, sel MigrationSelector) (int64, error)
+	// MigrateInstances moves to template to the first limit instances of
+	// mode that sel selects after the one whose Seq is after, in creation
+	// order: their memberships become to's graph, their collection's digest
+	// and title to's, their lineage's template key and digest to's, and
+	// each move is recorded as rec with the instance's own key and former
+	// digest. An instance no longer on sel.From (moved meanwhile) is left
+	// alone. It returns how many it moved, how many it looked at, and the
+	// Seq of the last it looked at.
+	MigrateInstances(ctx context.Context, sel MigrationSelector, mode Mode, after int64, limit int, to *Template, rec InstanceMigration) (moved, seen int, last int64, err error)
+	// ListMigrations returns the migrations of an instance key, oldest
+	// first.
+	ListMigrations(ctx context.Context, instanceKey string) ([]InstanceMigration, error)
+
 	// CountSurfaces counts an actor's event-log rows, lineage rows and the
 	// instance collections under an instance key prefix.
 	CountSurfaces(ctx context.Context, actor, prefix string) (Surfaces, error)

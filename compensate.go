@@ -1,0 +1,228 @@
+package iu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// StatusCompensated is the status of a log entry whose instance was
+// compensated: the event's key stays claimed, and a redelivery answers
+// compensated (replayed) and makes nothing.
+const StatusCompensated Status = "compensated"
+
+// Compensation is the record of one compensated instance, in
+// iu_compensation: what it was, what made it, and who undid it, when and
+// why. It outlives the instance, so that its history can still be told.
+type Compensation struct {
+	Seq            int64  `json:"-"`
+	InstanceKey    string `json:"instance_key"`
+	TemplateKey    string `json:"template_key"`
+	TemplateDigest Digest `json:"template_digest"`
+	Mode           Mode   `json:"mode"`
+	EventID        string `json:"event_id,omitempty"`
+	EventSource    string `json:"event_source,omitempty"`
+	EventType      string `json:"event_type,omitempty"`
+	Actor          string `json:"actor"`               // the instance's actor
+	InstanceAt     Time   `json:"instance_created_at"` // when the instance was made
+	Reason         string `json:"reason,omitempty"`
+	At             Time   `json:"compensated_at"`
+	By             string `json:"compensated_by"` // the principal
+	Claimed        string `json:"claimed_actor,omitempty"`
+	Released       bool   `json:"released"` // the event's key was released: it may instantiate again
+}
+
+// CompensateRequest asks to undo one instance. Apply false is a dry run.
+type CompensateRequest struct {
+	InstanceKey string
+	Reason      string
+	Release     bool // delete the event's log entry, so that the event may instantiate again
+	Apply       bool
+	Actor       string // an actor the caller names, recorded beside the principal
+}
+
+// CompensateReport says what a compensation deletes and keeps, or would.
+type CompensateReport struct {
+	InstanceKey string `json:"instance_key"`
+	DryRun      bool   `json:"dry_run"`
+	TemplateKey string `json:"template_key"`
+	Mode        Mode   `json:"mode"`
+	Actor       string `json:"actor"`
+	EventID     string `json:"event_id,omitempty"`
+	Lineage     int64  `json:"lineage_rows"`
+	Instances   int64  `json:"instances"`
+	Memberships int64  `json:"memberships"`
+	// LogEntry is what happens to the event's log entry: "compensated" (its
+	// status becomes compensated; a redelivery makes nothing), "deleted"
+	// (with Release: the event may instantiate again) or "none" (a manual
+	// instance has no event).
+	LogEntry string `json:"log_entry"`
+}
+
+// maxReasonBytes bounds a compensation's reason.
+const maxReasonBytes = 1024
+
+// Compensate undoes one instance in one transaction: its memberships,
+// collection and lineage are deleted, and the compensation is recorded in
+// iu_compensation under the principal. The event's idempotency key stays
+// claimed (its log entry's status becomes compensated, and a redelivery
+// answers compensated, making nothing), unless Release deletes the entry so
+// that the event may instantiate again. A manual instance, which has no
+// event, may be compensated too. Nothing is written unless Apply. An
+// instance that does not exist (or no longer: compensated already) is
+// ErrNotFound, and nothing is written.
+func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (CompensateReport, error) {
+	if err := CheckInstanceKeyRef(req.InstanceKey); err != nil {
+		return CompensateReport{}, err
+	}
+	if err := checkText("reason", req.Reason, maxReasonBytes); err != nil {
+		return CompensateReport{}, err
+	}
+	w, err := claim(ctx, req.Actor)
+	if err != nil {
+		return CompensateReport{}, err
+	}
+	rep := CompensateReport{InstanceKey: req.InstanceKey, DryRun: !req.Apply}
+	run := e.update
+	if !req.Apply {
+		run = e.store.View
+	}
+	err = run(ctx, func(tx Tx) error {
+		in, err := tx.GetInstance(ctx, req.InstanceKey)
+		if errors.Is(err, ErrNotFound) {
+			return e.noInstance(ctx, tx, req.InstanceKey)
+		}
+		if err != nil {
+			return err
+		}
+		rep.TemplateKey, rep.Mode, rep.Actor = in.TemplateKey, in.Mode, in.Actor
+		rep.Lineage, rep.Instances, rep.Memberships = 1, 1, int64(len(in.Slots))
+		if in.Mode == "" { // a collection without lineage: verify reports it
+			rep.Lineage = 0
+		}
+		var entry *LogEntry
+		if in.Event != nil {
+			rep.EventID = in.Event.ID
+			if entry, err = e.claimingEntry(ctx, tx, in); err != nil {
+				return err
+			}
+		}
+		switch {
+		case entry == nil:
+			rep.LogEntry = "none"
+		case req.Release:
+			rep.LogEntry = "deleted"
+		default:
+			rep.LogEntry = string(StatusCompensated)
+		}
+		if !req.Apply {
+			return nil
+		}
+		if _, err := tx.DeleteInstance(ctx, in.Key); err != nil {
+			return err
+		}
+		if entry != nil {
+			if req.Release {
+				err = tx.DeleteLogEntry(ctx, entry.IdempotencyKey)
+			} else {
+				err = tx.SetLogStatus(ctx, entry.IdempotencyKey, StatusCompensated)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		c := Compensation{
+			InstanceKey: in.Key, TemplateKey: in.TemplateKey, TemplateDigest: in.TemplateDigest, Mode: in.Mode,
+			Actor: in.Actor, InstanceAt: in.CreatedAt, Reason: req.Reason, At: TimeOf(e.clock()),
+			By: w.By, Claimed: w.Claimed, Released: req.Release && entry != nil,
+		}
+		if ev := in.Event; ev != nil {
+			c.EventID, c.EventSource, c.EventType = ev.ID, ev.Source, ev.Type
+		}
+		return tx.InsertCompensation(ctx, c)
+	})
+	if err != nil {
+		return CompensateReport{}, err
+	}
+	return rep, nil
+}
+
+// noInstance words the absence of an instance: compensated already, or
+// never there.
+func (e *Engine) noInstance(ctx context.Context, tx Tx, key string) error {
+	cs, err := tx.ListCompensations(ctx, key)
+	if err != nil {
+		return err
+	}
+	if len(cs) > 0 {
+		c := cs[len(cs)-1]
+		return Errorf(ErrNotFound, "instance %q was compensated already, at %s by %s: nothing to undo (iu history %s)", key, c.At, c.By, key)
+	}
+	return Errorf(ErrNotFound, "no instance %q (iu instances lists them)", key)
+}
+
+// claimingEntry returns the log entry that claimed an auto instance's
+// event, or nil (none: rolled back, or released). Its idempotency key is
+// computed from the template the event was claimed for: the instance's
+// template, or, if it has been migrated since, the template it was first
+// on.
+func (e *Engine) claimingEntry(ctx context.Context, tx Tx, in *Instance) (*LogEntry, error) {
+	tpl := in.TemplateKey
+	ms, err := tx.ListMigrations(ctx, in.Key)
+	if err != nil {
+		return nil, err
+	}
+	if len(ms) > 0 {
+		tpl = ms[0].FromKey
+	}
+	entry, err := tx.GetLogEntry(ctx, IdempotencyKey(tpl, in.Event.Source, in.Event.ID))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case entry.InstanceKey != in.Key:
+		return nil, nil // the key now makes another instance
+	}
+	return &entry, nil
+}
+
+// CheckInstanceKeyRef validates a key that names an existing instance (auto
+// or manual).
+func CheckInstanceKeyRef(key string) error {
+	if key == "" {
+		return Errorf(ErrInvalidInput, "instance key is required")
+	}
+	return checkText("instance key", key, 512)
+}
+
+// checkText validates free text a caller gives (a reason): valid UTF-8, no
+// control characters but newlines and tabs, at most max bytes.
+func checkText(what, v string, max int) error {
+	switch {
+	case len(v) > max:
+		return Errorf(ErrInvalidInput, "the %s is longer than %d bytes", what, max)
+	case !utf8.ValidString(v):
+		return Errorf(ErrInvalidInput, "the %s is not valid UTF-8", what)
+	case strings.IndexFunc(v, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) >= 0:
+		return Errorf(ErrInvalidInput, "the %s contains a control character", what)
+	}
+	return nil
+}
+
+// describeCompensation is a compensation in one line, for history.
+func describeCompensation(c Compensation) string {
+	s := "compensated"
+	if c.Reason != "" {
+		s += fmt.Sprintf(": %q", c.Reason)
+	}
+	if c.Released {
+		s += "; the event's key was released (it may instantiate again)"
+	} else if c.EventID != "" {
+		s += "; the event's key stays claimed (a redelivery answers compensated)"
+	}
+	return s
+}

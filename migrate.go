@@ -1,0 +1,211 @@
+package iu
+
+import (
+	"context"
+	"errors"
+	"slices"
+)
+
+// InstanceMigration is the record of one instance moved between versions
+// of a template, in iu_instance_migration.
+type InstanceMigration struct {
+	Seq         int64  `json:"-"`
+	InstanceKey string `json:"instance_key"`
+	FromKey     string `json:"from_key"`
+	FromDigest  Digest `json:"from_digest"`
+	ToKey       string `json:"to_key"`
+	ToDigest    Digest `json:"to_digest"`
+	At          Time   `json:"at"`
+	By          string `json:"by"`
+	Claimed     string `json:"claimed_actor,omitempty"`
+}
+
+// MigrateRequest asks to move the instances of one version of a template
+// to another version of it: every instance (auto and manual) of From, or
+// those of Actor, or those whose keys are under the instance prefix Prefix.
+// Apply false is a dry run.
+type MigrateRequest struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Actor  string `json:"actor,omitempty"`  // only this actor's instances
+	Prefix string `json:"prefix,omitempty"` // only instances under AutoInstancePrefix(Prefix)
+	Apply  bool   `json:"apply"`
+	// Claimed is an actor the caller names, recorded beside the principal.
+	Claimed string `json:"-"`
+}
+
+// MigrationSelector is what a store needs to find the instances a
+// migration moves.
+type MigrationSelector struct {
+	From   string
+	Actor  string
+	Prefix string // an instance prefix, as in InstanceFilter
+}
+
+// GraphDiff is how two versions of a template differ, slot by slot.
+type GraphDiff struct {
+	Added   []string     `json:"added"`   // slots only the target has
+	Removed []string     `json:"removed"` // slots only the source has
+	Changed []SlotChange `json:"changed"` // slots both have, with another piece or other edges
+	Same    int          `json:"same"`    // slots alike in both
+}
+
+// SlotChange is one slot that both versions have, changed.
+type SlotChange struct {
+	Slot        string   `json:"slot"`
+	FromPiece   Digest   `json:"from_piece"`
+	ToPiece     Digest   `json:"to_piece"`
+	FromAfter   []string `json:"from_after,omitempty"`
+	ToAfter     []string `json:"to_after,omitempty"`
+	PieceChange bool     `json:"piece_changed"`
+	EdgesChange bool     `json:"edges_changed"`
+}
+
+// DiffGraphs compares two templates' graphs.
+func DiffGraphs(from, to *Template) GraphDiff {
+	d := GraphDiff{Added: []string{}, Removed: []string{}, Changed: []SlotChange{}}
+	old := make(map[string]Slot, len(from.Slots))
+	for _, s := range from.Slots {
+		old[s.ID] = s
+	}
+	now := make(map[string]bool, len(to.Slots))
+	for _, s := range to.Slots {
+		now[s.ID] = true
+		o, ok := old[s.ID]
+		if !ok {
+			d.Added = append(d.Added, s.ID)
+			continue
+		}
+		oe, ne := slices.Sorted(slices.Values(o.After)), slices.Sorted(slices.Values(s.After))
+		c := SlotChange{Slot: s.ID, FromPiece: o.Piece, ToPiece: s.Piece, FromAfter: o.After, ToAfter: s.After,
+			PieceChange: o.Piece != s.Piece, EdgesChange: !slices.Equal(oe, ne)}
+		if c.PieceChange || c.EdgesChange {
+			d.Changed = append(d.Changed, c)
+		} else {
+			d.Same++
+		}
+	}
+	for _, s := range from.Slots {
+		if !now[s.ID] {
+			d.Removed = append(d.Removed, s.ID)
+		}
+	}
+	return d
+}
+
+// MigrateReport says what a migration moved, or would move.
+type MigrateReport struct {
+	From       string    `json:"from"`
+	FromDigest Digest    `json:"from_digest"`
+	To         string    `json:"to"`
+	ToDigest   Digest    `json:"to_digest"`
+	DryRun     bool      `json:"dry_run"`
+	Instances  int64     `json:"instances"` // to move (dry run), or left to move when the run began
+	Moved      int64     `json:"moved"`
+	Batches    int       `json:"batches"`
+	Diff       GraphDiff `json:"diff"`
+}
+
+// MigrateProgress is told after each batch how many instances have moved
+// of how many there were to move.
+type MigrateProgress func(moved, total int64)
+
+// DefaultMigrateBatch is how many instances one transaction of a migration
+// moves.
+const DefaultMigrateBatch = 1000
+
+// Migrate moves instances from one version of a template to another
+// version of the same template (tpl:<kind>:<name>): each instance's
+// memberships become the target's graph (its own piece ids, shared, as at
+// instantiation), its digest and title the target's, its lineage's
+// template key and digest follow, and the move is recorded in
+// iu_instance_migration under the principal. The log entries keep the
+// template their events were claimed for, so a redelivered event of the
+// source version is still a replay, and answers the migrated instance.
+//
+// It moves the instances in batches, each one transaction, in creation
+// order, so that memory stays bounded and an instance is never half moved.
+// A run that stops (killed, interrupted) is finished by running it again:
+// the instances already on the target are no longer the source's. Without
+// Apply it only counts and compares the graphs.
+func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress MigrateProgress) (*MigrateReport, error) {
+	w, err := claim(ctx, req.Claimed)
+	if err != nil {
+		return nil, err
+	}
+	fk, err := ParseTemplateKey(req.From)
+	if err != nil {
+		return nil, err
+	}
+	tk, err := ParseTemplateKey(req.To)
+	if err != nil {
+		return nil, err
+	}
+	if fk.Kind != tk.Kind || fk.Name != tk.Name {
+		return nil, Errorf(ErrInvalidInput, "migrate %s to %s: instances move only between versions of one template (tpl:%s:%s/vN)", req.From, req.To, fk.Kind, fk.Name)
+	}
+	if req.From == req.To {
+		return nil, Errorf(ErrInvalidInput, "migrate %s to itself: name another version", req.From)
+	}
+	if req.Actor != "" {
+		if err := CheckActor(req.Actor); err != nil {
+			return nil, err
+		}
+	}
+	if req.Prefix != "" {
+		if err := CheckPrefix(req.Prefix); err != nil {
+			return nil, err
+		}
+	}
+	sel := MigrationSelector{From: req.From, Actor: req.Actor, Prefix: req.Prefix}
+	rep := &MigrateReport{From: req.From, To: req.To, DryRun: !req.Apply}
+	var from, to *Template
+	err = e.store.View(ctx, func(tx Tx) error {
+		if from, err = getTemplate(ctx, tx, req.From); err != nil {
+			return err
+		}
+		if to, err = tx.GetTemplate(ctx, req.To); err != nil {
+			if errors.Is(err, ErrUnknownTemplate) {
+				return Errorf(ErrUnknownTemplate, "unknown template %q: publish the version to migrate to first (iu template publish FILE)", req.To)
+			}
+			return err
+		}
+		rep.Instances, err = tx.CountMigration(ctx, sel)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.FromDigest, rep.ToDigest, rep.Diff = from.Digest, to.Digest, DiffGraphs(from, to)
+	if !req.Apply {
+		return rep, nil
+	}
+	for _, mode := range []Mode{ModeAuto, ModeManual} {
+		var after int64
+		for {
+			var moved, seen int
+			var last int64
+			err := e.update(ctx, func(tx Tx) (err error) {
+				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, e.migrateBatch, to,
+					InstanceMigration{FromKey: from.Key, ToKey: to.Key, ToDigest: to.Digest, At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed})
+				return err
+			})
+			if err != nil {
+				return rep, err
+			}
+			rep.Moved += int64(moved)
+			rep.Batches++
+			if progress != nil {
+				progress(rep.Moved, rep.Instances)
+			}
+			if seen < e.migrateBatch {
+				break
+			}
+			after = last
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}

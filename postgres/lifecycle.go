@@ -1,0 +1,244 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iu-engine/iu"
+)
+
+// What happens to an instance after it is made: compensation and
+// migration to another version of its template.
+
+func (t *tx) GetLogEntry(ctx context.Context, key string) (iu.LogEntry, error) {
+	rows, err := t.query(ctx, lookUpKey, key)
+	if err != nil {
+		return iu.LogEntry{}, err
+	}
+	found := make(map[string]iu.LogEntry, 1)
+	if err := t.scanLog(ctx, rows, found); err != nil {
+		return iu.LogEntry{}, err
+	}
+	e, ok := found[key]
+	if !ok {
+		return iu.LogEntry{}, iu.ErrNotFound
+	}
+	return e, nil
+}
+
+func (t *tx) SetLogStatus(ctx context.Context, key string, status iu.Status) error {
+	_, err := t.exec(ctx, `UPDATE iu_auto_instantiate_event_log SET status = $1 WHERE idempotency_key = $2`, string(status), key)
+	return err
+}
+
+func (t *tx) DeleteLogEntry(ctx context.Context, key string) error {
+	_, err := t.exec(ctx, `DELETE FROM iu_auto_instantiate_event_log WHERE idempotency_key = $1`, key)
+	return err
+}
+
+// deleteInstance deletes one instance's rows in one statement, under one
+// snapshot, and counts its memberships.
+const deleteInstance = `WITH c AS (
+		DELETE FROM iu_piece_collection WHERE collection_key = $1 AND collection_kind = 'instance' RETURNING collection_id
+	), l AS (
+		DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = (SELECT collection_id FROM c) RETURNING 1
+	), m AS (
+		DELETE FROM iu_collection_membership WHERE collection_id = (SELECT collection_id FROM c) RETURNING 1
+	)
+	SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM m)`
+
+func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
+	if !t.write {
+		return 0, errReadOnly
+	}
+	var found, members int64
+	if err := t.queryRow(ctx, deleteInstance, []any{key}, &found, &members); err != nil {
+		return 0, err
+	}
+	if found == 0 {
+		return 0, iu.ErrNotFound
+	}
+	return members, nil
+}
+
+const compensationColumns = `instance_key, template_key, template_digest, mode, event_id, event_source, event_type, actor,
+	instance_created_at, reason, compensated_at, compensated_by, claimed_actor, released`
+
+func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
+	_, err := t.exec(ctx, `INSERT INTO iu_compensation (`+compensationColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		c.InstanceKey, c.TemplateKey, c.TemplateDigest.String(), string(c.Mode), nullable(c.EventID), nullable(c.EventSource), nullable(c.EventType),
+		c.Actor, c.InstanceAt.Time, c.Reason, c.At.Time, c.By, c.Claimed, c.Released)
+	return err
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensation, error) {
+	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+` FROM iu_compensation WHERE instance_key = $1 ORDER BY id`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.Compensation
+	for rows.Next() {
+		var c iu.Compensation
+		var digest, mode string
+		var evID, evSource, evType *string
+		if err := rows.Scan(&c.Seq, &c.InstanceKey, &c.TemplateKey, &digest, &mode, &evID, &evSource, &evType, &c.Actor,
+			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		c.TemplateDigest, c.Mode = parseDigest(digest), iu.Mode(mode)
+		c.EventID, c.EventSource, c.EventType = deref(evID), deref(evSource), deref(evType)
+		out = append(out, c)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// migrationWhere selects the lineage rows (l) of a migration's instances
+// of one mode after a creation-order position: a range of the template
+// index (template_key, mode, instance_id).
+func migrationWhere(sel iu.MigrationSelector, mode iu.Mode, after int64) (string, []any) {
+	args := []any{sel.From, string(mode), after}
+	where := []string{"l.template_key = $1", "l.mode = $2", "l.instance_id > $3"}
+	if sel.Actor != "" {
+		args = append(args, sel.Actor)
+		where = append(where, "l.actor = $"+strconv.Itoa(len(args)))
+	}
+	if sel.Prefix != "" {
+		p := iu.AutoInstancePrefix(sel.Prefix)
+		args = append(args, p, iu.KeyPrefixEnd(p))
+		where = append(where, "l.instance_key >= $"+strconv.Itoa(len(args)-1)+" AND l.instance_key < $"+strconv.Itoa(len(args)))
+	}
+	return strings.Join(where, " AND "), args
+}
+
+func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector) (int64, error) {
+	var total int64
+	for _, mode := range []iu.Mode{iu.ModeAuto, iu.ModeManual} {
+		where, args := migrationWhere(sel, mode, 0)
+		var n int64
+		if err := t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// migrateLineage moves a batch's lineage rows (the candidates: a range of
+// the template index (template_key, mode, instance_id) after where is, n
+// the number of where's parameters), locking them: an instance that another
+// transaction moved first is no longer on the source ($1), and is left
+// alone. It returns each instance moved with its former digest, and a row
+// 'c' with the candidates' count and last instance_id.
+func migrateLineage(where string, n int) string {
+	return fmt.Sprintf(`WITH cand AS MATERIALIZED (
+		SELECT l.instance_id FROM iu_collection_template_instance_lineage l WHERE %s ORDER BY l.instance_id LIMIT $%d
+	), moved AS (
+		UPDATE iu_collection_template_instance_lineage l SET template_key = $%d, template_digest = $%d
+		FROM iu_collection_template_instance_lineage old
+		WHERE l.instance_id IN (SELECT instance_id FROM cand) AND l.template_key = $1 AND old.instance_id = l.instance_id
+		RETURNING l.instance_id, l.instance_key, old.template_digest
+	)
+	SELECT 'm', instance_id, instance_key, template_digest FROM moved
+	UNION ALL SELECT 'c', count(*), '', coalesce(max(instance_id), 0)::text FROM cand`, where, n+1, n+2, n+3)
+}
+
+// migrateRest writes what follows a batch's move: its memberships become
+// the target's graph (sent once as arrays, as InsertInstances does), its
+// collections take the target's digest and title, and each move is
+// recorded.
+const migrateRest = `WITH n AS MATERIALIZED (
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS n(id, key, from_digest)
+	), d AS (
+		DELETE FROM iu_collection_membership m USING n WHERE m.collection_id = n.id
+	), c AS (
+		UPDATE iu_piece_collection c SET digest = $4, title = $5 FROM n WHERE c.collection_id = n.id
+	)
+	INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
+	SELECT n.key, $6, n.from_digest, $7, $4, $8, $9, $10 FROM n ORDER BY n.id`
+
+// migrateMembers inserts the batch's new memberships, in a statement of its
+// own: in one statement with the delete of the old rows it would collide
+// with them on the primary key.
+const migrateMembers = `INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
+	SELECT n.id, s.pos, s.slot, n.key, s.piece, s.after
+	FROM unnest($1::bigint[], $2::text[]) AS n(id, key), unnest($3::int[], $4::text[], $5::text[], $6::text[]) AS s(pos, slot, piece, after)
+	ORDER BY n.id, s.slot`
+
+func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
+	if !t.write {
+		return 0, 0, 0, errReadOnly
+	}
+	where, args := migrationWhere(sel, mode, after)
+	q := migrateLineage(where, len(args))
+	args = append(args, limit, to.Key, to.Digest.String())
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var ids []int64
+	var keys, digests []string
+	for rows.Next() {
+		var kind, key, digest string
+		var id int64
+		if err := rows.Scan(&kind, &id, &key, &digest); err != nil {
+			rows.Close()
+			return 0, 0, 0, t.s.translate(ctx, err)
+		}
+		if kind == "c" {
+			seen = int(id)
+			last, _ = strconv.ParseInt(digest, 10, 64)
+			continue
+		}
+		ids, keys, digests = append(ids, id), append(keys, key), append(digests, digest)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, 0, t.s.translate(ctx, err)
+	}
+	if seen == 0 {
+		return 0, 0, after, nil
+	}
+	if len(ids) == 0 {
+		return 0, seen, last, nil
+	}
+	var sa slotArrays
+	sa.add(0, to.Slots)
+	b := &pgx.Batch{}
+	b.Queue(migrateRest, ids, keys, digests, to.Digest.String(), to.Title, rec.FromKey, to.Key, rec.At.Time, rec.By, rec.Claimed)
+	b.Queue(migrateMembers, ids, keys, sa.pos, sa.slot, sa.piece, sa.after)
+	if err := t.sendBatch(ctx, b); err != nil {
+		return 0, 0, 0, err
+	}
+	return len(ids), seen, last, nil
+}
+
+func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigration, error) {
+	rows, err := t.query(ctx, `SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
+		FROM iu_instance_migration WHERE instance_key = $1 ORDER BY id`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.InstanceMigration
+	for rows.Next() {
+		var m iu.InstanceMigration
+		var fd, td string
+		if err := rows.Scan(&m.Seq, &m.InstanceKey, &m.FromKey, &fd, &m.ToKey, &td, &m.At, &m.By, &m.Claimed); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		m.FromDigest, m.ToDigest = parseDigest(fd), parseDigest(td)
+		out = append(out, m)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}

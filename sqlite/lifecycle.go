@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+
+	"github.com/iu-engine/iu"
+)
+
+// What happens to an instance after it is made: compensation and
+// migration to another version of its template.
+
+func (t *tx) GetLogEntry(ctx context.Context, key string) (iu.LogEntry, error) {
+	rows, err := t.query(ctx, `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key = ?`, key)
+	if err != nil {
+		return iu.LogEntry{}, err
+	}
+	var out []iu.LogEntry
+	if err := scanLogRows(rows, func(e iu.LogEntry) { out = append(out, e) }); err != nil {
+		return iu.LogEntry{}, t.s.translate(err)
+	}
+	if len(out) == 0 {
+		return iu.LogEntry{}, iu.ErrNotFound
+	}
+	return out[0], nil
+}
+
+func (t *tx) SetLogStatus(ctx context.Context, key string, status iu.Status) error {
+	_, err := t.exec(ctx, `UPDATE iu_auto_instantiate_event_log SET status = ? WHERE idempotency_key = ?`, string(status), key)
+	return err
+}
+
+func (t *tx) DeleteLogEntry(ctx context.Context, key string) error {
+	_, err := t.exec(ctx, `DELETE FROM iu_auto_instantiate_event_log WHERE idempotency_key = ?`, key)
+	return err
+}
+
+func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
+	var id, n int64
+	err := t.queryRow(ctx, `SELECT c.collection_id, (SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
+		FROM iu_piece_collection c WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key}, &id, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, iu.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(ctx, `DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = ?`, id); err != nil {
+		return 0, err
+	}
+	// Memberships go with their collection (ON DELETE CASCADE).
+	if _, err := t.exec(ctx, `DELETE FROM iu_piece_collection WHERE collection_id = ?`, id); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+const compensationColumns = `instance_key, template_key, template_digest, mode, event_id, event_source, event_type, actor,
+	instance_created_at, reason, compensated_at, compensated_by, claimed_actor, released`
+
+func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
+	_, err := t.exec(ctx, `INSERT INTO iu_compensation (`+compensationColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.InstanceKey, c.TemplateKey, c.TemplateDigest.String(), string(c.Mode), nullable(c.EventID), nullable(c.EventSource), nullable(c.EventType),
+		c.Actor, fmtTime(c.InstanceAt.Time), c.Reason, fmtTime(c.At.Time), c.By, c.Claimed, c.Released)
+	return err
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensation, error) {
+	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+` FROM iu_compensation WHERE instance_key = ? ORDER BY id`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.Compensation
+	for rows.Next() {
+		var c iu.Compensation
+		var digest, mode string
+		var evID, evSource, evType sql.NullString
+		if err := rows.Scan(&c.Seq, &c.InstanceKey, &c.TemplateKey, &digest, &mode, &evID, &evSource, &evType, &c.Actor,
+			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
+			return nil, t.s.translate(err)
+		}
+		c.TemplateDigest, _ = iu.ParseDigest(digest)
+		c.Mode, c.EventID, c.EventSource, c.EventType = iu.Mode(mode), evID.String, evSource.String, evType.String
+		out = append(out, c)
+	}
+	return out, t.s.translate(rows.Err())
+}
+
+// migrationWhere selects the lineage rows (l) of a migration's instances
+// of one mode after a creation-order position; c is their collection.
+func migrationWhere(sel iu.MigrationSelector, mode iu.Mode, after int64) (string, []any) {
+	where := []string{"l.template_key = ?", "l.mode = ?", "l.instance_id > ?"}
+	args := []any{sel.From, string(mode), after}
+	if sel.Actor != "" {
+		where, args = append(where, "l.actor = ?"), append(args, sel.Actor)
+	}
+	if sel.Prefix != "" {
+		p := iu.AutoInstancePrefix(sel.Prefix)
+		where, args = append(where, "l.instance_key >= ? AND l.instance_key < ?"), append(args, p, iu.KeyPrefixEnd(p))
+	}
+	return strings.Join(where, " AND "), args
+}
+
+func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector) (int64, error) {
+	var total int64
+	for _, mode := range []iu.Mode{iu.ModeAuto, iu.ModeManual} {
+		where, args := migrationWhere(sel, mode, 0)
+		var n int64
+		if err := t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// MigrateInstances moves a batch in four statements over a temporary table
+// of the batch's instances: the write lock is held, so nothing moves them
+// meanwhile.
+func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
+	tid, err := t.templateID(ctx, to.Key)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	where, args := migrationWhere(sel, mode, after)
+	steps := []struct {
+		sql  string
+		args []any
+	}{
+		{`CREATE TEMP TABLE IF NOT EXISTS iu_migrating (instance_id INTEGER PRIMARY KEY, instance_key TEXT NOT NULL, from_digest TEXT NOT NULL)`, nil},
+		{`DELETE FROM temp.iu_migrating`, nil},
+		{`INSERT INTO temp.iu_migrating SELECT l.instance_id, l.instance_key, l.template_digest FROM iu_collection_template_instance_lineage l
+			WHERE ` + where + ` ORDER BY l.instance_id LIMIT ?`, append(args, limit)},
+	}
+	for _, s := range steps {
+		if _, err := t.exec(ctx, s.sql, s.args...); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	if err := t.queryRow(ctx, `SELECT count(*), coalesce(max(instance_id), 0) FROM temp.iu_migrating`, nil, &seen, &last); err != nil {
+		return 0, 0, 0, err
+	}
+	if seen == 0 {
+		return 0, 0, after, nil
+	}
+	at := fmtTime(rec.At.Time)
+	moves := []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM iu_collection_membership WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`, nil},
+		// The target's own membership rows, copied: its piece ids and edges.
+		{`INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
+			SELECT n.instance_id, m.slot, n.instance_key, m.position, m.piece_id, m.after_slots
+			FROM temp.iu_migrating n JOIN iu_collection_membership m ON m.collection_id = ?`, []any{tid}},
+		{`UPDATE iu_piece_collection SET digest = ?, title = ? WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`,
+			[]any{to.Digest.String(), to.Title}},
+		{`UPDATE iu_collection_template_instance_lineage SET template_key = ?, template_digest = ?
+			WHERE instance_id IN (SELECT instance_id FROM temp.iu_migrating)`, []any{to.Key, to.Digest.String()}},
+		{`INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
+			SELECT instance_key, ?, from_digest, ?, ?, ?, ?, ? FROM temp.iu_migrating ORDER BY instance_id`,
+			[]any{rec.FromKey, to.Key, to.Digest.String(), at, rec.By, rec.Claimed}},
+		{`DELETE FROM temp.iu_migrating`, nil},
+	}
+	for _, m := range moves {
+		if _, err := t.exec(ctx, m.sql, m.args...); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	return seen, seen, last, nil
+}
+
+func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigration, error) {
+	rows, err := t.query(ctx, `SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
+		FROM iu_instance_migration WHERE instance_key = ? ORDER BY id`, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []iu.InstanceMigration
+	for rows.Next() {
+		var m iu.InstanceMigration
+		var fd, td string
+		if err := rows.Scan(&m.Seq, &m.InstanceKey, &m.FromKey, &fd, &m.ToKey, &td, &m.At, &m.By, &m.Claimed); err != nil {
+			return nil, t.s.translate(err)
+		}
+		m.FromDigest, _ = iu.ParseDigest(fd)
+		m.ToDigest, _ = iu.ParseDigest(td)
+		out = append(out, m)
+	}
+	return out, t.s.translate(rows.Err())
+}

@@ -1,0 +1,351 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/iu-engine/iu"
+)
+
+// After instantiation: compensating one instance, migrating instances to
+// another version of their template, and an instance's history.
+
+const wf3Key = "tpl:wf:onboarding/v3"
+
+// v3 is the next version of the wf template: step 3 has other content, and
+// a ninth step is added after the eighth.
+func v3(t *testing.T) *iu.Template {
+	t.Helper()
+	spec := &iu.TemplateSpec{Key: wf3Key, Title: "Test " + wf3Key}
+	for i := 1; i <= 9; i++ {
+		p := iu.SlotSpec{ID: fmt.Sprintf("s%d", i), Kind: "step", Body: fmt.Sprintf("Step %d of %s for {{ .subject }}", i, wfKey)}
+		if i == 3 {
+			p.Body = "Step 3, reworded"
+		}
+		if i > 1 {
+			p.After = []string{fmt.Sprintf("s%d", i-1)}
+		}
+		spec.Pieces = append(spec.Pieces, p)
+	}
+	tp, err := spec.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+var _ = register("CompensateKeepsTheKeyClaimed", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	a := v.mustEmit(wfKey, "c-1", "alice")
+	other := v.mustEmit(wfKey, "c-2", "alice")
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+
+	// A dry run says what would go and writes nothing.
+	before := v.counts()
+	dry, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Reason: "wrong hire"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dry.DryRun || dry.Lineage != 1 || dry.Instances != 1 || dry.Memberships != 8 || dry.LogEntry != "compensated" || dry.EventID != "c-1" {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	v.sameCounts(before, "a dry run of compensate")
+
+	rep, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Reason: "wrong hire", Apply: true, Actor: "mallory"})
+	if err != nil || rep.DryRun || rep.Memberships != 8 {
+		t.Fatalf("compensate: %+v %v", rep, err)
+	}
+	after := v.counts()
+	if after["iu_piece_collection"] != before["iu_piece_collection"]-1 || after["iu_collection_membership"] != before["iu_collection_membership"]-8 ||
+		after["iu_collection_template_instance_lineage"] != before["iu_collection_template_instance_lineage"]-1 ||
+		after["iu_auto_instantiate_event_log"] != before["iu_auto_instantiate_event_log"] {
+		t.Fatalf("compensate wrote %+v from %+v", after, before)
+	}
+	if n := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log WHERE status = 'compensated' AND instance_key = '" + a.InstanceKey + "'"); n != 1 {
+		t.Fatalf("the event's log entry is not compensated: %d", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_compensation WHERE instance_key = '" + a.InstanceKey + "' AND compensated_by = 'ops' AND claimed_actor = 'mallory' AND reason = 'wrong hire' AND actor = 'alice' AND event_id = 'c-1' AND template_key = '" + wfKey + "'"); n != 1 {
+		t.Fatalf("the compensation is not on the record: %d", n)
+	}
+	// A redelivery answers compensated and makes nothing.
+	before = v.counts()
+	r := v.mustEmit(wfKey, "c-1", "alice")
+	if r.Status != iu.StatusCompensated || !r.Replayed || r.InstanceKey != a.InstanceKey || r.Created() {
+		t.Fatalf("redelivery of a compensated event: %+v", r)
+	}
+	v.sameCounts(before, "a redelivery of a compensated event")
+	// The views leave it out; verify finds no orphans; the neighbour stays.
+	page, err := v.e.Instances(v.ctx, iu.InstanceFilter{Actor: "alice"})
+	if err != nil || len(page.Items) != 1 || page.Items[0].InstanceKey != other.InstanceKey {
+		t.Fatalf("instances after compensate: %+v %v", page, err)
+	}
+	if rep := v.verify(""); !rep.OK() || rep.Total != 1 {
+		t.Fatalf("verify after compensate: %+v", rep)
+	}
+	// Twice is a clear error that writes nothing; so is an instance that
+	// never was.
+	before = v.counts()
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "compensated already") {
+		t.Fatalf("compensate twice: %v, want ErrNotFound saying it was compensated already", err)
+	}
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: "tpl-inst:auto:nobody-000000000000", Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "no instance") {
+		t.Fatalf("compensate of nothing: %v, want ErrNotFound", err)
+	}
+	v.sameCounts(before, "refused compensations")
+	// The audit: its history tells what made it and who undid it.
+	hist, err := v.e.History(v.ctx, a.InstanceKey)
+	if err != nil || len(hist) != 2 || hist[0].What != "created" || hist[0].By != "alice" || hist[0].Event == nil || hist[0].Event.ID != "c-1" ||
+		hist[1].What != "compensated" || hist[1].By != "ops" || hist[1].Claimed != "mallory" {
+		t.Fatalf("history of a compensated instance: %+v %v", hist, err)
+	}
+})
+
+var _ = register("CompensateReleaseLetsTheEventInstantiateAgain", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	a := v.mustEmit(wfKey, "r-1", "alice")
+	rep, err := v.e.Compensate(v.ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true, Apply: true, Actor: "ops"})
+	if err != nil || rep.LogEntry != "deleted" {
+		t.Fatalf("compensate --release: %+v %v", rep, err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); n != 0 {
+		t.Fatalf("the log entry of a released event is still there: %d", n)
+	}
+	r := v.mustEmit(wfKey, "r-1", "alice")
+	if !r.Created() || r.InstanceKey != a.InstanceKey {
+		t.Fatalf("the released event again: %+v, want a new instance under the same key", r)
+	}
+	if rep := v.verify(""); !rep.OK() || rep.Total != 1 {
+		t.Fatalf("verify: %+v", rep)
+	}
+	hist, err := v.e.History(v.ctx, a.InstanceKey)
+	if err != nil || len(hist) != 3 || hist[0].What != "created" || hist[1].What != "compensated" || hist[2].What != "created" {
+		t.Fatalf("history of a key made twice: %+v %v", hist, err)
+	}
+})
+
+var _ = register("CompensateAManualInstance", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, false)
+	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:m-1", Actor: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.e.Compensate(v.ctx, iu.CompensateRequest{InstanceKey: "tpl-inst:manual:m-1", Apply: true, Actor: "ops"})
+	if err != nil || rep.Mode != iu.ModeManual || rep.LogEntry != "none" {
+		t.Fatalf("compensate a manual instance: %+v %v", rep, err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_piece_collection WHERE collection_kind = 'instance'"); n != 0 {
+		t.Fatalf("instances left: %d", n)
+	}
+	if rep := v.verify(""); !rep.OK() {
+		t.Fatalf("verify: %+v", rep)
+	}
+	hist, err := v.e.History(v.ctx, "tpl-inst:manual:m-1")
+	if err != nil || len(hist) != 2 || hist[0].What != "composed" || hist[0].By != "carol" || hist[1].What != "compensated" {
+		t.Fatalf("history: %+v %v", hist, err)
+	}
+})
+
+var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h Harness) {
+	v := newEnv(t, h, iu.WithMigrateBatch(3))
+	wf, _ := v.seedTemplates()
+	next := v3(t)
+	v.publish(next)
+	v.gates(true, true)
+	var keys []string
+	for i := range 7 {
+		actor := "alice"
+		if i >= 5 {
+			actor = "bob"
+		}
+		keys = append(keys, v.mustEmit(wfKey, fmt.Sprintf("m-%d", i), actor).InstanceKey)
+	}
+	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:m-x", Actor: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	req := iu.MigrateRequest{From: wfKey, To: wf3Key}
+
+	// A dry run counts and compares, and writes nothing.
+	before := v.counts()
+	dry, err := v.e.Migrate(ctx, req, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dry.Diff
+	if !dry.DryRun || dry.Instances != 8 || dry.Moved != 0 || fmt.Sprint(d.Added) != "[s9]" || len(d.Removed) != 0 ||
+		len(d.Changed) != 1 || d.Changed[0].Slot != "s3" || !d.Changed[0].PieceChange || d.Changed[0].EdgesChange || d.Same != 7 {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	v.sameCounts(before, "a dry run of migrate")
+	// Narrowed to bob: his two.
+	bob, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Actor: "bob", Apply: true}, nil)
+	if err != nil || bob.Moved != 2 {
+		t.Fatalf("migrate bob's: %+v %v", bob, err)
+	}
+	var progress []int64
+	rep, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, func(moved, total int64) { progress = append(progress, moved) })
+	if err != nil || rep.Moved != 6 || rep.Instances != 6 || len(progress) < 3 {
+		t.Fatalf("migrate the rest in batches of 3: %+v %v, progress %v", rep, err, progress)
+	}
+	// Every instance is on v3, with v3's graph, and verifies.
+	if n := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE template_key = '" + wf3Key + "' AND template_digest = '" + next.Digest.String() + "'"); n != 8 {
+		t.Fatalf("lineage on v3: %d, want 8", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_collection_membership m JOIN iu_piece_collection c ON c.collection_id = m.collection_id WHERE c.collection_kind = 'instance'"); n != 8*9 {
+		t.Fatalf("instance memberships: %d, want 8 x 9", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE from_key = '" + wfKey + "' AND from_digest = '" + wf.Digest.String() + "' AND to_key = '" + wf3Key + "' AND migrated_by = 'ops'"); n != 8 {
+		t.Fatalf("migrations on the record: %d, want 8", n)
+	}
+	rv := v.verify("")
+	if !rv.OK() || rv.Total != 8 || rv.Matches != 8 {
+		t.Fatalf("verify after migrate: %+v", rv)
+	}
+	stats, err := v.e.Stats(v.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if (s.TemplateKey == wf3Key) != (s.InstanceCount == 7) {
+			t.Fatalf("stats count under the template they are on: %+v", stats)
+		}
+	}
+	// A redelivered v2 event is still a replay, answering the migrated
+	// instance; a new v2 event makes a v2 instance.
+	before = v.counts()
+	r := v.mustEmit(wfKey, "m-0", "alice")
+	if !r.Replayed || r.InstanceKey != keys[0] {
+		t.Fatalf("redelivery after migrate: %+v", r)
+	}
+	v.sameCounts(before, "a redelivery after migrate")
+	// Running it again finds nothing to move.
+	again, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil)
+	if err != nil || again.Moved != 0 || again.Instances != 0 {
+		t.Fatalf("migrate again: %+v %v", again, err)
+	}
+	hist, err := v.e.History(v.ctx, keys[0])
+	if err != nil || len(hist) != 2 || hist[0].What != "created" || hist[0].TemplateKey != wfKey || hist[1].What != "migrated" || hist[1].TemplateKey != wf3Key || hist[1].By != "ops" {
+		t.Fatalf("history of a migrated instance: %+v %v", hist, err)
+	}
+	// A migrated instance is compensated by the key it was claimed under.
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: keys[0], Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	if r := v.mustEmit(wfKey, "m-0", "alice"); r.Status != iu.StatusCompensated {
+		t.Fatalf("redelivery of a migrated, compensated event: %+v", r)
+	}
+	// Refusals: another template's versions, the same version, an
+	// unpublished target.
+	for _, bad := range []iu.MigrateRequest{
+		{From: wfKey, To: fileKey, Apply: true},
+		{From: wfKey, To: wfKey, Apply: true},
+		{From: wfKey, To: "tpl:wf:onboarding/v9", Apply: true},
+		{From: "tpl:wf:onboarding/v7", To: wf3Key, Apply: true},
+	} {
+		if _, err := v.e.Migrate(ctx, bad, nil); err == nil || iu.ErrorCode(err) == iu.CodeInternal {
+			t.Errorf("migrate %s to %s: %v, want a clear refusal", bad.From, bad.To, err)
+		}
+	}
+})
+
+// A migration stopped between batches (its store fails after some) leaves
+// every instance whole, on one version or the other, and running it again
+// finishes the job.
+var _ = register("MigrateInterruptedAndResumed", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	for i := range 10 {
+		v.mustEmit(wfKey, fmt.Sprintf("i-%d", i), "alice")
+	}
+	failing := &failAfter{Store: v.s, updates: 2}
+	_, err := iu.NewEngine(failing, iu.WithMigrateBatch(3)).Migrate(v.ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true, Claimed: "ops"}, nil)
+	if !errors.Is(err, errInterrupted) {
+		t.Fatalf("a migration whose store fails: %v", err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE template_key = '" + wf3Key + "'"); n != 6 {
+		t.Fatalf("moved before the failure: %d, want two batches of 3", n)
+	}
+	if rep := v.verify(""); !rep.OK() || rep.Matches != 10 {
+		t.Fatalf("verify after an interrupted migration: %+v", rep)
+	}
+	rep, err := iu.NewEngine(v.s, iu.WithMigrateBatch(3)).Migrate(v.ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true, Claimed: "ops"}, nil)
+	if err != nil || rep.Moved != 4 || rep.Instances != 4 {
+		t.Fatalf("resumed: %+v %v", rep, err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration"); n != 10 {
+		t.Fatalf("%d migrations recorded, want each of the 10 once", n)
+	}
+	if rep := v.verify(""); !rep.OK() || rep.Matches != 10 {
+		t.Fatalf("verify: %+v", rep)
+	}
+})
+
+var errInterrupted = errors.New("interrupted")
+
+// failAfter is a store whose write transactions fail after a number of
+// them have committed: a process stopped between two batches.
+type failAfter struct {
+	iu.Store
+	updates int32
+}
+
+func (f *failAfter) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	if atomic.AddInt32(&f.updates, -1) < 0 {
+		return errInterrupted
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+// Events keep arriving for the source version while a migration runs:
+// every instance ends on exactly one version, whole, and verify is clean.
+var _ = register("MigrateWhileEventsArrive", func(t *testing.T, h Harness) {
+	v := newEnv(t, h, iu.WithMigrateBatch(5))
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	for i := range 40 {
+		v.mustEmit(wfKey, fmt.Sprintf("w-%d", i), "alice")
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var emitErr error
+	go func() {
+		defer wg.Done()
+		for i := range 40 {
+			if _, err := v.emit(wfKey, fmt.Sprintf("w-new-%d", i), "alice"); err != nil {
+				emitErr = err
+				return
+			}
+		}
+	}()
+	rep, err := v.e.Migrate(v.ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true, Claimed: "ops"}, nil)
+	wg.Wait()
+	if err != nil || emitErr != nil || rep.Moved < 40 {
+		t.Fatalf("migrate: %+v %v; emits: %v", rep, err, emitErr)
+	}
+	on2 := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE template_key = '" + wfKey + "'")
+	on3 := v.count("SELECT count(*) FROM iu_collection_template_instance_lineage WHERE template_key = '" + wf3Key + "'")
+	if on2+on3 != 80 || on3 != rep.Moved {
+		t.Fatalf("%d on v2 and %d on v3 (moved %d), want 80 in all", on2, on3, rep.Moved)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration"); n != on3 {
+		t.Fatalf("%d migrations recorded for %d moved", n, on3)
+	}
+	if rv := v.verify(""); !rv.OK() || rv.Matches != 80 {
+		t.Fatalf("verify: %+v", rv)
+	}
+})
+
+func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
