@@ -29,6 +29,9 @@ type Service interface {
 	Verify(ctx context.Context, actor string) (*VerifyReport, error)
 	Rollback(ctx context.Context, actor string, apply bool) (RollbackReport, error)
 	Render(ctx context.Context, key string) (*Rendered, error)
+	History(ctx context.Context, key string) ([]HistoryEntry, error)
+	Compensate(ctx context.Context, req CompensateRequest) (CompensateReport, error)
+	Migrate(ctx context.Context, req MigrateRequest, progress MigrateProgress) (*MigrateReport, error)
 
 	ListTriggers(ctx context.Context, r PageRequest) (Page[Trigger], error)
 	AddTrigger(ctx context.Context, t Trigger, actor string) (Trigger, error)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/intake"
 )
 
 //go:embed openapi.json
@@ -53,6 +54,9 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/instances", read, smallBody, "Auto instances, filtered and paginated", s.handleInstances},
 		{"GET", "/v1/instances/{key}", read, smallBody, "One instance with its lineage", s.handleInstance},
 		{"GET", "/v1/instances/{key}/render", read, smallBody, "An instance rendered", s.handleRender},
+		{"GET", "/v1/instances/{key}/history", read, smallBody, "An instance's history, oldest first", s.handleHistory},
+		{"POST", "/v1/instances/{key}/compensate", admin, smallBody, "Compensate one instance (dry run unless apply)", s.handleCompensate},
+		{"POST", "/v1/migrations", admin, smallBody, "Migrate instances to another version of their template (dry run unless apply)", s.handleMigrate},
 
 		{"GET", "/v1/stats", read, smallBody, "Per-template summary", s.handleStats},
 		{"GET", "/v1/verify", read, smallBody, "Verify digests and the shared graph", s.handleVerify},
@@ -306,6 +310,73 @@ func (s *Server) handleRender(c *call) error {
 		return err
 	}
 	writeJSON(c.w, nethttp.StatusOK, r)
+	return nil
+}
+
+func (s *Server) handleHistory(c *call) error {
+	h, err := s.engine.History(c.ctx(), c.r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, h)
+	return nil
+}
+
+func (s *Server) handleCompensate(c *call) error {
+	var b CompensateBody
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	key := c.r.PathValue("key")
+	r, err := s.engine.Compensate(c.ctx(), iu.CompensateRequest{InstanceKey: key, Reason: b.Reason, Release: b.Release, Apply: b.Apply, Actor: c.claimed()})
+	if err != nil {
+		return err
+	}
+	if b.Apply {
+		c.logger().Info("compensated", "instance", key, "release", b.Release, "token", c.token.Name)
+	}
+	writeJSON(c.w, nethttp.StatusOK, r)
+	return nil
+}
+
+// handleMigrate runs a migration; with Accept: application/x-ndjson the
+// answer streams {"moved", "total"} after each batch, then {"report"} or
+// {"error"}, as a bulk run's does. A migration of a million instances
+// takes longer than the server's usual timeouts.
+func (s *Server) handleMigrate(c *call) error {
+	var b iu.MigrateRequest
+	if err := decodeJSON(c.r, &b); err != nil {
+		return err
+	}
+	b.Claimed = c.claimed()
+	rc := nethttp.NewResponseController(c.w)
+	deadline := time.Now().Add(s.cfg.BulkTimeout)
+	rc.SetReadDeadline(deadline)
+	rc.SetWriteDeadline(deadline)
+	if intake.MediaType(c.r.Header.Get("Accept")) != ctNDJSON {
+		r, err := s.engine.Migrate(c.ctx(), b, nil)
+		if err != nil {
+			return err
+		}
+		writeJSON(c.w, nethttp.StatusOK, r)
+		return nil
+	}
+	c.w.Header().Set("Content-Type", ctNDJSON)
+	c.w.WriteHeader(nethttp.StatusOK)
+	out := &frameWriter{w: c.w, rc: rc}
+	r, err := s.engine.Migrate(c.ctx(), b, func(moved, total int64) {
+		out.write(migrateFrame{Moved: moved, Total: total}, false)
+	})
+	if err != nil {
+		body := publicError(err, c.id)
+		c.logger().Warn("migration stopped", "from", b.From, "to", b.To, "err", err)
+		out.write(migrateFrame{Report: r, Error: &body}, true)
+		return nil
+	}
+	if b.Apply {
+		c.logger().Info("migrated", "from", b.From, "to", b.To, "moved", r.Moved, "token", c.token.Name)
+	}
+	out.write(migrateFrame{Report: r}, true)
 	return nil
 }
 

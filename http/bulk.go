@@ -193,7 +193,7 @@ type frameWriter struct {
 	flush time.Time
 }
 
-func (f *frameWriter) write(fr bulkFrame, last bool) {
+func (f *frameWriter) write(fr any, last bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	b, err := json.Marshal(fr)

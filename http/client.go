@@ -444,6 +444,62 @@ func (c *Client) Render(ctx context.Context, key string) (*iu.Rendered, error) {
 	return &out, nil
 }
 
+func (c *Client) History(ctx context.Context, key string) ([]iu.HistoryEntry, error) {
+	var out []iu.HistoryEntry
+	return out, c.do(ctx, "GET", "/v1/instances/"+esc(key)+"/history", nil, nil, &out)
+}
+
+func (c *Client) Compensate(ctx context.Context, r iu.CompensateRequest) (iu.CompensateReport, error) {
+	var out iu.CompensateReport
+	return out, c.do(ctx, "POST", "/v1/instances/"+esc(r.InstanceKey)+"/compensate", actorQuery(r.Actor),
+		CompensateBody{Apply: r.Apply, Reason: r.Reason, Release: r.Release}, &out)
+}
+
+// Migrate runs a migration on the server. With progress it reads the
+// streamed answer, a frame after each batch.
+func (c *Client) Migrate(ctx context.Context, r iu.MigrateRequest, progress iu.MigrateProgress) (*iu.MigrateReport, error) {
+	if progress == nil {
+		var out iu.MigrateReport
+		if err := c.do(ctx, "POST", "/v1/migrations", actorQuery(r.Claimed), r, &out); err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
+	req, err := c.request(ctx, "POST", "/v1/migrations", actorQuery(r.Claimed), r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", ctNDJSON)
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, responseError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var f migrateFrame
+		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+			return nil, iu.Errorf(iu.ErrUnavailable, "POST /v1/migrations: the server's answer is not what this iu expects: %v", err)
+		}
+		switch {
+		case f.Error != nil:
+			return f.Report, f.Error.toError()
+		case f.Report != nil:
+			return f.Report, nil
+		default:
+			progress(f.Moved, f.Total)
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return nil, iu.Errorf(iu.ErrUnavailable, "the connection to the iu server broke during the migration; run it again to finish it (instances already moved are skipped)")
+}
+
 func (c *Client) ListTriggers(ctx context.Context, r iu.PageRequest) (iu.Page[iu.Trigger], error) {
 	return list[iu.Trigger](ctx, c, "/v1/triggers", pageQuery(r))
 }

@@ -86,6 +86,23 @@ type RollbackBody struct {
 	Apply bool   `json:"apply"`
 }
 
+// CompensateBody is POST /v1/instances/{key}/compensate: a dry run unless
+// Apply.
+type CompensateBody struct {
+	Apply   bool   `json:"apply"`
+	Reason  string `json:"reason,omitempty"`
+	Release bool   `json:"release,omitempty"`
+}
+
+// migrateFrame is one line of a streamed migration's answer: progress, or
+// the end (the report, and the error that stopped it).
+type migrateFrame struct {
+	Moved  int64             `json:"moved,omitempty"`
+	Total  int64             `json:"total,omitempty"`
+	Report *iu.MigrateReport `json:"report,omitempty"`
+	Error  *errorBody        `json:"error,omitempty"`
+}
+
 // TriggerBody is POST /v1/triggers.
 type TriggerBody struct {
 	Name     string `json:"name,omitempty"`
