@@ -334,13 +334,10 @@ func (w *Worker) drain(b Batch) {
 func decode(h natsgo.Header, body []byte) ([]intake.Event, error) {
 	if !hasHeader(h, "content-type") && !hasHeader(h, "ce-") && len(body) > 0 {
 		ev, err := intake.DecodeStructured(body)
-		if err != nil {
-			return nil, err
-		}
-		return []intake.Event{ev}, nil
+		return []intake.Event{ev}, err
 	}
 	ins, _, err := intake.Decode(nethttp.Header(h), body)
-	return ins, err
+	return ins, err // on error, ins may still hold what was read (the event id)
 }
 
 // hasHeader reports whether h has a header named name, or, for a name
@@ -389,6 +386,9 @@ func (w *Worker) handle(chunk []jetstream.Msg) {
 		}
 		ins, err := decode(msg.Headers(), msg.Data())
 		if err != nil {
+			if len(ins) > 0 {
+				mm.eventID = ins[0].Event.ID
+			}
 			mm.reason, mm.err = ReasonInvalid, err
 			continue
 		}
@@ -587,7 +587,9 @@ func (w *Worker) deadLetter(ctx context.Context, mm *message, reason string, cau
 		w.m.outcome("dead_letter_failed", reason)
 		return
 	}
-	mm.msg.TermWithReason(reason)
+	// Term, not TermWithReason: servers before 2.10.4 ignore the latter
+	// and would deliver the message again.
+	mm.msg.Term()
 	w.m.outcome("dead_lettered", reason)
 	w.log.Info("nats: dead-lettered", "reason", reason, "event", mm.eventID, "subject", dl.OriginalSubject, "err", dl.Error)
 }

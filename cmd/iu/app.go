@@ -201,6 +201,7 @@ Start with:  iu demo`,
 		a.tokenCommand(),
 		a.triggerCommand(),
 		a.benchCommand(),
+		a.deadCommand(),
 	)
 	// Wrong arguments are usage errors, whatever the command.
 	for _, c := range allCommands(root) {
