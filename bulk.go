@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -342,6 +343,9 @@ type BulkReport struct {
 		PostCommit Gates `json:"post_commit"`
 	} `json:"gates"`
 	Digest VerifySummary `json:"digest"`
+	// ClosedGates names the gates that held events back (Counts.Gated of
+	// them): nothing was written for those events.
+	ClosedGates []string `json:"closed_gates,omitempty"`
 	// ReadBack is what the transaction saw of its own surfaces just before
 	// commit; the JSON report leaves it out, as the seed's does.
 	ReadBack Surfaces `json:"-"`
@@ -379,6 +383,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		events = SliceEvents(plan.Events)
 	}
 	keyPrefix := AutoInstancePrefix(prefix)
+	w := who(ctx, plan.Actor)
 	rep := &BulkReport{Actor: plan.Actor}
 	var pre Surfaces
 	if err := e.store.View(ctx, func(tx Tx) (err error) {
@@ -393,12 +398,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		if err != nil {
 			return err
 		}
-		if len(plan.Gates) > 0 {
-			if err := tx.SetGates(ctx, plan.Gates, plan.Actor, e.clock()); err != nil {
-				return err
-			}
-		}
-		if rep.Gates.InsideTx, err = tx.Gates(ctx); err != nil {
+		if rep.Gates.InsideTx, err = e.setGates(ctx, tx, plan.Gates, w); err != nil {
 			return err
 		}
 		templates := make(map[string]*Template)
@@ -425,6 +425,9 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 					return wrapAt(evs[i], o.Err)
 				}
 				rep.Counts.add(o.Result)
+				if g := o.Result.Gate; g != "" && !slices.Contains(rep.ClosedGates, g) {
+					rep.ClosedGates = append(rep.ClosedGates, g)
+				}
 				if progress != nil {
 					progress(evs[i], o.Result)
 				}
@@ -450,16 +453,17 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		if rep.ReadBack, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix); err != nil {
 			return err
 		}
-		if len(plan.Gates) > 0 {
-			restore := GateChange{}
-			for name := range plan.Gates {
-				restore[name] = before.Get(name)
-			}
-			if err := tx.SetGates(ctx, restore, plan.Actor, e.clock()); err != nil {
-				return err
-			}
+		c := rep.Counts
+		if err := e.audit(ctx, tx, w, AuditBulk, plan.Actor, "%d events: ok %d, replayed %d, shadow %d, gated %d",
+			c.Total(), c.OK, c.Replayed, c.Shadow, c.Gated); err != nil {
+			return err
 		}
-		return nil
+		restore := GateChange{}
+		for name := range plan.Gates {
+			restore[name] = before.Get(name)
+		}
+		_, err = e.setGates(ctx, tx, restore, w)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bulk rolled back, nothing written: %w", err)

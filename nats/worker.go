@@ -671,7 +671,7 @@ func (tc *triggerCache) refresh(ctx context.Context, e *iu.Engine) ([]iu.Trigger
 }
 
 func (tc *triggerCache) load(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	list, err := e.ListTriggers(ctx)
+	list, err := e.Triggers(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,9 @@ func (a *app) remote() (iu.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if secret == "" {
+		return nil, usagef("--server %s needs a token: give --token or --token-file, or set IU_TOKEN or IU_TOKEN_FILE (iu serve's first start writes an admin token beside its store; iu token create makes more)", a.server.url)
+	}
 	c, err := iuhttp.NewClient(a.server.url, secret)
 	if err != nil {
 		return nil, usageError{err}
@@ -161,11 +164,27 @@ func (m *serveMain) Open(ctx context.Context) error {
 		return err
 	}
 	m.log = log
-	if m.Store, err = openStore(ctx, m.DB); err != nil {
+	// Listen first: a start that cannot serve (the address is taken)
+	// must leave the store, its token and the directory as they were.
+	ln, err := iuhttp.Listen(m.Addr)
+	if err != nil {
+		return err
+	}
+	// NATS next, for the same reason: its streams are made, but nothing
+	// of the store is touched, if NATS cannot be reached.
+	if err := m.dialNATS(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if m.Store, err = openStore(ctx, m.DB, true); err != nil {
+		ln.Close()
+		m.closeNATS()
 		return err
 	}
 	m.Engine = iu.NewEngine(m.Store)
 	if err := m.bootstrapToken(ctx); err != nil {
+		ln.Close()
+		m.closeNATS()
 		m.Store.Close()
 		return err
 	}
@@ -178,14 +197,9 @@ func (m *serveMain) Open(ctx context.Context) error {
 		}
 	}
 	m.Server = iuhttp.NewServer(m.Engine, cfg, log)
-	if err := m.Server.Open(); err != nil {
-		m.Server.Close(context.Background())
-		m.Store.Close()
-		return err
-	}
-	if err := m.openNATS(ctx); err != nil {
-		m.Server.Close(context.Background())
-		m.Store.Close()
+	m.Server.Serve(ln)
+	if err := m.startNATS(); err != nil {
+		m.Close()
 		return err
 	}
 	b := cfg.Batch
@@ -200,7 +214,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 // goes to the log. The server never runs open: without a token nobody gets
 // in.
 func (m *serveMain) bootstrapToken(ctx context.Context) error {
-	toks, err := m.Engine.ListTokens(ctx)
+	toks, err := allItems(ctx, m.Engine.ListTokens)
 	if err != nil {
 		return err
 	}
@@ -286,7 +300,9 @@ func (m *serveMain) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	if err := m.Open(ctx); err != nil {
+	// A stop signal while starting (the socket already listens) is
+	// answered once started: with a graceful stop, as at any other time.
+	if err := m.Open(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	<-ctx.Done()

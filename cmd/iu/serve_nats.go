@@ -66,12 +66,14 @@ func (n *natsFlags) config() (iunats.Config, error) {
 // natsIntake is iu serve's JetStream worker and its connection.
 type natsIntake struct {
 	conn   *iunats.Conn
-	worker *iunats.Worker
+	src    *iunats.Source
+	worker *iunats.Worker // nil until startNATS
 }
 
-// openNATS connects to NATS, sets up the streams and the consumer, and
-// starts a worker that submits through the HTTP server's batcher.
-func (m *serveMain) openNATS(ctx context.Context) error {
+// dialNATS connects to NATS and sets up the streams and the consumer,
+// before the store is opened: a NATS that cannot be reached fails the start
+// with nothing written.
+func (m *serveMain) dialNATS(ctx context.Context) error {
 	if m.NATS.cfg.URL == "" {
 		return nil
 	}
@@ -79,8 +81,7 @@ func (m *serveMain) openNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log := m.log.With("intake", "nats")
-	conn, err := iunats.Dial(ctx, cfg, log)
+	conn, err := iunats.Dial(ctx, cfg, m.log.With("intake", "nats"))
 	if err != nil {
 		return err
 	}
@@ -89,21 +90,30 @@ func (m *serveMain) openNATS(ctx context.Context) error {
 		conn.Close()
 		return err
 	}
-	metrics := iunats.NewMetrics(conn.Config(), src)
+	m.nats = &natsIntake{conn: conn, src: src}
+	return nil
+}
+
+// startNATS starts the worker, submitting through the HTTP server's
+// batcher, and adds its metrics and readiness to the server's.
+func (m *serveMain) startNATS() error {
+	n := m.nats
+	if n == nil {
+		return nil
+	}
+	metrics := iunats.NewMetrics(n.conn.Config(), n.src)
 	if err := m.Server.Register(metrics.Collectors()...); err != nil {
-		conn.Close()
 		return fmt.Errorf("nats metrics: %w", err)
 	}
-	w := iunats.NewWorker(src, conn.Config(), iunats.Options{
-		Engine: m.Engine, Batcher: m.Server.Batcher(), Log: log, Metrics: metrics,
-		MaxDeliver: src.MaxDeliver(), WorkQueue: src.Retention() == jetstream.WorkQueuePolicy,
+	w := iunats.NewWorker(n.src, n.conn.Config(), iunats.Options{
+		Engine: m.Engine, Batcher: m.Server.Batcher(), Log: m.log.With("intake", "nats"), Metrics: metrics,
+		MaxDeliver: n.src.MaxDeliver(), WorkQueue: n.src.Retention() == jetstream.WorkQueuePolicy,
 	})
-	if err := w.Start(conn.NATS()); err != nil {
-		conn.Close()
+	if err := w.Start(n.conn.NATS()); err != nil {
 		return err
 	}
+	n.worker = w
 	m.Server.AddReadyCheck("nats", w.Ready)
-	m.nats = &natsIntake{conn: conn, worker: w}
 	return nil
 }
 
@@ -121,8 +131,11 @@ func (m *serveMain) closeNATS() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	m.log.Info("nats: stopping: settling the messages in hand")
-	err := n.worker.Close(ctx)
+	var err error
+	if n.worker != nil {
+		m.log.Info("nats: stopping: settling the messages in hand")
+		err = n.worker.Close(ctx)
+	}
 	return errors.Join(err, n.conn.Close())
 }
 

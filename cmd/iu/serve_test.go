@@ -515,3 +515,39 @@ func noInternals(t *testing.T, name string, r response) {
 		}
 	}
 }
+
+// Label values that producers choose are bounded: a template key that is
+// not published counts as template="unknown", however many a producer
+// sends; a published one is named.
+func TestServeMetricLabelsAreBounded(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "iu.db"))
+	s.setup()
+	ingest := s.token("ingest")
+	for i := range 40 {
+		r := s.binary(ingest, map[string]string{"Id": fmt.Sprintf("u-%d", i), "Iutemplate": fmt.Sprintf("tpl:wf:nope-%d/v1", i)}, `{}`)
+		if r.status != 404 {
+			t.Fatalf("unknown template %d: %d %s", i, r.status, r.body)
+		}
+		r = s.do("POST", "/v1/emit", ingest, nil, []byte(fmt.Sprintf(`{"template": "tpl:wf:emit-%d/v1", "actor": "a", "event": {"id": "x", "source": "s", "type": "t"}}`, i)))
+		if r.status != 404 {
+			t.Fatalf("unknown template %d over /v1/emit: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := s.binary(ingest, map[string]string{"Id": "k-1", "Iutemplate": wfKey}, `{}`); r.status != 201 {
+		t.Fatalf("a known template: %d %s", r.status, r.body)
+	}
+	m := s.do("GET", "/metrics", s.admin, nil, nil)
+	var series []string
+	for _, line := range strings.Split(string(m.body), "\n") {
+		if strings.HasPrefix(line, "iu_instantiations_total{") {
+			series = append(series, line)
+		}
+	}
+	want := []string{
+		`iu_instantiations_total{status="created",template="` + wfKey + `"} 1`,
+		`iu_instantiations_total{status="not_found",template="unknown"} 80`,
+	}
+	if strings.Join(series, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("instantiation series:\n%s\nwant:\n%s", strings.Join(series, "\n"), strings.Join(want, "\n"))
+	}
+}
