@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -136,7 +135,13 @@ func (m *serveMain) closeNATS() error {
 		m.log.Info("nats: stopping: settling the messages in hand")
 		err = n.worker.Close(ctx)
 	}
-	return errors.Join(err, n.conn.Close())
+	if cerr := n.conn.Close(); cerr != nil {
+		// Committed messages whose acknowledgement did not reach NATS are
+		// delivered again and answered "replayed": worth a warning, not a
+		// failed stop.
+		m.log.Warn("nats: acknowledgements not flushed; those messages will be delivered again and answered replayed", "err", cerr)
+	}
+	return err
 }
 
 // natsLogAttrs describes the intake for the start-up log line.
