@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,23 +52,38 @@ func runNATS(t testing.TB, dir string, port int) *server.Server {
 // unreachable).
 func forStores(t *testing.T, fn func(t *testing.T, store iu.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "iu.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
+		path := filepath.Join(t.TempDir(), "iu.db")
+		open := func(t *testing.T) iu.Store {
+			s, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
 		}
-		t.Cleanup(func() { s.Close() })
+		s := open(t)
+		reopeners.Store(s, open)
 		fn(t, s)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := pgtest.Schema(t, pgtest.DSN(t), "iu_nats_")
-		s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
-		if err != nil {
-			t.Fatalf("%s is set but: %v", pgtest.EnvDSN, err)
+		open := func(t *testing.T) iu.Store {
+			s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+			if err != nil {
+				t.Fatalf("%s is set but: %v", pgtest.EnvDSN, err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
 		}
-		t.Cleanup(func() { s.Close() })
+		s := open(t)
+		reopeners.Store(s, open)
 		fn(t, s)
 	})
 }
+
+// reopeners maps a store made by forStores to a function that opens it
+// again.
+var reopeners sync.Map
 
 func newSQLite(t testing.TB) iu.Store {
 	t.Helper()

@@ -216,7 +216,12 @@ func (c *Conn) Close() error {
 	if c.nc.IsClosed() {
 		return nil
 	}
-	err := c.nc.FlushTimeout(5 * time.Second)
+	var err error
+	if c.nc.IsConnected() {
+		err = c.nc.FlushTimeout(5 * time.Second)
+	} else {
+		err = errors.New("nats: not connected")
+	}
 	c.nc.Close()
 	if errors.Is(err, natsgo.ErrConnectionClosed) {
 		err = nil

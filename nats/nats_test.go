@@ -26,6 +26,7 @@ import (
 // empty; a repeat is one instance; the actor is the trigger's, else
 // iuactor, else nats:<consumer>.
 func TestCommitAndAck(t *testing.T) {
+	t.Parallel()
 	forStores(t, func(t *testing.T, store iu.Store) {
 		e := newEnv(t, store, runNATS(t, "", 0), iunats.Config{})
 		ctx := context.Background()
@@ -76,6 +77,7 @@ func TestCommitAndAck(t *testing.T) {
 // terminated; their neighbours in the same batch commit. After the cause
 // is fixed, redrive publishes them back and they commit.
 func TestDeadLettersAndRedrive(t *testing.T) {
+	t.Parallel()
 	forStores(t, func(t *testing.T, store iu.Store) {
 		e := newEnv(t, store, runNATS(t, "", 0), iunats.Config{})
 		ctx := context.Background()
@@ -165,6 +167,7 @@ func TestDeadLettersAndRedrive(t *testing.T) {
 // delivery answered "gated", well past MaxDeliver. Either way, once the
 // gates open every event is instantiated once and none is dead-lettered.
 func TestGateNeverUsesUpMaxDeliver(t *testing.T) {
+	t.Parallel()
 	forStores(t, func(t *testing.T, store iu.Store) {
 		const maxDeliver, n = 3, 20
 		cfg := iunats.Config{MaxDeliver: maxDeliver, AckWait: 300 * time.Millisecond, GatedDelay: 50 * time.Millisecond}
@@ -242,6 +245,7 @@ func (f *flakyStore) Update(ctx context.Context, fn func(iu.Tx) error) error {
 // reads but refuses writes on a message's last delivery gives it up as
 // max_deliver.
 func TestStoreUnavailable(t *testing.T) {
+	t.Parallel()
 	forStores(t, func(t *testing.T, store iu.Store) {
 		fs := &flakyStore{Store: store}
 		e := newEnv(t, fs, runNATS(t, "", 0), iunats.Config{MaxDeliver: 2, AckWait: 300 * time.Millisecond})
@@ -290,6 +294,7 @@ func TestStoreUnavailable(t *testing.T) {
 // reaches MaxDeliver without any worker seeing a failure: JetStream's
 // max-deliveries advisory makes a listening worker dead-letter it.
 func TestMaxDeliveriesAdvisory(t *testing.T) {
+	t.Parallel()
 	store := newSQLite(t)
 	e := newEnv(t, store, runNATS(t, "", 0), iunats.Config{MaxDeliver: 2, AckWait: 200 * time.Millisecond})
 	// A worker that never fetches (the gates look closed to it) but
@@ -339,6 +344,7 @@ func TestMaxDeliveriesAdvisory(t *testing.T) {
 // If the dead letter cannot be stored, the message is not terminated: it
 // comes back and is dead-lettered once, when publishing works again.
 func TestDeadLetterPublishFails(t *testing.T) {
+	t.Parallel()
 	store := newSQLite(t)
 	e := newEnv(t, store, runNATS(t, "", 0), iunats.Config{})
 	f := &failingJS{JetStream: e.src}
@@ -363,6 +369,7 @@ func TestDeadLetterPublishFails(t *testing.T) {
 // nothing is left unacknowledged, and every message that left the stream
 // was committed.
 func TestCloseSettlesWhatIsInHand(t *testing.T) {
+	t.Parallel()
 	store := newSQLite(t)
 	e := newEnv(t, store, runNATS(t, "", 0), iunats.Config{AckWait: time.Minute})
 	const n = 3000
@@ -401,6 +408,7 @@ func TestCloseSettlesWhatIsInHand(t *testing.T) {
 // through the server's readiness hook, and turns ready again when NATS
 // comes back.
 func TestSameEventOverHTTPAndNATS(t *testing.T) {
+	t.Parallel()
 	forStores(t, func(t *testing.T, store iu.Store) {
 		dir := t.TempDir()
 		srv := runNATS(t, dir, 0)
@@ -470,4 +478,47 @@ func portOf(t testing.TB, url string) int {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Two workers, each with its own connection, store handle and batcher (as
+// two processes have), share the durable consumer: every distinct event is
+// instantiated once, and both workers do some of the work.
+func TestWorkersShareTheConsumer(t *testing.T) {
+	t.Parallel()
+	forStores(t, func(t *testing.T, store iu.Store) {
+		srv := runNATS(t, "", 0)
+		a := newEnv(t, store, srv, iunats.Config{})
+		b := newEnv(t, reopen(t, store), srv, iunats.Config{})
+		const n, distinct = 2000, 1500
+		for i := range n {
+			k := i % distinct // the last 500 repeat earlier events
+			m := &natsgo.Msg{Subject: "iu.events.t", Header: natsgo.Header{"Content-Type": {"application/cloudevents+json"}},
+				Data: ev{ID: fmt.Sprintf("w-%d", k), Source: "s", Type: "x", Template: onboarding, Data: fmt.Sprintf(`{"k":%d}`, k)}.structured()}
+			if _, err := a.pub.PublishMsgAsync(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		<-a.pub.PublishAsyncComplete()
+		a.start(iunats.Options{})
+		b.start(iunats.Options{})
+		waitFor(t, 60*time.Second, "the consumer to drain", a.drained)
+		if got := a.instances(""); got != distinct {
+			t.Errorf("%d instances, want %d", got, distinct)
+		}
+		ca, cb := a.count("acked", ""), b.count("acked", "")
+		if ca+cb != n || ca == 0 || cb == 0 {
+			t.Errorf("acked %v and %v, want %d between them, some by each", ca, cb, n)
+		}
+	})
+}
+
+// reopen opens a second handle on the same store, as another process
+// would.
+func reopen(t *testing.T, s iu.Store) iu.Store {
+	t.Helper()
+	open, ok := reopeners.Load(s)
+	if !ok {
+		t.Fatalf("reopen: store %s was not made by forStores", s.Describe())
+	}
+	return open.(func(*testing.T) iu.Store)(t)
 }
