@@ -88,7 +88,7 @@ func ParseBulkPlan(name string, data []byte) (*BulkPlan, error) {
 		if errors.Is(err, io.EOF) {
 			return fail("empty plan: want actor and events or events_file")
 		}
-		return fail("%s", yamlMessage(err))
+		return fail("%s", yamlDataMessage(err, data))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {

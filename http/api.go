@@ -2,8 +2,8 @@ package http
 
 import (
 	"context"
-	"errors"
 	_ "embed"
+	"errors"
 	"fmt"
 	nethttp "net/http"
 	"net/url"
