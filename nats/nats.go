@@ -15,7 +15,6 @@ package nats
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,9 +164,8 @@ func Dial(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 		}
 		opts = append(opts, natsgo.ClientCert(cfg.TLSCert, cfg.TLSKey))
 	}
-	if cfg.TLSCA != "" || cfg.TLSCert != "" {
-		opts = append(opts, natsgo.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
-	}
+	// RootCAs and ClientCert turn TLS on themselves (TLS 1.2 at least), as
+	// does a tls:// URL; natsgo.Secure here would replace their settings.
 	nc, err := natsgo.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect to %s: %w", redact(cfg.URL), err)
