@@ -130,7 +130,9 @@ func newEnv(t testing.TB, store iu.Store, srv *server.Server, cfg iunats.Config)
 	t.Cleanup(func() { e.batcher.Close(context.Background()) })
 	cfg.URL = srv.ClientURL()
 	if cfg.AckWait == 0 {
-		cfg.AckWait = 2 * time.Second
+		// Long enough that a loaded machine never makes a test see a
+		// redelivery it did not ask for.
+		cfg.AckWait = 30 * time.Second
 	}
 	if cfg.GatePoll == 0 {
 		cfg.GatePoll = 50 * time.Millisecond
