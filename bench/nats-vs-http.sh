@@ -104,6 +104,13 @@ nats_run() {
 	done
 	"$iu" bench --nats "$url" -n "$N" --dup "$DUP" --wait --progress none --json >"$work/nats-$w-$2.json"
 	stop_all
+	# Drained must mean committed: one instance per distinct event.
+	local want got
+	want=$(field distinct_events <"$work/nats-$w-$2.json")
+	got=$(IU_DB=$dsn "$iu" --json verify | field total)
+	if [ "$got" != "$want" ]; then
+		echo "JetStream run with $w worker(s): $got instances, want $want" >&2; exit 1
+	fi
 	field events_per_second <"$work/nats-$w-$2.json" | tee -a "$work/nats-$w.eps"
 }
 
