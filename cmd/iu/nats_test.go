@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -132,11 +133,29 @@ func TestServeNATS(t *testing.T) {
 			t.Errorf("after the redrive: exit %d, want the 4 invalid dead letters left:\n%s", code, out)
 		}
 
+		// One dead letter by its sequence: still invalid, it comes back
+		// under a new one.
+		var first uint64
+		for _, d := range dls {
+			if d.Reason == "invalid" {
+				first = d.Seq
+				break
+			}
+		}
+		code, out, errs = iuMain(t, "--json", "dead", "redrive", "--nats", url, "--seq", fmt.Sprint(first))
+		if code != 0 || !strings.Contains(out, `"redriven": 1`) {
+			t.Fatalf("dead redrive --seq %d: exit %d: %s%s", first, code, out, errs)
+		}
+		waitUntil(t, 20*time.Second, "the redriven invalid event to be dead-lettered again", func() bool {
+			_, out, _ := iuMain(t, "--json", "dead", "list", "--nats", url, "--reason", "invalid")
+			return strings.Count(out, `"reason": "invalid"`) == 4 && !strings.Contains(out, fmt.Sprintf(`"seq": %d,`, first))
+		})
+
 		if r := s.do("GET", "/readyz", "", nil, nil); r.status != 200 {
 			t.Errorf("/readyz %d: %s", r.status, r.body)
 		}
 		r := s.do("GET", "/metrics", s.token(iu.ScopeRead), nil, nil)
-		for _, want := range []string{`iu_nats_messages_total{consumer="iu",outcome="dead_lettered",reason="invalid",stream="IU_EVENTS"} 4`,
+		for _, want := range []string{`iu_nats_messages_total{consumer="iu",outcome="dead_lettered",reason="invalid",stream="IU_EVENTS"} 5`,
 			`iu_nats_consumer_pending_messages{consumer="iu",stream="IU_EVENTS"} 0`, "iu_nats_fetch_batch_messages_count"} {
 			if !strings.Contains(string(r.body), want) {
 				t.Errorf("/metrics lacks %s", want)
