@@ -437,7 +437,7 @@ func (s *Server) handleReady(c *call) error {
 		if err := rc.check(ctx); err != nil {
 			c.logger().Warn("not ready", "check", rc.name, "err", err)
 			c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-			writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{iu.CodeUnavailable, rc.name + " is not ready"}})
+			writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{Code: iu.CodeUnavailable, Message: rc.name + " is not ready"}})
 			return nil
 		}
 	}

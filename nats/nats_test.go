@@ -232,11 +232,25 @@ func (f *flakyStore) View(ctx context.Context, fn func(iu.Tx) error) error {
 	return f.Store.View(ctx, fn)
 }
 
+func (f *flakyStore) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
+	if f.down.Load() {
+		return iu.Errorf(iu.ErrUnavailable, "injected: the database does not answer")
+	}
+	return f.Store.ViewFresh(ctx, fn)
+}
+
 func (f *flakyStore) Update(ctx context.Context, fn func(iu.Tx) error) error {
 	if f.down.Load() || f.readOnly.Load() {
 		return iu.Errorf(iu.ErrUnavailable, "injected: the database does not answer")
 	}
 	return f.Store.Update(ctx, fn)
+}
+
+func (f *flakyStore) UpdateOnce(ctx context.Context, fn func(iu.Tx) error) error {
+	if f.down.Load() || f.readOnly.Load() {
+		return iu.Errorf(iu.ErrUnavailable, "injected: the database does not answer")
+	}
+	return f.Store.UpdateOnce(ctx, fn)
 }
 
 // The store unavailable: nothing is acknowledged, the worker reports not
