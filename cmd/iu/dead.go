@@ -67,7 +67,7 @@ dead-letter stream once the events stream has stored it.`,
 			if err := w.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "(%d dead letters)\n", len(out))
+			fmt.Fprintf(a.stdout, "(%s)\n", deadLetters(len(out)))
 			return nil
 		}),
 	}
@@ -121,7 +121,7 @@ dead-letter stream once the events stream has stored it.`,
 					return jerr
 				}
 			} else {
-				fmt.Fprintf(a.stdout, "%d dead letters redriven\n", len(done))
+				fmt.Fprintf(a.stdout, "%s redriven\n", deadLetters(len(done)))
 			}
 			if err != nil {
 				return fmt.Errorf("redrive stopped after %d: %w", len(done), deadStreamError(nf, err))
@@ -135,6 +135,14 @@ dead-letter stream once the events stream has stored it.`,
 	rf.BoolVar(&all, "all", false, "redrive every dead letter")
 	cmd.AddCommand(list, redrive)
 	return cmd
+}
+
+// deadLetters says "1 dead letter", "2 dead letters".
+func deadLetters(n int) string {
+	if n == 1 {
+		return "1 dead letter"
+	}
+	return fmt.Sprintf("%d dead letters", n)
 }
 
 // dialNATS connects for a command that only reads or republishes: it
