@@ -431,12 +431,12 @@ func (w *Worker) handle(chunk []jetstream.Msg) {
 		for _, u := range mm.units {
 			res := results[u]
 			if res.Err != nil {
-				w.classify(mm, res.Err, units[u])
+				w.classify(mm, res.Err)
 				continue
 			}
 			for _, o := range res.Outcomes {
 				if o.Err != nil {
-					w.classify(mm, o.Err, units[u])
+					w.classify(mm, o.Err)
 				} else if o.Result.Status == iu.StatusGated {
 					mm.gate = o.Result.Gate
 				}
@@ -455,7 +455,7 @@ func (w *Worker) handle(chunk []jetstream.Msg) {
 }
 
 // classify records a failed answer on its message.
-func (w *Worker) classify(mm *message, err error, reqs []iu.EmitRequest) {
+func (w *Worker) classify(mm *message, err error) {
 	switch iu.ErrorCode(err) {
 	case iu.CodeUnavailable, iu.CodeInternal, "":
 		if !mm.retry {
