@@ -536,3 +536,65 @@ func reopen(t *testing.T, s iu.Store) iu.Store {
 	}
 	return open.(func(*testing.T) iu.Store)(t)
 }
+
+// Streams and a consumer that exist are used as they are: Setup changes
+// none of their configuration, and the worker obeys the existing
+// consumer's MaxDeliver. Missing ones are made with file storage.
+func TestSetupUsesExistingStreams(t *testing.T) {
+	t.Parallel()
+	srv := runNATS(t, "", 0)
+	nc, err := natsgo.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	mine := jetstream.StreamConfig{Name: "EVENTS", Subjects: []string{"hr.>"}, Storage: jetstream.MemoryStorage,
+		Retention: jetstream.LimitsPolicy, MaxAge: time.Hour}
+	if _, err := js.CreateStream(ctx, mine); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 4}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := js.Stream(ctx, "EVENTS")
+
+	conn, err := iunats.Dial(ctx, iunats.Config{URL: srv.ClientURL(), Stream: "EVENTS", Consumer: "workers", Subjects: []string{"ignored.>"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	src, err := conn.Setup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := js.Stream(ctx, "EVENTS")
+	b, a := before.CachedInfo().Config, after.CachedInfo().Config
+	if fmt.Sprint(b.Subjects, b.Storage, b.Retention, b.MaxAge) != fmt.Sprint(a.Subjects, a.Storage, a.Retention, a.MaxAge) {
+		t.Errorf("Setup changed the existing stream: %+v -> %+v", b, a)
+	}
+	if got := src.MaxDeliver(); got != 4 {
+		t.Errorf("MaxDeliver %d, want the existing consumer's 4", got)
+	}
+	dead, err := js.Stream(ctx, iunats.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatalf("the missing dead-letter stream was not made: %v", err)
+	}
+	if c := dead.CachedInfo().Config; c.Storage != jetstream.FileStorage || fmt.Sprint(c.Subjects) != "[iu.dead.>]" {
+		t.Errorf("dead-letter stream %+v, want file storage on iu.dead.>", c)
+	}
+
+	// A consumer that does not acknowledge explicitly is refused, by name.
+	if _, err := js.CreateConsumer(ctx, "EVENTS", jetstream.ConsumerConfig{Durable: "noack", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	conn2, err := iunats.Dial(ctx, iunats.Config{URL: srv.ClientURL(), Stream: "EVENTS", Consumer: "noack"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if _, err := conn2.Setup(ctx); err == nil || !strings.Contains(err.Error(), "explicit acks") {
+		t.Errorf("Setup on a consumer without explicit acks: %v", err)
+	}
+}
