@@ -58,8 +58,9 @@ type Config struct {
 	// Batch is how many messages one fetch asks for; they are committed in
 	// one group-commit transaction (with whatever HTTP sends meanwhile).
 	Batch int
-	// MaxDeliver and AckWait configure the consumer when iu creates it; an
-	// existing consumer keeps its own (and its MaxDeliver is the one obeyed).
+	// MaxDeliver and AckWait configure the consumer when iu creates it (-1:
+	// deliver without end); an existing consumer keeps its own, and its
+	// MaxDeliver is the one obeyed.
 	MaxDeliver int
 	AckWait    time.Duration
 
@@ -102,7 +103,9 @@ func (c *Config) defaults() {
 		}
 	}
 	num(&c.Batch, DefaultBatch)
-	num(&c.MaxDeliver, DefaultMaxDeliver)
+	if c.MaxDeliver == 0 { // -1 stays: unlimited
+		c.MaxDeliver = DefaultMaxDeliver
+	}
 	num(&c.Fetchers, DefaultFetchers)
 	dur := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {

@@ -43,7 +43,7 @@ func (n *natsFlags) registerURL(fs *pflag.FlagSet, def, help string, worker bool
 	}
 	fs.StringVar(&n.subjects, "nats-subjects", iunats.DefaultSubjects, "subjects of the events stream when iu creates it (comma-separated)")
 	fs.IntVar(&c.Batch, "nats-batch", iunats.DefaultBatch, "messages per fetch, committed in one group-commit transaction")
-	fs.IntVar(&c.MaxDeliver, "nats-max-deliver", iunats.DefaultMaxDeliver, "deliveries of a message before it is dead-lettered as max_deliver (when iu creates the consumer)")
+	fs.IntVar(&c.MaxDeliver, "nats-max-deliver", iunats.DefaultMaxDeliver, "deliveries of a message before it is dead-lettered as max_deliver, -1 for no limit (when iu creates the consumer)")
 	fs.DurationVar(&c.AckWait, "nats-ack-wait", iunats.DefaultAckWait, "how long a worker may hold a message before JetStream delivers it again (when iu creates the consumer)")
 	fs.DurationVar(&c.GatedDelay, "nats-gated-delay", iunats.DefaultGatedDelay, "how long a message answered gated is held back before it may be delivered again")
 }
