@@ -501,6 +501,17 @@ func (s *Server) handleReady(c *call) error {
 		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{Code: iu.CodeUnavailable, Message: msg}})
 		return nil
 	}
+	s.readyMu.Lock()
+	checks := s.readyChecks
+	s.readyMu.Unlock()
+	for _, rc := range checks {
+		if err := rc.check(ctx); err != nil {
+			c.logger().Warn("not ready", "check", rc.name, "err", err)
+			c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+			writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{Code: iu.CodeUnavailable, Message: rc.name + " is not ready"}})
+			return nil
+		}
+	}
 	writeJSON(c.w, nethttp.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/iu-engine/iu"
 )
 
@@ -95,6 +97,39 @@ type Server struct {
 	draining atomic.Bool
 	serveErr chan error
 	closing  sync.Once
+
+	readyMu     sync.Mutex
+	readyChecks []readyCheck
+}
+
+// readyCheck is a part of readiness beyond the store: another intake's
+// connection, say.
+type readyCheck struct {
+	name  string
+	check func(context.Context) error
+}
+
+// AddReadyCheck makes /readyz also ask check: while it returns an error,
+// /readyz answers 503 naming the check (the error goes to the log only).
+// Safe to call while serving.
+func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
+	s.readyMu.Lock()
+	s.readyChecks = append(s.readyChecks, readyCheck{name, check})
+	s.readyMu.Unlock()
+}
+
+// Batcher returns the server's group-commit batcher, for other intakes to
+// submit through: their events then share transactions with HTTP's.
+func (s *Server) Batcher() *iu.Batcher { return s.batcher }
+
+// Register adds collectors to the registry that GET /metrics serves.
+func (s *Server) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.metrics.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // NewServer returns a server over engine; log may be nil (no logs).

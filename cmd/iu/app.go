@@ -278,6 +278,7 @@ Start with:  iu demo`,
 		a.tokenCommand(),
 		a.triggerCommand(),
 		a.benchCommand(),
+		a.deadCommand(),
 	)
 	// Wrong arguments are usage errors, whatever the command.
 	for _, c := range allCommands(root) {

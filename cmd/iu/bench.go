@@ -47,6 +47,7 @@ type benchOptions struct {
 	timeout   time.Duration
 	triggered bool
 	cpuprof   string
+	nats      benchNATSOptions // --nats: publish to JetStream instead (bench_nats.go)
 }
 
 // benchReport is what iu bench prints (--json: as is).
@@ -86,6 +87,10 @@ template (--template, extension iutemplate), or with --triggered relies on the
 server's triggers (--type). Prints events/s and the latency percentiles; --json for
 scripts.
 
+--nats URL publishes the events to NATS JetStream instead (--nats-subject, on the
+stream iu serve --nats consumes), each stored by the stream, and reports the publish
+rate; with --wait also the end-to-end rate, until the consumer has drained.
+
 --direct drives the Go API instead (the engine with group commit, on --db), with no
 HTTP at all: the difference is what the network and the HTTP layer cost.
 
@@ -110,6 +115,20 @@ iu rollback --actor ACTOR --apply removes them.`,
 			case "auto", "bar", "none":
 			default:
 				return usagef("--progress %q: want auto, bar or none", o.progress)
+			}
+			if o.nats.nf.cfg.URL != "" {
+				rep, err := a.benchNATS(cmd.Context(), o, o.nats)
+				if err != nil {
+					return err
+				}
+				if a.json {
+					return a.printJSON(rep)
+				}
+				printBenchNATS(a.stdout, rep)
+				if rep.Errors > 0 {
+					return failure{err: fmt.Errorf("bench: %d of %d events were not stored (first: %s)", rep.Errors, rep.Events, rep.FirstError)}
+				}
+				return nil
 			}
 			rep, err := a.bench(cmd.Context(), o)
 			if err != nil {
@@ -143,6 +162,7 @@ iu rollback --actor ACTOR --apply removes them.`,
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
 	f.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.MarkHidden("cpuprofile")
+	o.nats.register(f)
 	return cmd
 }
 

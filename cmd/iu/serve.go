@@ -90,12 +90,15 @@ type serveMain struct {
 	// beside a SQLite store, iu-admin.token in the working directory for
 	// PostgreSQL).
 	AdminTokenFile string
+	// NATS, when its URL is set, consumes events from JetStream too.
+	NATS natsFlags
 
 	Store     iu.Store
 	Engine    *iu.Engine
 	Server    *iuhttp.Server
 	TokenFile string // where a bootstrap admin token was written, or ""
 	log       *slog.Logger
+	nats      *natsIntake
 }
 
 func newServeMain(stderr io.Writer) *serveMain {
@@ -120,6 +123,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&m.AdminTokenFile, "admin-token-file", "", "where to write the admin token made when the store has none (default: STORE.token beside a SQLite store, ./iu-admin.token for PostgreSQL)")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
 	fs.MarkHidden("cpuprofile")
+	m.NATS.register(fs, true)
 }
 
 // ParseFlags reads serve's flags, and --db, from args: the tests' way in.
@@ -166,13 +170,21 @@ func (m *serveMain) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// NATS next, for the same reason: its streams are made, but nothing
+	// of the store is touched, if NATS cannot be reached.
+	if err := m.dialNATS(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	if m.Store, err = openStore(ctx, m.DB, true); err != nil {
 		ln.Close()
+		m.closeNATS()
 		return err
 	}
 	m.Engine = iu.NewEngine(m.Store)
 	if err := m.bootstrapToken(ctx); err != nil {
 		ln.Close()
+		m.closeNATS()
 		m.Store.Close()
 		return err
 	}
@@ -183,9 +195,13 @@ func (m *serveMain) Open(ctx context.Context) error {
 	}
 	m.Server = iuhttp.NewServer(m.Engine, cfg, log)
 	m.Server.Serve(ln)
+	if err := m.startNATS(); err != nil {
+		m.Close()
+		return err
+	}
 	b := cfg.Batch
-	log.Info("iu serve listening", "url", m.Server.URL(), "store", m.Store.Describe(),
-		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers)
+	log.Info("iu serve listening", append([]any{"url", m.Server.URL(), "store", m.Store.Describe(),
+		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers}, m.natsLogAttrs()...)...)
 	return nil
 }
 
@@ -287,6 +303,9 @@ func (m *serveMain) Run(ctx context.Context) error {
 		return err
 	}
 	<-ctx.Done()
+	// The JetStream intake stops fetching at once; what it holds is
+	// committed and acknowledged, the rest waits in the stream.
+	natsErr := m.closeNATS()
 	if m.DrainDelay > 0 {
 		// A second signal ends the drain early, as an operator pressing
 		// Ctrl-C again expects.
@@ -302,13 +321,16 @@ func (m *serveMain) Run(ctx context.Context) error {
 		signal.Stop(again)
 	}
 	m.log.Info("shutting down: finishing requests in flight", "timeout", m.ShutdownTimeout)
-	return m.Close()
+	return errors.Join(natsErr, m.Close())
 }
 
 // Close shuts down gracefully: no new connections, requests in flight
 // finish and commit, then the store closes. Safe to call twice.
 func (m *serveMain) Close() error {
 	var errs []error
+	if err := m.closeNATS(); err != nil {
+		errs = append(errs, fmt.Errorf("nats: %w", err))
+	}
 	if m.Server != nil {
 		timeout := m.ShutdownTimeout
 		if timeout <= 0 {
@@ -347,13 +369,20 @@ func (a *app) serveCommand() *cobra.Command {
 structured and batch modes), the JSON API of every command (iu --server URL ...),
 GET /metrics, /healthz, /readyz and /openapi.json.
 
+With --nats URL (env IU_NATS_URL) it also consumes CloudEvents from NATS
+JetStream: stream --nats-stream (created on --nats-subjects when missing), the
+durable pull consumer --nats-consumer shared by every worker, dead letters in
+--nats-dead-letter-stream (iu dead list | redrive). A message is acknowledged
+only once committed.
+
 Every route but the health checks and the OpenAPI document needs a bearer token.
 If the store has no token at all, serve creates an admin token and writes it to
 a file only you can read: beside a SQLite store (iu.db.token), or iu-admin.token
 in the working directory for PostgreSQL; the log says where.
 
-On SIGINT or SIGTERM it stops accepting connections, finishes the requests in
-flight (their events committed before they are answered) and exits 0.`,
+On SIGINT or SIGTERM it stops fetching from NATS and commits and acknowledges
+what it holds, stops accepting connections, finishes the requests in flight
+(their events committed before they are answered) and exits 0.`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if f := cmd.Flag("server"); f != nil && f.Changed {
