@@ -45,11 +45,39 @@ func (e *Engine) Verify(ctx context.Context, actor string) (*VerifyReport, error
 	return e.verify(ctx, actor, true)
 }
 
+// VerifyProgress is Verify for a caller that shows progress: progress is
+// called first with how many instances there are to check (-1 when the
+// store cannot say), then every few thousand instances and at the end with
+// how many were checked. It runs in the caller's goroutine, inside the
+// read transaction: it must return quickly.
+func (e *Engine) VerifyProgress(ctx context.Context, actor string, progress func(checked, total int64)) (*VerifyReport, error) {
+	return e.verifyWith(ctx, actor, true, progress)
+}
+
 // verify is Verify; the orphan count, a scan of every table, is skipped
 // when orphans is false (a bulk report shows only the digest invariant).
 func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*VerifyReport, error) {
+	return e.verifyWith(ctx, actor, orphans, nil)
+}
+
+// verifyProgressEvery is how many instances verify checks between two
+// calls of its progress function.
+const verifyProgressEvery = 4096
+
+func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, progress func(checked, total int64)) (*VerifyReport, error) {
 	rep := &VerifyReport{Diverging: []Divergence{}}
 	err := e.store.View(ctx, func(tx Tx) error {
+		total := int64(-1)
+		if progress != nil {
+			if c, ok := tx.(Census); ok {
+				n, err := c.CountInstances(ctx, actor)
+				if err != nil {
+					return err
+				}
+				total = n
+			}
+			progress(0, total)
+		}
 		templates, err := tx.ListTemplateGraphs(ctx)
 		if err != nil {
 			return err
@@ -100,6 +128,9 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 		checked := make(map[graphID][]string)
 		err = tx.ScanInstanceGraphs(ctx, actor, func(g *InstanceGraph) error {
 			rep.Total++
+			if progress != nil && rep.Total%verifyProgressEvery == 0 {
+				progress(rep.Total, total)
+			}
 			var why []string
 			if len(g.Slots) > 0 {
 				id := graphID{&g.Slots[0], len(g.Slots), g.TemplateKey, g.TemplateDigest, g.Digest, g.HasLineage}
@@ -123,8 +154,14 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 			}
 			return nil
 		})
-		if err != nil || !orphans {
+		if err != nil {
 			return err
+		}
+		if progress != nil {
+			progress(rep.Total, total)
+		}
+		if !orphans {
+			return nil
 		}
 		rep.Orphans, err = tx.CountOrphans(ctx)
 		return err

@@ -1,0 +1,68 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/iu-engine/iu"
+)
+
+// Actors lists, in byte order and a page at a time, the actors that have
+// auto instances (what a rollback removes): not an actor with only manual
+// compositions, and no longer an actor rolled back.
+var _ = register("ActorsListsWhoHasAutoInstances", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	for i, a := range []string{"carol", "alice", "bob", "alice", "dave"} {
+		v.mustEmit(wfKey, fmt.Sprintf("census-%d", i), a)
+	}
+	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:census", Actor: "mallory"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Rollback(v.ctx, "dave", true); err != nil {
+		t.Fatal(err)
+	}
+	all, err := v.e.Actors(v.ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(all) != "[alice bob carol]" {
+		t.Errorf("actors %q, want [alice bob carol]", all)
+	}
+	page, err := v.e.Actors(v.ctx, "alice", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(page) != "[bob]" {
+		t.Errorf("actors after alice, 1: %q, want [bob]", page)
+	}
+})
+
+// VerifyProgress reports the number of instances to check first, then
+// how many were checked, ending at the report's total.
+var _ = register("VerifyProgressCountsToTheTotal", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	for i := range 5 {
+		v.mustEmit(wfKey, fmt.Sprintf("progress-%d", i), "alice")
+	}
+	v.mustEmit(fileKey, "progress-bob", "bob")
+	for _, c := range []struct {
+		actor string
+		want  int64
+	}{{"", 6}, {"alice", 5}, {"nobody", 0}} {
+		var calls [][2]int64
+		rep, err := v.e.VerifyProgress(v.ctx, c.actor, func(checked, total int64) { calls = append(calls, [2]int64{checked, total}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Total != c.want || rep.Matches != c.want {
+			t.Errorf("actor %q: report %+v, want %d matches", c.actor, rep.VerifySummary, c.want)
+		}
+		if len(calls) < 2 || calls[0] != [2]int64{0, c.want} || calls[len(calls)-1] != [2]int64{c.want, c.want} {
+			t.Errorf("actor %q: progress %v, want (0, %d) first and (%d, %d) last", c.actor, calls, c.want, c.want, c.want)
+		}
+	}
+})
