@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/iu-engine/iu"
@@ -64,5 +66,35 @@ var _ = register("VerifyProgressCountsToTheTotal", func(t *testing.T, h Harness)
 		if len(calls) < 2 || calls[0] != [2]int64{0, c.want} || calls[len(calls)-1] != [2]int64{c.want, c.want} {
 			t.Errorf("actor %q: progress %v, want (0, %d) first and (%d, %d) last", c.actor, calls, c.want, c.want, c.want)
 		}
+	}
+})
+
+// VerifyInstance checks one instance by the rules of Verify: nothing to
+// say about a sound one, the reason for a tampered one (and only for it),
+// and not found for a key that is no instance.
+var _ = register("VerifyInstanceNamesWhatIsWrong", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	good := v.mustEmit(wfKey, "one-good", "alice")
+	bad := v.mustEmit(wfKey, "one-bad", "alice")
+	h.Exec(t, v.s, "UPDATE iu_collection_membership SET piece_id = (SELECT piece_id FROM iu_collection_membership WHERE collection_key = '"+wfKey+"' AND slot = 's1') WHERE collection_key = '"+bad.InstanceKey+"' AND slot = 's2'")
+	why, err := v.e.VerifyInstance(v.ctx, good.InstanceKey)
+	if err != nil || len(why) != 0 {
+		t.Errorf("sound instance: %q, %v", why, err)
+	}
+	why, err = v.e.VerifyInstance(v.ctx, bad.InstanceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(why, "\n"), `slot "s2" holds piece`) {
+		t.Errorf("tampered instance: %q, want the slot named", why)
+	}
+	rep := v.verify("")
+	if rep.Diverges != 1 || len(rep.Diverging) != 1 || fmt.Sprint(rep.Diverging[0].Reasons) != fmt.Sprint(why) {
+		t.Errorf("Verify says %+v; VerifyInstance %q: want the same reasons", rep.Diverging, why)
+	}
+	if _, err := v.e.VerifyInstance(v.ctx, "tpl-inst:manual:nowhere"); !errors.Is(err, iu.ErrNotFound) {
+		t.Errorf("no such instance: %v, want not found", err)
 	}
 })
