@@ -214,7 +214,7 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 }
 
 func errClosed() error {
-	return Errorf(ErrUnavailable, "the server is shutting down and takes no more events: send them again to another server or later")
+	return Errorf(ErrShuttingDown, "the server is shutting down and takes no more events: send them again to another server or later")
 }
 
 // Close stops taking requests, commits those already taken and waits for
@@ -385,6 +385,16 @@ func count(batch []*unit) int {
 		n += len(u.ps)
 	}
 	return n
+}
+
+// SchemaVersion returns the version the store's schema is at.
+func (e *Engine) SchemaVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		v, _, err = tx.SchemaVersion(ctx)
+		return err
+	})
+	return v, err
 }
 
 // Ready reports whether the store answers and its schema is the one this

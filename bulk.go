@@ -379,6 +379,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		events = SliceEvents(plan.Events)
 	}
 	keyPrefix := AutoInstancePrefix(prefix)
+	w := who(ctx, plan.Actor)
 	rep := &BulkReport{Actor: plan.Actor}
 	var pre Surfaces
 	if err := e.store.View(ctx, func(tx Tx) (err error) {
@@ -393,12 +394,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		if err != nil {
 			return err
 		}
-		if len(plan.Gates) > 0 {
-			if err := tx.SetGates(ctx, plan.Gates, plan.Actor, e.clock()); err != nil {
-				return err
-			}
-		}
-		if rep.Gates.InsideTx, err = tx.Gates(ctx); err != nil {
+		if rep.Gates.InsideTx, err = e.setGates(ctx, tx, plan.Gates, w); err != nil {
 			return err
 		}
 		templates := make(map[string]*Template)
@@ -450,16 +446,17 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		if rep.ReadBack, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix); err != nil {
 			return err
 		}
-		if len(plan.Gates) > 0 {
-			restore := GateChange{}
-			for name := range plan.Gates {
-				restore[name] = before.Get(name)
-			}
-			if err := tx.SetGates(ctx, restore, plan.Actor, e.clock()); err != nil {
-				return err
-			}
+		c := rep.Counts
+		if err := e.audit(ctx, tx, w, AuditBulk, plan.Actor, "%d events: ok %d, replayed %d, shadow %d, gated %d",
+			c.Total(), c.OK, c.Replayed, c.Shadow, c.Gated); err != nil {
+			return err
 		}
-		return nil
+		restore := GateChange{}
+		for name := range plan.Gates {
+			restore[name] = before.Get(name)
+		}
+		_, err = e.setGates(ctx, tx, restore, w)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bulk rolled back, nothing written: %w", err)

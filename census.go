@@ -32,13 +32,3 @@ func (e *Engine) Actors(ctx context.Context, after string, limit int) ([]string,
 	})
 	return out, err
 }
-
-// SchemaVersion returns the version the store's schema is at and the
-// newest version this build knows.
-func (e *Engine) SchemaVersion(ctx context.Context) (current, known int64, err error) {
-	err = e.store.View(ctx, func(tx Tx) (err error) {
-		current, known, err = tx.SchemaVersion(ctx)
-		return err
-	})
-	return current, known, err
-}

@@ -96,7 +96,8 @@ type PublishResult struct {
 // Publishing identical content again is a no-op (Created false); the same key
 // with other content is ErrTemplateExists.
 func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, actor string) ([]PublishResult, error) {
-	if err := CheckActor(actor); err != nil {
+	w, err := claim(ctx, actor)
+	if err != nil {
 		return nil, err
 	}
 	seen := make(map[string]*Template)
@@ -110,7 +111,7 @@ func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, ac
 		seen[t.Key] = t
 	}
 	var results []PublishResult
-	err := e.update(ctx, func(tx Tx) error {
+	err = e.update(ctx, func(tx Tx) error {
 		results = results[:0]
 		at := e.clock()
 		for _, t := range templates {
@@ -130,11 +131,14 @@ func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, ac
 				}
 			case errors.Is(err, ErrUnknownTemplate):
 				c := *t
-				c.Actor, c.CreatedAt = actor, at
+				c.Actor, c.CreatedAt = w.By, TimeOf(at)
 				if c.EmitMode == "" {
 					c.EmitMode = EmitLive
 				}
 				if err := tx.InsertTemplate(ctx, &c); err != nil {
+					return err
+				}
+				if err := e.audit(ctx, tx, w, AuditPublish, t.Key, "%s, %d pieces, emit mode %s", t.Digest, len(t.Slots), c.EmitMode); err != nil {
 					return err
 				}
 				r.Created = true
@@ -169,22 +173,45 @@ func (e *Engine) GetTemplate(ctx context.Context, key string) (*Template, error)
 	return t, err
 }
 
-// ListTemplates lists every template.
-func (e *Engine) ListTemplates(ctx context.Context) ([]TemplateInfo, error) {
-	var out []TemplateInfo
-	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListTemplates(ctx)
+// ListTemplates lists templates by key, a page at a time.
+func (e *Engine) ListTemplates(ctx context.Context, r PageRequest) (Page[TemplateInfo], error) {
+	limit, err := r.limit()
+	if err != nil {
+		return Page[TemplateInfo]{}, err
+	}
+	after, err := parseKeyCursor(r.After)
+	if err != nil {
+		return Page[TemplateInfo]{}, err
+	}
+	var rows []TemplateInfo
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListTemplates(ctx, after, limit+1)
 		return err
 	})
-	return out, err
+	return pageOf(rows, limit, func(t *TemplateInfo) string { return keyCursor(t.Key) }), err
 }
 
-// SetEmitMode switches a template between live and shadow.
+// SetEmitMode switches a template between live and shadow, audited under
+// the principal. Setting the mode it has changes nothing and records
+// nothing.
 func (e *Engine) SetEmitMode(ctx context.Context, key string, mode EmitMode) error {
 	if _, err := ParseEmitMode(string(mode)); err != nil {
 		return err
 	}
-	return e.update(ctx, func(tx Tx) error { return tx.SetEmitMode(ctx, key, mode) })
+	w := who(ctx, "")
+	return e.update(ctx, func(tx Tx) error {
+		t, err := tx.GetTemplate(ctx, key)
+		if err != nil {
+			return err
+		}
+		if t.EmitMode == mode {
+			return nil
+		}
+		if err := tx.SetEmitMode(ctx, key, mode); err != nil {
+			return err
+		}
+		return e.audit(ctx, tx, w, AuditEmitMode, key, "%s -> %s", t.EmitMode, mode)
+	})
 }
 
 // Gates returns the committed state of the gates.
@@ -197,34 +224,61 @@ func (e *Engine) Gates(ctx context.Context) (Gates, error) {
 	return g, err
 }
 
-// SetGates changes gates, audited under actor, and returns the new state.
+// SetGates changes gates and returns the new state. Each change is audited
+// under the principal, with actor kept as what the client claimed; a gate
+// set to the value it has is not a change and records nothing.
 func (e *Engine) SetGates(ctx context.Context, change GateChange, actor string) (Gates, error) {
-	if err := CheckActor(actor); err != nil {
+	w, err := claim(ctx, actor)
+	if err != nil {
 		return Gates{}, err
 	}
 	if len(change) == 0 {
 		return Gates{}, Errorf(ErrInvalidInput, "no gate to set: give NAME=true or NAME=false")
 	}
 	var g Gates
-	err := e.update(ctx, func(tx Tx) error {
-		if err := tx.SetGates(ctx, change, actor, e.clock()); err != nil {
-			return err
-		}
-		var err error
-		g, err = tx.Gates(ctx)
+	err = e.update(ctx, func(tx Tx) (err error) {
+		g, err = e.setGates(ctx, tx, change, w)
 		return err
 	})
 	return g, err
 }
 
-// GateAudit returns the newest gate changes first.
-func (e *Engine) GateAudit(ctx context.Context, limit int) ([]GateAuditEntry, error) {
-	var out []GateAuditEntry
-	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListGateAudit(ctx, limit)
+// setGates applies the part of change that changes something, audited
+// under w, and returns the gates as they are then.
+func (e *Engine) setGates(ctx context.Context, tx Tx, change GateChange, w Who) (Gates, error) {
+	g, err := tx.Gates(ctx)
+	if err != nil {
+		return Gates{}, err
+	}
+	real := GateChange{}
+	for name, on := range change {
+		if g.Get(name) != on {
+			real[name] = on
+			g.Set(name, on)
+		}
+	}
+	if len(real) == 0 {
+		return g, nil
+	}
+	return g, tx.SetGates(ctx, real, w, e.clock())
+}
+
+// GateAudit returns the gates' audit trail newest first, a page at a time.
+func (e *Engine) GateAudit(ctx context.Context, r PageRequest) (Page[GateAuditEntry], error) {
+	limit, err := r.limit()
+	if err != nil {
+		return Page[GateAuditEntry]{}, err
+	}
+	before, err := parseSeqCursor(r.After)
+	if err != nil {
+		return Page[GateAuditEntry]{}, err
+	}
+	var rows []GateAuditEntry
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListGateAudit(ctx, before, limit+1)
 		return err
 	})
-	return out, err
+	return pageOf(rows, limit, func(a *GateAuditEntry) string { return seqCursor(a.Seq) }), err
 }
 
 // EmitRequest asks for one event to instantiate one template.
@@ -396,7 +450,7 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 		entries = append(entries, LogEntry{
 			IdempotencyKey: p.idempotencyKey, EventID: ev.ID, EventType: ev.Type, EventSource: ev.Source,
 			TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, Actor: p.req.Actor,
-			Status: status, PayloadDigest: p.payload, CreatedAt: at,
+			Status: status, PayloadDigest: p.payload, CreatedAt: TimeOf(at),
 		})
 		claimant = append(claimant, i)
 	}
@@ -566,14 +620,44 @@ func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult
 	return res, err
 }
 
-// Instances reads the per-instance view.
-func (e *Engine) Instances(ctx context.Context, f InstanceFilter) ([]InstanceRow, error) {
-	var out []InstanceRow
-	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListInstances(ctx, f)
+// Instances reads the per-instance view in creation order, a page at a
+// time.
+func (e *Engine) Instances(ctx context.Context, f InstanceFilter) (Page[InstanceRow], error) {
+	limit, err := f.limit()
+	if err != nil {
+		return Page[InstanceRow]{}, err
+	}
+	after, err := parseSeqCursor(f.After)
+	if err != nil {
+		return Page[InstanceRow]{}, err
+	}
+	var rows []InstanceRow
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListInstances(ctx, f, after, limit+1)
 		return err
 	})
-	return out, err
+	return pageOf(rows, limit, func(r *InstanceRow) string { return seqCursor(r.Seq) }), err
+}
+
+// EventLog reads the event log newest first, a page at a time.
+func (e *Engine) EventLog(ctx context.Context, f EventFilter) (Page[LogEntry], error) {
+	limit, err := f.limit()
+	if err != nil {
+		return Page[LogEntry]{}, err
+	}
+	if f.Status != "" && f.Status != StatusOK && f.Status != StatusShadow {
+		return Page[LogEntry]{}, Errorf(ErrInvalidInput, "status %q: the event log holds ok and shadow entries", f.Status)
+	}
+	before, err := parseSeqCursor(f.After)
+	if err != nil {
+		return Page[LogEntry]{}, err
+	}
+	var rows []LogEntry
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListEvents(ctx, f, before, limit+1)
+		return err
+	})
+	return pageOf(rows, limit, func(l *LogEntry) string { return seqCursor(l.Seq) }), err
 }
 
 // Stats reads the per-template summary.
@@ -607,9 +691,14 @@ func (e *Engine) Rollback(ctx context.Context, actor string, apply bool) (Rollba
 	if !apply {
 		run = e.store.View
 	}
+	w := who(ctx, "")
 	err := run(ctx, func(tx Tx) (err error) {
-		r.RollbackCounts, err = tx.RollbackActor(ctx, actor, apply)
-		return err
+		if r.RollbackCounts, err = tx.RollbackActor(ctx, actor, apply); err != nil || !apply {
+			return err
+		}
+		c := r.RollbackCounts
+		return e.audit(ctx, tx, w, AuditRollback, actor, "deleted log_rows=%d lineage=%d instances=%d memberships=%d",
+			c.LogRows, c.LineageRows, c.Instances, c.Memberships)
 	})
 	if err != nil {
 		return RollbackReport{}, fmt.Errorf("rollback %s: %w", actor, err)

@@ -36,8 +36,11 @@ var (
 	ErrIdempotencyConflict = errors.New("idempotency conflict")
 	ErrGateClosed          = errors.New("gate closed")
 	ErrStoreBusy           = errors.New("store busy")
+	ErrShuttingDown        = errors.New("shutting down")
 	ErrUnavailable         = errors.New("store unavailable")
 	ErrNotStore            = errors.New("not an iu store")
+	ErrNoStore             = errors.New("no iu store")
+	ErrStoreFull           = errors.New("store full")
 	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
 	ErrTriggerExists       = errors.New("trigger exists")
 	ErrTokenExists         = errors.New("token exists")
@@ -63,9 +66,12 @@ var sentinelCodes = map[error]Code{
 	ErrIdempotencyConflict: CodeConflict,
 	ErrGateClosed:          CodeGateClosed,
 	ErrStoreBusy:           CodeUnavailable,
+	ErrShuttingDown:        CodeUnavailable,
 	ErrUnavailable:         CodeUnavailable,
 	ErrRetryable:           CodeUnavailable,
 	ErrNotStore:            CodeInvalid,
+	ErrNoStore:             CodeNotFound,
+	ErrStoreFull:           CodeUnavailable,
 	ErrSchemaTooNew:        CodeInvalid,
 	ErrTriggerExists:       CodeConflict,
 	ErrTokenExists:         CodeConflict,

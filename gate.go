@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 )
 
 // The two global kill switches. Both are off in a new store.
@@ -121,10 +120,14 @@ func (c *GateChange) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// GateAuditEntry is one recorded change of a gate.
+// GateAuditEntry is one recorded change of a gate: ChangedBy is who made
+// it (the principal: a token's name through the server), Claimed the actor
+// the client named, kept beside it when it named another.
 type GateAuditEntry struct {
-	Name      string    `json:"name"`
-	Enabled   bool      `json:"enabled"`
-	ChangedBy string    `json:"changed_by"`
-	ChangedAt time.Time `json:"changed_at"`
+	Seq       int64  `json:"-"` // the trail's order, for paging
+	Name      string `json:"name"`
+	Enabled   bool   `json:"enabled"`
+	ChangedBy string `json:"changed_by"`
+	Claimed   string `json:"claimed_actor,omitempty"`
+	ChangedAt Time   `json:"changed_at"`
 }

@@ -30,6 +30,17 @@ type Who struct {
 	Claimed string
 }
 
+// claim checks the actor a caller named for a change and attributes the
+// change (see who). The actor may be empty when ctx carries a principal.
+func claim(ctx context.Context, actor string) (Who, error) {
+	if actor != "" || PrincipalFromContext(ctx) == "" {
+		if err := CheckActor(actor); err != nil {
+			return Who{}, err
+		}
+	}
+	return who(ctx, actor), nil
+}
+
 // who attributes a change: to the principal in ctx, with the actor the
 // caller named kept as claimed; without a principal (the Go API), to the
 // actor named; with neither, to "iu".

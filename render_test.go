@@ -35,7 +35,7 @@ func instanceOf(tpl *iu.Template, ev *iu.Event) *iu.InstanceRecord {
 	return &iu.InstanceRecord{
 		Key: key, Title: tpl.Title, Digest: tpl.Digest, TemplateKey: tpl.Key, TemplateDigest: tpl.Digest,
 		Actor: "iu-core-25000x-bulk", Mode: iu.ModeAuto, Event: ev, Slots: tpl.Slots,
-		CreatedAt: time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC),
+		CreatedAt: iu.TimeOf(time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)),
 	}
 }
 

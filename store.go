@@ -62,16 +62,24 @@ type RepeatableUpdater interface {
 type Tx interface {
 	// Gates returns the state of every gate as this transaction sees it.
 	Gates(ctx context.Context) (Gates, error)
-	// SetGates applies change and records each change in the audit trail.
-	SetGates(ctx context.Context, change GateChange, actor string, at time.Time) error
-	// ListGateAudit returns the newest audit entries first, at most limit.
-	ListGateAudit(ctx context.Context, limit int) ([]GateAuditEntry, error)
+	// SetGates applies change and records each change in the gates' audit
+	// trail, attributed to who. The engine passes only real changes.
+	SetGates(ctx context.Context, change GateChange, who Who, at time.Time) error
+	// ListGateAudit returns audit entries newest first, those older than
+	// before (a Seq; 0: from the newest), at most limit.
+	ListGateAudit(ctx context.Context, before int64, limit int) ([]GateAuditEntry, error)
+	// InsertAudit records a change other than a gate's.
+	InsertAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit returns audit entries newest first, those older than before
+	// (a Seq; 0: from the newest), at most limit.
+	ListAudit(ctx context.Context, before int64, limit int) ([]AuditEntry, error)
 
 	// GetTemplate returns a template's header and graph (Pieces is nil), or
 	// ErrUnknownTemplate.
 	GetTemplate(ctx context.Context, key string) (*Template, error)
-	// ListTemplates returns every template, ordered by key.
-	ListTemplates(ctx context.Context) ([]TemplateInfo, error)
+	// ListTemplates returns templates ordered by key, those after the key
+	// after ("" from the first), at most limit.
+	ListTemplates(ctx context.Context, after string, limit int) ([]TemplateInfo, error)
 	// InsertTemplate stores a new template with its pieces (pieces already
 	// stored are shared). It returns ErrTemplateExists if the key is taken.
 	InsertTemplate(ctx context.Context, t *Template) error
@@ -94,8 +102,12 @@ type Tx interface {
 	// CountSurfaces counts an actor's event-log rows, lineage rows and the
 	// instance collections under an instance key prefix.
 	CountSurfaces(ctx context.Context, actor, prefix string) (Surfaces, error)
-	// ListInstances reads the per-instance view.
-	ListInstances(ctx context.Context, f InstanceFilter) ([]InstanceRow, error)
+	// ListInstances reads the per-instance view in creation order (Seq),
+	// the rows after the Seq after that f selects, at most limit.
+	ListInstances(ctx context.Context, f InstanceFilter, after int64, limit int) ([]InstanceRow, error)
+	// ListEvents reads the event log newest first (Seq), the entries older
+	// than before (0: from the newest) that f selects, at most limit.
+	ListEvents(ctx context.Context, f EventFilter, before int64, limit int) ([]LogEntry, error)
 	// ListTemplateStats reads the per-template summary view.
 	ListTemplateStats(ctx context.Context) ([]TemplateStat, error)
 
@@ -114,8 +126,9 @@ type Tx interface {
 	// CountOrphans counts rows that point at something missing.
 	CountOrphans(ctx context.Context) (Orphans, error)
 
-	// ListTriggers returns every trigger, ordered by name.
-	ListTriggers(ctx context.Context) ([]Trigger, error)
+	// ListTriggers returns triggers ordered by name, those after the name
+	// after ("" from the first), at most limit (0: all of them).
+	ListTriggers(ctx context.Context, after string, limit int) ([]Trigger, error)
 	// InsertTrigger stores a new trigger. It returns ErrTriggerExists if the
 	// name, or the same type, source and template, are taken.
 	InsertTrigger(ctx context.Context, t *Trigger) error
@@ -125,11 +138,13 @@ type Tx interface {
 	// InsertToken stores a new token (its hash, never its secret). It
 	// returns ErrTokenExists if the name or the hash is taken.
 	InsertToken(ctx context.Context, t *Token) error
-	// ListTokens returns every token, revoked ones too, ordered by name.
-	ListTokens(ctx context.Context) ([]Token, error)
+	// ListTokens returns tokens, revoked ones too, ordered by name, those
+	// after the name after ("" from the first), at most limit.
+	ListTokens(ctx context.Context, after string, limit int) ([]Token, error)
 	// RevokeToken stamps a token revoked at at, unless it already is, and
-	// returns it; ErrNotFound if there is none.
-	RevokeToken(ctx context.Context, name string, at time.Time) (Token, error)
+	// returns it and whether this call revoked it; ErrNotFound if there is
+	// none.
+	RevokeToken(ctx context.Context, name string, at time.Time) (Token, bool, error)
 	// GetToken returns the token whose secret hashes to hash, revoked or
 	// not, or ErrNotFound.
 	GetToken(ctx context.Context, hash string) (Token, error)
@@ -165,16 +180,17 @@ const (
 
 // LogEntry is a row of iu_auto_instantiate_event_log.
 type LogEntry struct {
-	IdempotencyKey string
-	EventID        string
-	EventType      string
-	EventSource    string
-	TemplateKey    string
-	InstanceKey    string
-	Actor          string
-	Status         Status
-	PayloadDigest  Digest
-	CreatedAt      time.Time
+	Seq            int64  `json:"-"` // the log's order, for paging
+	IdempotencyKey string `json:"idempotency_key"`
+	EventID        string `json:"event_id"`
+	EventType      string `json:"event_type"`
+	EventSource    string `json:"event_source"`
+	TemplateKey    string `json:"template_key"`
+	InstanceKey    string `json:"instance_key"`
+	Actor          string `json:"actor"`
+	Status         Status `json:"status"`
+	PayloadDigest  Digest `json:"payload_digest"`
+	CreatedAt      Time   `json:"created_at"`
 }
 
 // Instance is a new instance collection to store. Slots is the template's
@@ -203,7 +219,7 @@ type InstanceRecord struct {
 	Mode           Mode
 	Event          *Event
 	Slots          []Slot
-	CreatedAt      time.Time
+	CreatedAt      Time
 }
 
 // InstanceGraph is what verify reads of one instance.
@@ -223,28 +239,37 @@ type Surfaces struct {
 	Instances int64 `json:"instances"`
 }
 
-// InstanceFilter selects rows of the per-instance view. Zero fields do not
-// filter. Rows come in creation order.
+// InstanceFilter selects rows of the per-instance view, a page at a time.
+// Zero fields do not filter. Rows come in creation order.
 type InstanceFilter struct {
 	Actor       string
 	TemplateKey string
 	Prefix      string // instance prefix: keys under AutoInstancePrefix(Prefix)
-	Limit       int    // 0: no limit
-	Offset      int
+	EventID     string
+	PageRequest
+}
+
+// EventFilter selects entries of the event log, a page at a time, newest
+// first. Zero fields do not filter.
+type EventFilter struct {
+	Status Status
+	Actor  string
+	PageRequest
 }
 
 // InstanceRow is a row of view iu_auto_instantiate_instances.
 type InstanceRow struct {
-	InstanceKey    string    `json:"instance_key"`
-	TemplateKey    string    `json:"template_key"`
-	EventID        string    `json:"event_id"`
-	EventType      string    `json:"event_type"`
-	EventSource    string    `json:"event_source"`
-	Actor          string    `json:"actor"`
-	CreatedAt      time.Time `json:"created_at"`
-	TemplateDigest Digest    `json:"template_digest"`
-	InstanceDigest Digest    `json:"instance_digest"`
-	DigestMatch    bool      `json:"digest_match"`
+	Seq            int64  `json:"-"` // creation order, for paging
+	InstanceKey    string `json:"instance_key"`
+	TemplateKey    string `json:"template_key"`
+	EventID        string `json:"event_id"`
+	EventType      string `json:"event_type"`
+	EventSource    string `json:"event_source"`
+	Actor          string `json:"actor"`
+	CreatedAt      Time   `json:"created_at"`
+	TemplateDigest Digest `json:"template_digest"`
+	InstanceDigest Digest `json:"instance_digest"`
+	DigestMatch    bool   `json:"digest_match"`
 }
 
 // TemplateStat is a row of view iu_auto_instantiate_template_summary.

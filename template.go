@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
-	"time"
 )
 
 // EmitMode says what an event does to a template: live templates are
@@ -127,7 +126,7 @@ type Template struct {
 	Slots     []Slot
 	Pieces    map[Digest]Piece // bodies; may be nil when only the graph was loaded
 	Actor     string
-	CreatedAt time.Time
+	CreatedAt Time
 }
 
 // Kind returns the template kind from its key ("wf", "file", ...).
@@ -156,13 +155,13 @@ func (t *Template) SameContent(o *Template) bool {
 
 // TemplateInfo is a template's row in a listing.
 type TemplateInfo struct {
-	Key       string    `json:"key"`
-	Title     string    `json:"title"`
-	EmitMode  EmitMode  `json:"emit_mode"`
-	Digest    Digest    `json:"digest"`
-	Pieces    int       `json:"pieces"`
-	Actor     string    `json:"actor"`
-	CreatedAt time.Time `json:"created_at"`
+	Key       string   `json:"key"`
+	Title     string   `json:"title"`
+	EmitMode  EmitMode `json:"emit_mode"`
+	Digest    Digest   `json:"digest"`
+	Pieces    int      `json:"pieces"`
+	Actor     string   `json:"actor"`
+	CreatedAt Time     `json:"created_at"`
 }
 
 var (

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
-	"time"
 )
 
 // Scope is what a token may do. Admin may do everything; ingest and read
@@ -41,12 +40,12 @@ func (s Scope) Allows(need Scope) bool { return s == ScopeAdmin || s == need }
 // Token is a bearer credential as stored: its secret is never kept, only
 // the SHA-256 of it.
 type Token struct {
-	Name      string    `json:"name"`
-	Scope     Scope     `json:"scope"`
-	Hash      string    `json:"-"` // hex SHA-256 of the secret
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
-	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Name      string `json:"name"`
+	Scope     Scope  `json:"scope"`
+	Hash      string `json:"-"` // hex SHA-256 of the secret
+	CreatedAt Time   `json:"created_at"`
+	CreatedBy string `json:"created_by"`
+	RevokedAt Time   `json:"revoked_at,omitzero"`
 }
 
 // Revoked reports whether the token has been revoked.
@@ -91,7 +90,8 @@ func (e *Engine) CreateToken(ctx context.Context, name string, scope Scope, acto
 	if _, err := ParseScope(string(scope)); err != nil {
 		return NewToken{}, err
 	}
-	if err := CheckActor(actor); err != nil {
+	w, err := claim(ctx, actor)
+	if err != nil {
 		return NewToken{}, err
 	}
 	secret, hash, err := GenerateToken()
@@ -104,21 +104,35 @@ func (e *Engine) CreateToken(ctx context.Context, name string, scope Scope, acto
 	if err := CheckName("token", name); err != nil {
 		return NewToken{}, err
 	}
-	t := Token{Name: name, Scope: scope, Hash: hash, CreatedAt: e.clock(), CreatedBy: actor}
-	if err := e.update(ctx, func(tx Tx) error { return tx.InsertToken(ctx, &t) }); err != nil {
+	t := Token{Name: name, Scope: scope, Hash: hash, CreatedAt: TimeOf(e.clock()), CreatedBy: w.By}
+	err = e.update(ctx, func(tx Tx) error {
+		if err := tx.InsertToken(ctx, &t); err != nil {
+			return err
+		}
+		return e.audit(ctx, tx, w, AuditTokenCreate, t.Name, "scope %s", t.Scope)
+	})
+	if err != nil {
 		return NewToken{}, err
 	}
 	return NewToken{Token: t, Secret: secret}, nil
 }
 
-// ListTokens returns every token, revoked ones too, ordered by name.
-func (e *Engine) ListTokens(ctx context.Context) ([]Token, error) {
-	var out []Token
-	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListTokens(ctx)
+// ListTokens lists tokens, revoked ones too, by name, a page at a time.
+func (e *Engine) ListTokens(ctx context.Context, r PageRequest) (Page[Token], error) {
+	limit, err := r.limit()
+	if err != nil {
+		return Page[Token]{}, err
+	}
+	after, err := parseKeyCursor(r.After)
+	if err != nil {
+		return Page[Token]{}, err
+	}
+	var rows []Token
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListTokens(ctx, after, limit+1)
 		return err
 	})
-	return out, err
+	return pageOf(rows, limit, func(t *Token) string { return keyCursor(t.Name) }), err
 }
 
 // RevokeToken revokes a token by name and returns it. Revoking a revoked
@@ -127,10 +141,14 @@ func (e *Engine) RevokeToken(ctx context.Context, name string) (Token, error) {
 	if err := CheckName("token", name); err != nil {
 		return Token{}, err
 	}
+	w := who(ctx, "")
 	var t Token
 	err := e.update(ctx, func(tx Tx) (err error) {
-		t, err = tx.RevokeToken(ctx, name, e.clock())
-		return err
+		var revoked bool
+		if t, revoked, err = tx.RevokeToken(ctx, name, e.clock()); err != nil || !revoked {
+			return err // revoked before: nothing changed
+		}
+		return e.audit(ctx, tx, w, AuditTokenRevoke, t.Name, "scope %s", t.Scope)
 	})
 	return t, err
 }

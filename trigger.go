@@ -7,8 +7,8 @@ import (
 	"errors"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
-	"time"
 )
 
 // Trigger routes events to a template: every event whose type matches Type
@@ -25,9 +25,9 @@ type Trigger struct {
 	// event's iuactor extension, else the name of the token that posted it.
 	Actor string `json:"actor,omitempty"`
 	// Prefix is the instance key prefix; empty means the actor.
-	Prefix    string    `json:"instance_prefix,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	CreatedBy string    `json:"created_by"`
+	Prefix    string `json:"instance_prefix,omitempty"`
+	CreatedAt Time   `json:"created_at"`
+	CreatedBy string `json:"created_by"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$`)
@@ -212,7 +212,8 @@ func Route(ev Event, r Routing, triggers []Trigger, defaultActor string) ([]Emit
 // A trigger whose name, or whose type, source and template, are taken is
 // ErrTriggerExists.
 func (e *Engine) AddTrigger(ctx context.Context, t Trigger, actor string) (Trigger, error) {
-	if err := CheckActor(actor); err != nil {
+	w, err := claim(ctx, actor)
+	if err != nil {
 		return Trigger{}, err
 	}
 	if err := t.Validate(); err != nil {
@@ -221,15 +222,18 @@ func (e *Engine) AddTrigger(ctx context.Context, t Trigger, actor string) (Trigg
 	if t.Name == "" {
 		t.Name = DefaultTriggerName(&t)
 	}
-	t.CreatedBy, t.CreatedAt = actor, e.clock()
-	err := e.update(ctx, func(tx Tx) error {
+	t.CreatedBy, t.CreatedAt = w.By, TimeOf(e.clock())
+	err = e.update(ctx, func(tx Tx) error {
 		if _, err := tx.GetTemplate(ctx, t.Template); err != nil {
 			if errors.Is(err, ErrUnknownTemplate) {
 				return Errorf(ErrUnknownTemplate, "unknown template %q: publish it before adding a trigger for it (iu template publish FILE)", t.Template)
 			}
 			return err
 		}
-		return tx.InsertTrigger(ctx, &t)
+		if err := tx.InsertTrigger(ctx, &t); err != nil {
+			return err
+		}
+		return e.audit(ctx, tx, w, AuditTriggerAdd, t.Name, "%s", t.Describe())
 	})
 	if err != nil {
 		return Trigger{}, err
@@ -237,11 +241,30 @@ func (e *Engine) AddTrigger(ctx context.Context, t Trigger, actor string) (Trigg
 	return t, nil
 }
 
-// ListTriggers returns every trigger, ordered by name.
-func (e *Engine) ListTriggers(ctx context.Context) ([]Trigger, error) {
+// ListTriggers lists triggers by name, a page at a time.
+func (e *Engine) ListTriggers(ctx context.Context, r PageRequest) (Page[Trigger], error) {
+	limit, err := r.limit()
+	if err != nil {
+		return Page[Trigger]{}, err
+	}
+	after, err := parseKeyCursor(r.After)
+	if err != nil {
+		return Page[Trigger]{}, err
+	}
+	var rows []Trigger
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListTriggers(ctx, after, limit+1)
+		return err
+	})
+	return pageOf(rows, limit, func(t *Trigger) string { return keyCursor(t.Name) }), err
+}
+
+// Triggers returns every trigger, ordered by name: what routing needs.
+// Triggers are few (an operator adds each), so they are read whole.
+func (e *Engine) Triggers(ctx context.Context) ([]Trigger, error) {
 	var out []Trigger
 	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListTriggers(ctx)
+		out, err = tx.ListTriggers(ctx, "", 0)
 		return err
 	})
 	return out, err
@@ -253,10 +276,29 @@ func (e *Engine) RemoveTrigger(ctx context.Context, name string) (Trigger, error
 	if err := CheckName("trigger", name); err != nil {
 		return Trigger{}, err
 	}
+	w := who(ctx, "")
 	var t Trigger
 	err := e.update(ctx, func(tx Tx) (err error) {
-		t, err = tx.DeleteTrigger(ctx, name)
-		return err
+		if t, err = tx.DeleteTrigger(ctx, name); err != nil {
+			return err
+		}
+		return e.audit(ctx, tx, w, AuditTriggerRemove, t.Name, "%s", t.Describe())
 	})
 	return t, err
+}
+
+// Describe says what a trigger does, in one line.
+func (t *Trigger) Describe() string {
+	s := "type " + strconv.Quote(t.Type)
+	if t.Source != "" {
+		s += " from " + strconv.Quote(t.Source)
+	}
+	s += " -> " + t.Template
+	if t.Actor != "" {
+		s += ", actor " + t.Actor
+	}
+	if t.Prefix != "" {
+		s += ", prefix " + t.Prefix
+	}
+	return s
 }

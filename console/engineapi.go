@@ -2,13 +2,13 @@ package console
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/iu-engine/iu"
 )
 
 // The engine's list calls, as the pages use them: a page of rows and the
-// cursor of the next page ("" at the end).
+// cursor of the next page ("" at the end). Short lists (templates, tokens,
+// triggers) are read whole, a page at a time.
 
 // instanceQuery selects a page of instances.
 type instanceQuery struct {
@@ -18,33 +18,9 @@ type instanceQuery struct {
 }
 
 func listInstances(ctx context.Context, e *iu.Engine, f instanceQuery) ([]iu.InstanceRow, string, error) {
-	off, _ := strconv.Atoi(f.After)
-	rows, err := e.Instances(ctx, iu.InstanceFilter{Actor: f.Actor, TemplateKey: f.Template, Prefix: f.Prefix, Limit: f.Limit + 1, Offset: off})
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(rows) > f.Limit {
-		rows, next = rows[:f.Limit], strconv.Itoa(off+f.Limit)
-	}
-	return rows, next, nil
-}
-
-func listTemplates(ctx context.Context, e *iu.Engine) ([]iu.TemplateInfo, error) {
-	return e.ListTemplates(ctx)
-}
-
-func listTokens(ctx context.Context, e *iu.Engine) ([]iu.Token, error) {
-	return e.ListTokens(ctx)
-}
-
-func listTriggers(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	return e.ListTriggers(ctx)
-}
-
-func gateAudit(ctx context.Context, e *iu.Engine, after string, limit int) ([]iu.GateAuditEntry, string, error) {
-	rows, err := e.GateAudit(ctx, limit)
-	return rows, "", err
+	p, err := e.Instances(ctx, iu.InstanceFilter{Actor: f.Actor, TemplateKey: f.Template, Prefix: f.Prefix, EventID: f.EventID,
+		PageRequest: iu.PageRequest{After: f.After, Limit: f.Limit}})
+	return p.Items, p.Next, err
 }
 
 // eventQuery selects a page of the event log.
@@ -55,5 +31,46 @@ type eventQuery struct {
 }
 
 func listEvents(ctx context.Context, e *iu.Engine, f eventQuery) ([]iu.LogEntry, string, error) {
-	return nil, "", iu.Errorf(iu.ErrUnavailable, "the event log is not readable yet")
+	p, err := e.EventLog(ctx, iu.EventFilter{Status: iu.Status(f.Status), Actor: f.Actor, PageRequest: iu.PageRequest{After: f.After, Limit: f.Limit}})
+	return p.Items, p.Next, err
+}
+
+func gateAudit(ctx context.Context, e *iu.Engine, after string, limit int) ([]iu.GateAuditEntry, string, error) {
+	p, err := e.GateAudit(ctx, iu.PageRequest{After: after, Limit: limit})
+	return p.Items, p.Next, err
+}
+
+func auditTrail(ctx context.Context, e *iu.Engine, after string, limit int) ([]iu.AuditEntry, string, error) {
+	p, err := e.Audit(ctx, iu.PageRequest{After: after, Limit: limit})
+	return p.Items, p.Next, err
+}
+
+// maxListed bounds the short lists a page reads whole.
+const maxListed = 10 * iu.MaxPageSize
+
+// all reads every item of a short list, up to maxListed.
+func all[T any](ctx context.Context, fetch func(context.Context, iu.PageRequest) (iu.Page[T], error)) ([]T, error) {
+	var out []T
+	after := ""
+	for {
+		p, err := fetch(ctx, iu.PageRequest{After: after, Limit: iu.MaxPageSize})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Items...)
+		if p.Next == "" || len(out) >= maxListed {
+			return out, nil
+		}
+		after = p.Next
+	}
+}
+
+func listTemplates(ctx context.Context, e *iu.Engine) ([]iu.TemplateInfo, error) {
+	return all(ctx, e.ListTemplates)
+}
+
+func listTokens(ctx context.Context, e *iu.Engine) ([]iu.Token, error) { return all(ctx, e.ListTokens) }
+
+func listTriggers(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
+	return all(ctx, e.ListTriggers)
 }

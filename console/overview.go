@@ -18,7 +18,8 @@ type overviewPage struct {
 	Gates         []gateRow
 	Activity      *activityView // nil when the console has no intake to watch
 	Store         string
-	Schema, Known int64
+	Schema        int64
+	SchemaProblem string // why the schema is not the one this iu knows, "" when it is
 	At            time.Time
 }
 
@@ -86,8 +87,11 @@ func (c *Console) overviewData(ctx context.Context) (overviewPage, error) {
 		return p, err
 	}
 	p.Gates = gateRows(g)
-	if p.Schema, p.Known, err = c.e.SchemaVersion(ctx); err != nil {
+	if p.Schema, err = c.e.SchemaVersion(ctx); err != nil {
 		return p, err
+	}
+	if err := c.e.Ready(ctx); err != nil {
+		p.SchemaProblem = publicMessage(err, "")
 	}
 	if c.opt.Activity != nil {
 		p.Activity = activityOf(c.opt.Activity())

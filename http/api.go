@@ -43,10 +43,12 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/gates", read, smallBody, "The gates", s.handleGates},
 		{"PUT", "/v1/gates", admin, smallBody, "Set gates", s.handleSetGates},
 		{"GET", "/v1/gates/audit", read, smallBody, "The gates' audit trail, newest first", s.handleGateAudit},
+		{"GET", "/v1/audit", read, smallBody, "The audit trail of every other change, newest first", s.handleAudit},
 
 		{"POST", "/v1/compose", admin, smallBody, "Compose an instance by hand (iu compose)", s.handleCompose},
 		{"POST", "/v1/bulk", admin, bulk, "A bulk run: NDJSON, one transaction", s.handleBulk},
 
+		{"GET", "/v1/events", read, smallBody, "The event log, newest first, filtered and paginated", s.handleEventLog},
 		{"GET", "/v1/instances", read, smallBody, "Auto instances, filtered and paginated", s.handleInstances},
 		{"GET", "/v1/instances/{key}", read, smallBody, "One instance with its lineage", s.handleInstance},
 		{"GET", "/v1/instances/{key}/render", read, smallBody, "An instance rendered", s.handleRender},
@@ -117,14 +119,36 @@ func (s *Server) handleEmit(c *call) error {
 	return nil
 }
 
-func (s *Server) handleListTemplates(c *call) error {
-	ts, err := s.engine.ListTemplates(c.ctx())
+// pageParams reads a list's after and limit parameters.
+func pageParams(q url.Values) (iu.PageRequest, error) {
+	limit, err := intParam(q, "limit", iu.DefaultPageSize)
 	if err != nil {
-		return err
+		return iu.PageRequest{}, err
 	}
-	writeJSON(c.w, nethttp.StatusOK, ts)
-	return nil
+	if q.Has("offset") {
+		return iu.PageRequest{}, httpError(iu.CodeInvalid, "offset is not supported: lists page with a cursor (after=NEXT, the next of the page before)")
+	}
+	return iu.PageRequest{After: q.Get("after"), Limit: limit}, nil
 }
+
+// listHandler serves a list route: the page the query asks for, or an
+// error.
+func listHandler[T any](list func(ctx context.Context, r iu.PageRequest) (iu.Page[T], error)) func(*call) error {
+	return func(c *call) error {
+		r, err := pageParams(c.r.URL.Query())
+		if err != nil {
+			return err
+		}
+		page, err := list(c.ctx(), r)
+		if err != nil {
+			return err
+		}
+		writeJSON(c.w, nethttp.StatusOK, page)
+		return nil
+	}
+}
+
+func (s *Server) handleListTemplates(c *call) error { return listHandler(s.engine.ListTemplates)(c) }
 
 func (s *Server) handlePublish(c *call) error {
 	var b PublishBody
@@ -144,7 +168,7 @@ func (s *Server) handlePublish(c *call) error {
 	}
 	actor := b.Actor
 	if actor == "" {
-		actor = c.actor()
+		actor = c.claimed()
 	}
 	res, err := s.engine.PublishTemplates(c.ctx(), tps, actor)
 	if err != nil {
@@ -199,27 +223,18 @@ func (s *Server) handleSetGates(c *call) error {
 	if err := decodeJSON(c.r, &change); err != nil {
 		return err
 	}
-	g, err := s.engine.SetGates(c.ctx(), change, c.actor())
+	g, err := s.engine.SetGates(c.ctx(), change, c.claimed())
 	if err != nil {
 		return err
 	}
-	c.logger().Info("gates set", "change", fmt.Sprint(map[string]bool(change)), "actor", c.actor(), "token", c.token.Name)
+	c.logger().Info("gates set", "change", fmt.Sprint(map[string]bool(change)), "claimed_actor", c.claimed(), "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusOK, g)
 	return nil
 }
 
-func (s *Server) handleGateAudit(c *call) error {
-	limit, err := intParam(c.r.URL.Query(), "limit", 100)
-	if err != nil {
-		return err
-	}
-	a, err := s.engine.GateAudit(c.ctx(), limit)
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, nethttp.StatusOK, a)
-	return nil
-}
+func (s *Server) handleGateAudit(c *call) error { return listHandler(s.engine.GateAudit)(c) }
+
+func (s *Server) handleAudit(c *call) error { return listHandler(s.engine.Audit)(c) }
 
 func (s *Server) handleCompose(c *call) error {
 	var b ComposeBody
@@ -246,33 +261,32 @@ func intParam(q url.Values, name string, def int) (int, error) {
 	return n, nil
 }
 
-// DefaultInstanceLimit is the page size of GET /v1/instances when no limit
-// is given (limit=0 asks for every row).
-const DefaultInstanceLimit = 1000
-
 func (s *Server) handleInstances(c *call) error {
 	q := c.r.URL.Query()
-	f := iu.InstanceFilter{Actor: q.Get("actor"), TemplateKey: q.Get("template"), Prefix: q.Get("prefix")}
-	var err error
-	if f.Limit, err = intParam(q, "limit", DefaultInstanceLimit); err != nil {
-		return err
-	}
-	if f.Offset, err = intParam(q, "offset", 0); err != nil {
-		return err
-	}
-	rows, err := s.engine.Instances(c.ctx(), f)
+	r, err := pageParams(q)
 	if err != nil {
 		return err
 	}
-	if f.Limit > 0 && len(rows) == f.Limit {
-		next := *c.r.URL
-		nq := next.Query()
-		nq.Set("offset", strconv.Itoa(f.Offset+f.Limit))
-		nq.Set("limit", strconv.Itoa(f.Limit))
-		next.RawQuery = nq.Encode()
-		c.w.Header().Set("Link", "<"+next.RequestURI()+`>; rel="next"`)
+	f := iu.InstanceFilter{Actor: q.Get("actor"), TemplateKey: q.Get("template"), Prefix: q.Get("prefix"), EventID: q.Get("event_id"), PageRequest: r}
+	page, err := s.engine.Instances(c.ctx(), f)
+	if err != nil {
+		return err
 	}
-	writeJSON(c.w, nethttp.StatusOK, rows)
+	writeJSON(c.w, nethttp.StatusOK, page)
+	return nil
+}
+
+func (s *Server) handleEventLog(c *call) error {
+	q := c.r.URL.Query()
+	r, err := pageParams(q)
+	if err != nil {
+		return err
+	}
+	page, err := s.engine.EventLog(c.ctx(), iu.EventFilter{Status: iu.Status(q.Get("status")), Actor: q.Get("actor"), PageRequest: r})
+	if err != nil {
+		return err
+	}
+	writeJSON(c.w, nethttp.StatusOK, page)
 	return nil
 }
 
@@ -328,21 +342,14 @@ func (s *Server) handleRollback(c *call) error {
 	return nil
 }
 
-func (s *Server) handleListTriggers(c *call) error {
-	ts, err := s.engine.ListTriggers(c.ctx())
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, nethttp.StatusOK, ts)
-	return nil
-}
+func (s *Server) handleListTriggers(c *call) error { return listHandler(s.engine.ListTriggers)(c) }
 
 func (s *Server) handleAddTrigger(c *call) error {
 	var b TriggerBody
 	if err := decodeJSON(c.r, &b); err != nil {
 		return err
 	}
-	t, err := s.engine.AddTrigger(c.ctx(), iu.Trigger{Name: b.Name, Type: b.Type, Source: b.Source, Template: b.Template, Actor: b.Actor, Prefix: b.Prefix}, c.actor())
+	t, err := s.engine.AddTrigger(c.ctx(), iu.Trigger{Name: b.Name, Type: b.Type, Source: b.Source, Template: b.Template, Actor: b.Actor, Prefix: b.Prefix}, c.claimed())
 	if err != nil {
 		return err
 	}
@@ -363,21 +370,14 @@ func (s *Server) handleRemoveTrigger(c *call) error {
 	return nil
 }
 
-func (s *Server) handleListTokens(c *call) error {
-	ts, err := s.engine.ListTokens(c.ctx())
-	if err != nil {
-		return err
-	}
-	writeJSON(c.w, nethttp.StatusOK, ts)
-	return nil
-}
+func (s *Server) handleListTokens(c *call) error { return listHandler(s.engine.ListTokens)(c) }
 
 func (s *Server) handleCreateToken(c *call) error {
 	var b TokenBody
 	if err := decodeJSON(c.r, &b); err != nil {
 		return err
 	}
-	t, err := s.engine.CreateToken(c.ctx(), b.Name, b.Scope, c.actor())
+	t, err := s.engine.CreateToken(c.ctx(), b.Name, b.Scope, c.claimed())
 	if err != nil {
 		return err
 	}

@@ -101,7 +101,7 @@ func (s *Server) handleBulk(c *call) error {
 	rep, err := s.engine.Bulk(c.ctx(), plan, bulkEvents(br, name), prog)
 	if err != nil {
 		body := publicError(err, c.id)
-		if body.Code == iu.CodeInternal {
+		if body.Code == iu.CodeInternal || body.Code == iu.CodeUnavailable {
 			c.logger().Error("bulk failed", "actor", plan.Actor, "err", err)
 		}
 		c.outcome = "rolled back"

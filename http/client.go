@@ -193,9 +193,27 @@ func (c *Client) PublishTemplates(ctx context.Context, templates []*iu.Template,
 	return out, c.do(ctx, "POST", "/v1/templates", nil, b, &out)
 }
 
-func (c *Client) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
-	var out []iu.TemplateInfo
-	return out, c.do(ctx, "GET", "/v1/templates", nil, nil, &out)
+// pageQuery is a list request's after and limit parameters.
+func pageQuery(r iu.PageRequest) url.Values {
+	q := url.Values{}
+	if r.After != "" {
+		q.Set("after", r.After)
+	}
+	if r.Limit != 0 {
+		q.Set("limit", strconv.Itoa(r.Limit))
+	}
+	return q
+}
+
+// list reads one page of a list route.
+func list[T any](ctx context.Context, c *Client, path string, q url.Values) (iu.Page[T], error) {
+	var out iu.Page[T]
+	err := c.do(ctx, "GET", path, q, nil, &out)
+	return out, err
+}
+
+func (c *Client) ListTemplates(ctx context.Context, r iu.PageRequest) (iu.Page[iu.TemplateInfo], error) {
+	return list[iu.TemplateInfo](ctx, c, "/v1/templates", pageQuery(r))
 }
 
 func (c *Client) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
@@ -224,9 +242,12 @@ func (c *Client) SetGates(ctx context.Context, change iu.GateChange, actor strin
 	return g, c.do(ctx, "PUT", "/v1/gates", actorQuery(actor), body, &g)
 }
 
-func (c *Client) GateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry, error) {
-	var out []iu.GateAuditEntry
-	return out, c.do(ctx, "GET", "/v1/gates/audit", url.Values{"limit": {strconv.Itoa(limit)}}, nil, &out)
+func (c *Client) GateAudit(ctx context.Context, r iu.PageRequest) (iu.Page[iu.GateAuditEntry], error) {
+	return list[iu.GateAuditEntry](ctx, c, "/v1/gates/audit", pageQuery(r))
+}
+
+func (c *Client) Audit(ctx context.Context, r iu.PageRequest) (iu.Page[iu.AuditEntry], error) {
+	return list[iu.AuditEntry](ctx, c, "/v1/audit", pageQuery(r))
 }
 
 // Emit posts one event for one template. A gated answer (503) is a result,
@@ -368,15 +389,24 @@ func localFailure(ch chan error) error {
 	}
 }
 
-func (c *Client) Instances(ctx context.Context, f iu.InstanceFilter) ([]iu.InstanceRow, error) {
-	q := url.Values{"limit": {strconv.Itoa(f.Limit)}, "offset": {strconv.Itoa(f.Offset)}}
-	for k, v := range map[string]string{"actor": f.Actor, "template": f.TemplateKey, "prefix": f.Prefix} {
+func (c *Client) Instances(ctx context.Context, f iu.InstanceFilter) (iu.Page[iu.InstanceRow], error) {
+	q := pageQuery(f.PageRequest)
+	for k, v := range map[string]string{"actor": f.Actor, "template": f.TemplateKey, "prefix": f.Prefix, "event_id": f.EventID} {
 		if v != "" {
 			q.Set(k, v)
 		}
 	}
-	var out []iu.InstanceRow
-	return out, c.do(ctx, "GET", "/v1/instances", q, nil, &out)
+	return list[iu.InstanceRow](ctx, c, "/v1/instances", q)
+}
+
+func (c *Client) EventLog(ctx context.Context, f iu.EventFilter) (iu.Page[iu.LogEntry], error) {
+	q := pageQuery(f.PageRequest)
+	for k, v := range map[string]string{"status": string(f.Status), "actor": f.Actor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return list[iu.LogEntry](ctx, c, "/v1/events", q)
 }
 
 // GetInstance returns one instance with its lineage.
@@ -414,9 +444,8 @@ func (c *Client) Render(ctx context.Context, key string) (*iu.Rendered, error) {
 	return &out, nil
 }
 
-func (c *Client) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
-	var out []iu.Trigger
-	return out, c.do(ctx, "GET", "/v1/triggers", nil, nil, &out)
+func (c *Client) ListTriggers(ctx context.Context, r iu.PageRequest) (iu.Page[iu.Trigger], error) {
+	return list[iu.Trigger](ctx, c, "/v1/triggers", pageQuery(r))
 }
 
 func (c *Client) AddTrigger(ctx context.Context, t iu.Trigger, actor string) (iu.Trigger, error) {
@@ -435,9 +464,8 @@ func (c *Client) CreateToken(ctx context.Context, name string, scope iu.Scope, a
 	return out, c.do(ctx, "POST", "/v1/tokens", actorQuery(actor), TokenBody{Name: name, Scope: scope}, &out)
 }
 
-func (c *Client) ListTokens(ctx context.Context) ([]iu.Token, error) {
-	var out []iu.Token
-	return out, c.do(ctx, "GET", "/v1/tokens", nil, nil, &out)
+func (c *Client) ListTokens(ctx context.Context, r iu.PageRequest) (iu.Page[iu.Token], error) {
+	return list[iu.Token](ctx, c, "/v1/tokens", pageQuery(r))
 }
 
 func (c *Client) RevokeToken(ctx context.Context, name string) (iu.Token, error) {

@@ -161,8 +161,11 @@ func (s *Server) applyEvents(c *call, ins []intake.Event) []EventAnswer {
 		}
 		if res.Err != nil {
 			body := publicError(res.Err, c.id)
-			if body.Code == iu.CodeInternal {
+			switch body.Code {
+			case iu.CodeInternal:
 				c.logger().Error("event failed", "id", a.ID, "err", res.Err)
+			case iu.CodeUnavailable:
+				c.logger().Warn("event not taken", "id", a.ID, "err", res.Err)
 			}
 			a.Status, a.Error = statusOf(body.Code), &body
 			s.metrics.event(a.Type, outcomeOf(a.Status))

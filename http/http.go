@@ -90,18 +90,40 @@ func httpError(code iu.Code, format string, args ...any) error {
 }
 
 // publicError returns what may be said about err: its code and message,
-// except for internal errors, whose text may hold SQL or paths that are
-// nobody's business; those say only the request id.
+// except for internal errors and the store's failures, whose text may hold
+// SQL, file paths, hosts, database names or a driver's words, which are
+// nobody's business but the operator's: those are said in words of their
+// own and the request id, and the server's log has the rest.
 func publicError(err error, requestID string) errorBody {
 	code := iu.ErrorCode(err)
-	if code == iu.CodeInternal {
+	switch code {
+	case iu.CodeInternal:
 		return errorBody{Code: code, Message: "internal error (request " + requestID + "); the server's log has the details"}
+	case iu.CodeUnavailable:
+		return errorBody{Code: code, Message: unavailableMessage(err) + " (request " + requestID + ")"}
 	}
 	var mbe *nethttp.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errorBody{Code: CodeTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)}
 	}
 	return errorBody{Code: code, Message: err.Error()}
+}
+
+// unavailableMessage words a failure to reach or write the store.
+func unavailableMessage(err error) string {
+	switch {
+	case errors.Is(err, iu.ErrShuttingDown):
+		return "the server is shutting down and takes no more events: send them again to another server or later"
+	case errors.Is(err, iu.ErrStoreFull):
+		return "the store is full: nothing was written; send it again once an operator has made room"
+	case errors.Is(err, iu.ErrStoreBusy):
+		return "the store is busy: nothing was written; send it again later"
+	case errors.Is(err, iu.ErrUnavailable):
+		return "the database is unavailable: nothing was written; send it again later"
+	case errors.Is(err, iu.ErrRetryable):
+		return "the store could not complete the transaction: nothing was written; send it again"
+	}
+	return "the database is unavailable: nothing was written; send it again later"
 }
 
 // writeJSON answers v with status.

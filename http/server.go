@@ -144,21 +144,49 @@ func NewServer(engine *iu.Engine, cfg Config, log *slog.Logger) *Server {
 
 // Open listens on the configured address and serves in the background.
 func (s *Server) Open() error {
-	network, addr := "tcp", s.cfg.Addr
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		network, addr = "unix", p
-		os.Remove(p) // a socket left by a server that died
-	}
-	ln, err := net.Listen(network, addr)
+	ln, err := Listen(s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+		return err
 	}
+	s.Serve(ln)
+	return nil
+}
+
+// Listen listens on addr: host:port (port 0 picks one; "" is
+// 127.0.0.1:8080), or unix:PATH. A socket file left by a server that died
+// is replaced; one that a live server answers on is not. `iu serve` listens
+// before it opens the store, so that a busy address changes nothing.
+func Listen(addr string) (net.Listener, error) {
+	network, where := "tcp", addr
+	if where == "" {
+		where = "127.0.0.1:8080"
+	}
+	if p, ok := strings.CutPrefix(where, "unix:"); ok {
+		network, where = "unix", p
+		if _, err := os.Stat(p); err == nil {
+			c, err := net.DialTimeout("unix", p, time.Second)
+			if err == nil {
+				c.Close()
+				return nil, iu.Errorf(iu.ErrUnavailable, "listen on %s: a server already answers on this socket", addr)
+			}
+			os.Remove(p) // left by a server that died
+		}
+	}
+	ln, err := net.Listen(network, where)
+	if err != nil {
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		return nil, iu.Errorf(iu.ErrUnavailable, "listen on %s: %v", where, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln in the background, until Close.
+func (s *Server) Serve(ln net.Listener) {
 	s.ln = ln
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
-	return nil
 }
 
 // URL is the base URL clients use: http://host:port, or unix:PATH.
@@ -234,17 +262,11 @@ func (c *call) logger() *slog.Logger {
 // ctx returns the request's context.
 func (c *call) ctx() context.Context { return c.r.Context() }
 
-// actor is who a write is attributed to: the actor query parameter (the
-// command line sends its --actor), else the token's name.
-func (c *call) actor() string {
-	if a := c.r.URL.Query().Get("actor"); a != "" {
-		return a
-	}
-	if c.token != nil {
-		return c.token.Name
-	}
-	return "iu:http"
-}
+// claimed is the actor the client named for a change (the command line
+// sends its --actor as the actor query parameter), or "". Changes are
+// recorded under the token's name, the principal of the request's
+// context; the claimed actor is kept beside it.
+func (c *call) claimed() string { return c.r.URL.Query().Get("actor") }
 
 // route is one entry of the router: the handler, the scope it needs ("" for
 // open routes) and its body limit.
@@ -405,8 +427,11 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 func (s *Server) fail(c *call, err error) {
 	body := publicError(err, c.id)
 	status := statusOf(body.Code)
-	if body.Code == iu.CodeInternal {
+	switch body.Code {
+	case iu.CodeInternal:
 		c.logger().Error("internal error", "route", c.route.pattern, "err", err)
+	case iu.CodeUnavailable:
+		c.logger().Warn("unavailable", "route", c.route.pattern, "err", err)
 	}
 	if status == nethttp.StatusServiceUnavailable {
 		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
@@ -434,6 +459,8 @@ func (s *Server) authorize(c *call) error {
 		return err
 	}
 	c.token = &tok
+	// Whatever the request does is done by the token's holder.
+	c.r = c.r.WithContext(iu.NewContextWithPrincipal(c.r.Context(), tok.Name))
 	if !tok.Scope.Allows(c.route.scope) {
 		return httpError(iu.CodeForbidden, "token %q has scope %s; %s %s needs %s", tok.Name, tok.Scope, c.route.method, c.route.pattern, c.route.scope)
 	}
@@ -536,7 +563,7 @@ func (tc *triggerCache) get(ctx context.Context, e *iu.Engine) ([]iu.Trigger, er
 	if time.Now().Before(tc.expires) {
 		return tc.list, nil
 	}
-	list, err := e.ListTriggers(ctx)
+	list, err := e.Triggers(ctx)
 	if err != nil {
 		return nil, err
 	}

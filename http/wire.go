@@ -2,7 +2,6 @@ package http
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/iu-engine/iu"
 )
@@ -18,7 +17,7 @@ type TemplateDoc struct {
 	EmitMode  iu.EmitMode `json:"emit_mode"`
 	Digest    iu.Digest   `json:"digest"`
 	Actor     string      `json:"actor"`
-	CreatedAt time.Time   `json:"created_at"`
+	CreatedAt iu.Time     `json:"created_at"`
 	Pieces    []PieceDoc  `json:"pieces"`
 }
 
@@ -113,7 +112,7 @@ type InstanceDoc struct {
 	Actor          string    `json:"actor"`
 	Mode           iu.Mode   `json:"mode"`
 	Event          *iu.Event `json:"event,omitempty"`
-	CreatedAt      time.Time `json:"created_at"`
+	CreatedAt      iu.Time   `json:"created_at"`
 	Slots          []SlotDoc `json:"slots"`
 }
 

@@ -203,4 +203,3 @@ func checkError(t *testing.T, err error) {
 		t.Fatalf("error %s %q", ie.Code, ie.Message)
 	}
 }
-

@@ -347,5 +347,11 @@ func (s *Store) run(ctx context.Context, c *pgx.Conn, write, speculate bool, fn 
 		t.rollback(ctx)
 		return err
 	}
+	if t.changedState {
+		// This transaction changed the gates or an emit mode: the state
+		// read last is not the stored one, and the next transaction must
+		// not assume it.
+		s.last.set(nil)
+	}
 	return nil
 }

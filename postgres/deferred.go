@@ -83,7 +83,7 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 		gates = t.expect.gates
 	}
 	args := []any{e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey, e.Actor,
-		string(e.Status), e.PayloadDigest.String(), e.CreatedAt,
+		string(e.Status), e.PayloadDigest.String(), e.CreatedAt.Time,
 		"", "", in != nil, noSlots.pos, noSlots.slot, noSlots.piece, noSlots.after, "", nil, nil, nil,
 		assumed, gates.ComposerEnabled, gates.AutoInstantiateEnabled, head.id, string(head.mode), head.digest}
 	if in != nil {

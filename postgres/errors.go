@@ -25,6 +25,7 @@ const (
 	codeInvalidCatalogName   = "3D000"
 	codeInvalidSchemaName    = "3F000"
 	codeInsufficientPriv     = "42501"
+	codeDiskFull             = "53100"
 	codeUntranslatableChar   = "22P05"
 	codeTooManyConnections   = "53300"
 )
@@ -74,7 +75,9 @@ func (s *Store) translate(ctx context.Context, err error) error {
 			return iu.Errorf(iu.ErrUnavailable, "%s: user %q lacks a privilege: %s (iu needs CREATE on its schema to migrate, and SELECT, INSERT, UPDATE, DELETE on its tables)",
 				s.desc, s.user, pe.Message)
 		case pe.Code == codeUntranslatableChar:
-			return iu.Errorf(iu.ErrInvalidEvent, "%s: %s (PostgreSQL's jsonb cannot hold \\u0000 in event data)", s.desc, pe.Message)
+			return iu.Errorf(iu.ErrInvalidEvent, "invalid event: its data holds \\u0000, which PostgreSQL's jsonb cannot store (%s)", pe.Message)
+		case pe.Code == codeDiskFull:
+			return iu.Errorf(iu.ErrStoreFull, "PostgreSQL at %s, database %q, is out of disk space: %s", s.host, s.database, pe.Message)
 		case pe.Code == codeTooManyConnections || strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P"):
 			// Too many connections, connection exceptions, and the server
 			// shutting down or starting up.

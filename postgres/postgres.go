@@ -74,6 +74,9 @@ type Options struct {
 	// ConnectTimeout bounds connecting when the DSN sets no connect_timeout
 	// (default 10 s).
 	ConnectTimeout time.Duration
+	// MustExist refuses to create a store: Open answers iu.ErrNoStore when
+	// the schema holds none (commands that only read).
+	MustExist bool
 }
 
 // Store is an iu.Store on a PostgreSQL database.
@@ -151,7 +154,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*Store, error) {
 	}
 	s.conn = cc.Copy()
 
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, opt.MustExist); err != nil {
 		return nil, err
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
@@ -222,7 +225,7 @@ func pgInterval(d time.Duration) string {
 // under a session-level advisory lock, so that processes opening a new store
 // at once do not race. The lock id is derived from the schema, so stores in
 // different schemas of one database migrate independently.
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 	db := stdlib.OpenDB(*s.conn.Copy())
 	defer db.Close()
 	db.SetMaxOpenConns(2)
@@ -245,6 +248,9 @@ func (s *Store) migrate(ctx context.Context) error {
 	if ours > 0 && !versioned {
 		return iu.Errorf(iu.ErrNotStore, "%s: schema %q is not an iu store: it has tables named like iu's but no %s table; use another schema (search_path=...)",
 			s.desc, *schema, versionTable)
+	}
+	if !versioned && mustExist {
+		return iu.Errorf(iu.ErrNoStore, "no iu store in schema %q of %s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", *schema, s.desc)
 	}
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {

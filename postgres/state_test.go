@@ -89,7 +89,7 @@ func TestRepeatableTransactionRunsAgainOnStaleGates(t *testing.T) {
 		if g.AutoInstantiateEnabled {
 			return nil
 		}
-		return tx.SetGates(ctx, iu.GateChange{iu.GateComposer: false}, "stale", time.Now().UTC())
+		return tx.SetGates(ctx, iu.GateChange{iu.GateComposer: false}, iu.Who{By: "stale"}, time.Now().UTC())
 	})
 	if len(runs) != 2 || runs[0] != closed || runs[1] != bothOn {
 		t.Fatalf("after another process opened the gate: runs %+v", runs)

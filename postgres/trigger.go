@@ -22,12 +22,15 @@ const triggerColumns = `name, event_type, event_source, template_key, actor, ins
 func scanTrigger(rows pgx.Rows) (iu.Trigger, error) {
 	var tr iu.Trigger
 	err := rows.Scan(&tr.Name, &tr.Type, &tr.Source, &tr.Template, &tr.Actor, &tr.Prefix, &tr.CreatedAt, &tr.CreatedBy)
-	tr.CreatedAt = tr.CreatedAt.UTC()
 	return tr, err
 }
 
-func (t *tx) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
-	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger ORDER BY name`)
+func (t *tx) ListTriggers(ctx context.Context, after string, limit int) ([]iu.Trigger, error) {
+	q, args := `SELECT `+triggerColumns+` FROM iu_trigger WHERE name > $1 ORDER BY name`, []any{after}
+	if limit > 0 {
+		q, args = q+` LIMIT $2`, append(args, limit)
+	}
+	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +48,7 @@ func (t *tx) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
 
 func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_trigger (`+triggerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, tr.CreatedAt, tr.CreatedBy)
+		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, tr.CreatedAt.Time, tr.CreatedBy)
 	if isUnique(err) {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.ConstraintName == "iu_trigger_pkey" {
@@ -111,28 +114,24 @@ func (t *tx) oneToken(ctx context.Context, query string, args ...any) (iu.Token,
 func scanToken(rows pgx.Rows) (iu.Token, error) {
 	var tk iu.Token
 	var scope string
-	var revoked *time.Time
-	if err := rows.Scan(&tk.Name, &tk.Hash, &scope, &tk.CreatedAt, &tk.CreatedBy, &revoked); err != nil {
+	if err := rows.Scan(&tk.Name, &tk.Hash, &scope, &tk.CreatedAt, &tk.CreatedBy, &tk.RevokedAt); err != nil {
 		return tk, err
 	}
-	tk.Scope, tk.CreatedAt = iu.Scope(scope), tk.CreatedAt.UTC()
-	if revoked != nil {
-		tk.RevokedAt = revoked.UTC()
-	}
+	tk.Scope = iu.Scope(scope)
 	return tk, nil
 }
 
 func (t *tx) InsertToken(ctx context.Context, tk *iu.Token) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_token (name, token_hash, scope, created_at, created_by) VALUES ($1, $2, $3, $4, $5)`,
-		tk.Name, tk.Hash, string(tk.Scope), tk.CreatedAt, tk.CreatedBy)
+		tk.Name, tk.Hash, string(tk.Scope), tk.CreatedAt.Time, tk.CreatedBy)
 	if isUnique(err) {
 		return iu.Errorf(iu.ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", tk.Name)
 	}
 	return err
 }
 
-func (t *tx) ListTokens(ctx context.Context) ([]iu.Token, error) {
-	rows, err := t.query(ctx, `SELECT `+tokenColumns+` FROM iu_token ORDER BY name`)
+func (t *tx) ListTokens(ctx context.Context, after string, limit int) ([]iu.Token, error) {
+	rows, err := t.query(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -148,15 +147,19 @@ func (t *tx) ListTokens(ctx context.Context) ([]iu.Token, error) {
 	return out, t.s.translate(ctx, rows.Err())
 }
 
-func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, error) {
+func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, bool, error) {
 	if !t.write {
-		return iu.Token{}, errReadOnly
+		return iu.Token{}, false, errReadOnly
 	}
-	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = coalesce(revoked_at, $1) WHERE name = $2 RETURNING `+tokenColumns, at, name)
+	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING `+tokenColumns, at, name)
+	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+		return tk, err == nil, err
+	}
+	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = $1`, name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
 	}
-	return tk, err
+	return tk, false, err
 }
 
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {

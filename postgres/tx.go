@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,9 @@ type tx struct {
 	deferred  *deferredClaim // a claim held for COMMIT (deferred.go)
 	ended     bool           // COMMIT has run
 	cursors   int            // cursors declared, for their names
+	// changedState says that the transaction changed the gates or an emit
+	// mode, which transactions assume (state.go).
+	changedState bool
 }
 
 var errReadOnly = errors.New("postgres: write in a read-only transaction")
@@ -87,16 +91,17 @@ func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
 	return st.gates, nil
 }
 
-func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
+func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at time.Time) error {
 	if !t.write {
 		return errReadOnly
 	}
+	t.changedState = true
 	names := change.Names()
 	b := &pgx.Batch{}
 	for _, name := range names {
 		on := change[name]
-		b.Queue(`UPDATE iu_gate SET enabled = $1, updated_at = $2, updated_by = $3 WHERE name = $4`, on, at, actor, name)
-		b.Queue(`INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by) VALUES ($1, $2, $3, $4)`, name, on, at, actor)
+		b.Queue(`UPDATE iu_gate SET enabled = $1, updated_at = $2, updated_by = $3 WHERE name = $4`, on, at, who.By, name)
+		b.Queue(`INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by, claimed_actor) VALUES ($1, $2, $3, $4, $5)`, name, on, at, who.By, who.Claimed)
 	}
 	res, err := t.batch(ctx, b)
 	if err != nil {
@@ -118,11 +123,18 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, a
 	return t.s.translate(ctx, res.Close())
 }
 
-func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry, error) {
-	if limit <= 0 {
-		limit = 100
+// olderThan is the keyset condition of the lists read newest first: ids
+// below before, or every id when before is 0.
+func olderThan(before int64) int64 {
+	if before <= 0 {
+		return math.MaxInt64
 	}
-	rows, err := t.query(ctx, `SELECT name, enabled, changed_by, changed_at FROM iu_gate_audit ORDER BY id DESC LIMIT $1`, limit)
+	return before
+}
+
+func (t *tx) ListGateAudit(ctx context.Context, before int64, limit int) ([]iu.GateAuditEntry, error) {
+	rows, err := t.query(ctx, `SELECT id, name, enabled, changed_by, claimed_actor, changed_at FROM iu_gate_audit
+		WHERE id < $1 ORDER BY id DESC LIMIT $2`, olderThan(before), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -130,10 +142,36 @@ func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry,
 	out := []iu.GateAuditEntry{}
 	for rows.Next() {
 		var e iu.GateAuditEntry
-		if err := rows.Scan(&e.Name, &e.Enabled, &e.ChangedBy, &e.ChangedAt); err != nil {
+		if err := rows.Scan(&e.Seq, &e.Name, &e.Enabled, &e.ChangedBy, &e.Claimed, &e.ChangedAt); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		e.ChangedAt = e.ChangedAt.UTC()
+		out = append(out, e)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+func (t *tx) InsertAudit(ctx context.Context, e iu.AuditEntry) error {
+	if !t.write {
+		return errReadOnly
+	}
+	t.hold(queued{sql: `INSERT INTO iu_audit (at, changed_by, claimed_actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
+		args: []any{e.At.Time, e.By, e.Claimed, e.Action, e.Subject, e.Detail}})
+	return nil
+}
+
+func (t *tx) ListAudit(ctx context.Context, before int64, limit int) ([]iu.AuditEntry, error) {
+	rows, err := t.query(ctx, `SELECT id, at, changed_by, claimed_actor, action, subject, detail FROM iu_audit
+		WHERE id < $1 ORDER BY id DESC LIMIT $2`, olderThan(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.AuditEntry{}
+	for rows.Next() {
+		var e iu.AuditEntry
+		if err := rows.Scan(&e.Seq, &e.At, &e.By, &e.Claimed, &e.Action, &e.Subject, &e.Detail); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
 		out = append(out, e)
 	}
 	return out, t.s.translate(ctx, rows.Err())
@@ -176,7 +214,7 @@ func (t *tx) getTemplate(ctx context.Context, key string) (int64, *iu.Template, 
 			return 0, nil, t.s.translate(ctx, err)
 		}
 		if tp == nil {
-			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: at.UTC(), Digest: parseDigest(digest)}
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: iu.TimeOf(at), Digest: parseDigest(digest)}
 		}
 		if slot != nil {
 			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: iu.ParseEdgesText(*after)})
@@ -191,10 +229,11 @@ func (t *tx) getTemplate(ctx context.Context, key string) (int64, *iu.Template, 
 	return id, tp, nil
 }
 
-func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
+func (t *tx) ListTemplates(ctx context.Context, after string, limit int) ([]iu.TemplateInfo, error) {
 	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.emit_mode, c.digest, c.actor, c.created_at,
 		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
-		FROM iu_piece_collection c WHERE c.collection_kind = 'template' ORDER BY c.collection_key`)
+		FROM iu_piece_collection c WHERE c.collection_kind = 'template' AND c.collection_key > $1
+		ORDER BY c.collection_key LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +246,7 @@ func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
 		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &ti.CreatedAt, &pieces); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		ti.EmitMode, ti.Digest, ti.Pieces, ti.CreatedAt = iu.EmitMode(mode), parseDigest(digest), int(pieces), ti.CreatedAt.UTC()
+		ti.EmitMode, ti.Digest, ti.Pieces = iu.EmitMode(mode), parseDigest(digest), int(pieces)
 		out = append(out, ti)
 	}
 	return out, t.s.translate(ctx, rows.Err())
@@ -262,8 +301,8 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO iu_piece (piece_id, kind, body, created_at)
 		SELECT id, kind, body, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS p(id, kind, body)
-		ORDER BY id ON CONFLICT DO NOTHING`, ids, kinds, bodies, tp.CreatedAt)
-	b.Queue(templateInsert, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, tp.CreatedAt,
+		ORDER BY id ON CONFLICT DO NOTHING`, ids, kinds, bodies, tp.CreatedAt.Time)
+	b.Queue(templateInsert, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, tp.CreatedAt.Time,
 		sa.slot, sa.pos, sa.piece, sa.after)
 	err := t.sendBatch(ctx, b)
 	if isUnique(err) {
@@ -275,6 +314,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 }
 
 func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) error {
+	t.changedState = true
 	tag, err := t.exec(ctx, `UPDATE iu_piece_collection SET emit_mode = $1 WHERE collection_key = $2 AND collection_kind = 'template'`, string(mode), key)
 	if err != nil {
 		return err
@@ -371,7 +411,7 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 		for i, e := range pending {
 			keys[i], ids[i], types[i], sources[i] = e.IdempotencyKey, e.EventID, e.EventType, e.EventSource
 			tpls[i], insts[i], actors[i], statuses[i] = e.TemplateKey, e.InstanceKey, e.Actor, string(e.Status)
-			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt
+			payloads[i], ats[i] = e.PayloadDigest.String(), e.CreatedAt.Time
 		}
 		args := []any{keys, ids, types, sources, tpls, insts, actors, statuses, payloads, ats}
 		var claimed map[string]bool
@@ -506,7 +546,7 @@ func (t *tx) scanLog(ctx context.Context, rows pgx.Rows, out map[string]iu.LogEn
 			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
 			return t.s.translate(ctx, err)
 		}
-		e.Status, e.PayloadDigest, e.CreatedAt = iu.Status(status), parseDigest(payload), e.CreatedAt.UTC()
+		e.Status, e.PayloadDigest = iu.Status(status), parseDigest(payload)
 		out[e.IdempotencyKey] = e
 	}
 	return t.s.translate(ctx, rows.Err())
@@ -667,7 +707,7 @@ func instanceBatch(instances []iu.Instance) queued {
 // ErrInstanceExists.
 func instanceExists(err error) error {
 	if isUnique(err) {
-		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", rootCause(err))
+		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
 	}
 	return err
 }
@@ -689,7 +729,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, e
 	if err != nil {
 		return nil, err
 	}
-	rec.Digest, rec.CreatedAt = parseDigest(digest), rec.CreatedAt.UTC()
+	rec.Digest = parseDigest(digest)
 	if tkey != nil {
 		rec.TemplateKey, rec.TemplateDigest, rec.Mode = *tkey, parseDigest(deref(tdigest)), iu.Mode(deref(mode))
 	}
@@ -747,14 +787,27 @@ func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfac
 }
 
 // ListInstances reads the per-instance view's rows from its tables, in
-// creation order (instance_id, which the lineage indexes carry).
-func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.InstanceRow, error) {
+// creation order (instance_id, which the lineage indexes carry), from where
+// the last page ended.
+func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64, limit int) ([]iu.InstanceRow, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
 	}
+	// mode has two values. "mode = 'auto'" is a prefix of the actor and
+	// template indexes; without either filter it is written "mode <>
+	// 'manual'", which the planner, when the table has no statistics yet,
+	// takes for what it is (nearly every row) and walks the primary key in
+	// order, rather than for a rare value worth sorting (0.6 s for the first
+	// page at a million instances).
+	if f.Actor == "" && f.TemplateKey == "" {
+		where = append(where, "l.mode <> 'manual'")
+	} else {
+		where = append(where, "l.mode = 'auto'")
+	}
+	where = append(where, "l.instance_id > "+arg(after))
 	if f.Actor != "" {
 		where = append(where, "l.actor = "+arg(f.Actor))
 	}
@@ -765,32 +818,15 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 		p := iu.AutoInstancePrefix(f.Prefix)
 		where = append(where, "c.collection_key >= "+arg(p)+" AND c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
 	}
-	// mode has two values. "mode = 'auto'" is a prefix of the actor and
-	// template indexes; without either filter it is written "mode <>
-	// 'manual'", which the planner, when the table has no statistics yet,
-	// takes for what it is (nearly every row) and walks the primary key in
-	// order, rather than for a rare value worth sorting (0.6 s for the first
-	// page at a million instances).
-	mode := "l.mode = 'auto'"
-	if f.Actor == "" && f.TemplateKey == "" {
-		mode = "l.mode <> 'manual'"
+	if f.EventID != "" {
+		where = append(where, "l.event_id = "+arg(f.EventID))
 	}
-	q := `SELECT c.collection_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
+	q := `SELECT l.instance_id, c.collection_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
 		l.template_digest, c.digest, (c.digest = l.template_digest AND c.digest = t.digest)
 		FROM iu_collection_template_instance_lineage l
 		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 		JOIN iu_piece_collection t ON t.collection_key = l.template_key
-		WHERE ` + mode
-	if len(where) > 0 {
-		q += " AND " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY l.instance_id"
-	if f.Limit > 0 {
-		q += " LIMIT " + arg(f.Limit)
-	}
-	if f.Offset > 0 {
-		q += " OFFSET " + arg(f.Offset)
-	}
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY l.instance_id LIMIT ` + arg(limit)
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -802,13 +838,45 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 		var td, id string
 		var evID, evType, evSource *string
 		var match *bool
-		if err := rows.Scan(&r.InstanceKey, &r.TemplateKey, &evID, &evType, &evSource, &r.Actor, &r.CreatedAt, &td, &id, &match); err != nil {
+		if err := rows.Scan(&r.Seq, &r.InstanceKey, &r.TemplateKey, &evID, &evType, &evSource, &r.Actor, &r.CreatedAt, &td, &id, &match); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
 		r.EventID, r.EventType, r.EventSource = deref(evID), deref(evType), deref(evSource)
-		r.CreatedAt, r.TemplateDigest, r.InstanceDigest = r.CreatedAt.UTC(), parseDigest(td), parseDigest(id)
+		r.TemplateDigest, r.InstanceDigest = parseDigest(td), parseDigest(id)
 		r.DigestMatch = match != nil && *match
 		out = append(out, r)
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// ListEvents reads the event log newest first (log_id), from where the
+// last page ended.
+func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, limit int) ([]iu.LogEntry, error) {
+	q, args := `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE log_id < $1`, []any{olderThan(before)}
+	if f.Actor != "" {
+		args = append(args, f.Actor)
+		q += ` AND actor = $` + strconv.Itoa(len(args))
+	}
+	if f.Status != "" {
+		args = append(args, string(f.Status))
+		q += ` AND status = $` + strconv.Itoa(len(args))
+	}
+	args = append(args, limit)
+	rows, err := t.query(ctx, q+` ORDER BY log_id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.LogEntry{}
+	for rows.Next() {
+		var e iu.LogEntry
+		var status, payload string
+		if err := rows.Scan(&e.Seq, &e.IdempotencyKey, &e.EventID, &e.EventType, &e.EventSource, &e.TemplateKey, &e.InstanceKey,
+			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		e.Status, e.PayloadDigest = iu.Status(status), parseDigest(payload)
+		out = append(out, e)
 	}
 	return out, t.s.translate(ctx, rows.Err())
 }

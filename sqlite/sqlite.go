@@ -43,14 +43,18 @@ type Options struct {
 	BusyWait time.Duration
 	// Readers is the size of the read pool (default 4).
 	Readers int
+	// MustExist refuses to create a store: Open answers iu.ErrNoStore
+	// where there is none (commands that only read).
+	MustExist bool
 }
 
 // Store is an iu.Store on one SQLite file.
 type Store struct {
-	path     string
-	w        *sql.DB // the single writer connection
-	r        *sql.DB // readers
-	busyWait time.Duration
+	path      string
+	mustExist bool
+	w         *sql.DB // the single writer connection
+	r         *sql.DB // readers
+	busyWait  time.Duration
 
 	// Writes go through one dedicated connection, with BEGIN IMMEDIATE and
 	// COMMIT issued as statements, so that prepared statements live as long
@@ -88,8 +92,10 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	}
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return nil, iu.Errorf(iu.ErrNotStore, "%s is a directory, not an iu store", path)
+	} else if err != nil && opt.MustExist {
+		return nil, noStore(path)
 	}
-	s := &Store{path: abs, busyWait: opt.BusyWait}
+	s := &Store{path: abs, busyWait: opt.BusyWait, mustExist: opt.MustExist}
 	if s.busyWait <= 0 {
 		s.busyWait = 2 * time.Minute
 	}
@@ -221,7 +227,14 @@ func (s *Store) checkIsStore(ctx context.Context, db *sql.DB) error {
 	if tables > 0 && ours == 0 {
 		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: it is a SQLite database with other tables", s.path)
 	}
+	if tables == 0 && s.mustExist {
+		return noStore(s.path)
+	}
 	return nil
+}
+
+func noStore(path string) error {
+	return iu.Errorf(iu.ErrNoStore, "no iu store at %s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", path)
 }
 
 // Describe names the store.
@@ -386,7 +399,7 @@ func (s *Store) translate(err error) error {
 	case sqlite3.SQLITE_READONLY:
 		return iu.Errorf(iu.ErrUnavailable, "%s is read-only: %v", s.path, err)
 	case sqlite3.SQLITE_FULL:
-		return iu.Errorf(iu.ErrUnavailable, "%s: disk full: %v", s.path, err)
+		return iu.Errorf(iu.ErrStoreFull, "%s: disk full: %v", s.path, err)
 	}
 	return fmt.Errorf("sqlite: %w", err)
 }

@@ -17,8 +17,11 @@ import (
 
 const triggerColumns = `name, event_type, event_source, template_key, actor, instance_prefix, created_at, created_by`
 
-func (t *tx) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
-	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger ORDER BY name`)
+func (t *tx) ListTriggers(ctx context.Context, after string, limit int) ([]iu.Trigger, error) {
+	if limit <= 0 {
+		limit = -1 // every one
+	}
+	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -36,18 +39,13 @@ func (t *tx) ListTriggers(ctx context.Context) ([]iu.Trigger, error) {
 
 func scanTrigger(rows *sql.Rows) (iu.Trigger, error) {
 	var tr iu.Trigger
-	var at string
-	if err := rows.Scan(&tr.Name, &tr.Type, &tr.Source, &tr.Template, &tr.Actor, &tr.Prefix, &at, &tr.CreatedBy); err != nil {
-		return tr, err
-	}
-	var err error
-	tr.CreatedAt, err = parseTime(at)
+	err := rows.Scan(&tr.Name, &tr.Type, &tr.Source, &tr.Template, &tr.Actor, &tr.Prefix, &tr.CreatedAt, &tr.CreatedBy)
 	return tr, err
 }
 
 func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_trigger (`+triggerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, fmtTime(tr.CreatedAt), tr.CreatedBy)
+		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, fmtTime(tr.CreatedAt.Time), tr.CreatedBy)
 	if isUnique(err) {
 		return triggerExists(err, tr)
 	}
@@ -93,36 +91,25 @@ const tokenColumns = `name, token_hash, scope, created_at, created_by, revoked_a
 
 func scanToken(rows *sql.Rows) (iu.Token, error) {
 	var tk iu.Token
-	var at string
-	var revoked sql.NullString
 	var scope string
-	if err := rows.Scan(&tk.Name, &tk.Hash, &scope, &at, &tk.CreatedBy, &revoked); err != nil {
+	if err := rows.Scan(&tk.Name, &tk.Hash, &scope, &tk.CreatedAt, &tk.CreatedBy, &tk.RevokedAt); err != nil {
 		return tk, err
 	}
 	tk.Scope = iu.Scope(scope)
-	var err error
-	if tk.CreatedAt, err = parseTime(at); err != nil {
-		return tk, err
-	}
-	if revoked.Valid {
-		if tk.RevokedAt, err = parseTime(revoked.String); err != nil {
-			return tk, err
-		}
-	}
 	return tk, nil
 }
 
 func (t *tx) InsertToken(ctx context.Context, tk *iu.Token) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_token (name, token_hash, scope, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
-		tk.Name, tk.Hash, string(tk.Scope), fmtTime(tk.CreatedAt), tk.CreatedBy)
+		tk.Name, tk.Hash, string(tk.Scope), fmtTime(tk.CreatedAt.Time), tk.CreatedBy)
 	if isUnique(err) {
 		return iu.Errorf(iu.ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", tk.Name)
 	}
 	return err
 }
 
-func (t *tx) ListTokens(ctx context.Context) ([]iu.Token, error) {
-	rows, err := t.query(ctx, `SELECT `+tokenColumns+` FROM iu_token ORDER BY name`)
+func (t *tx) ListTokens(ctx context.Context, after string, limit int) ([]iu.Token, error) {
+	rows, err := t.query(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -157,12 +144,16 @@ func (t *tx) oneToken(ctx context.Context, query string, args ...any) (iu.Token,
 	return tk, t.s.translate(rows.Close())
 }
 
-func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, error) {
-	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? RETURNING `+tokenColumns, fmtTime(at), name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, bool, error) {
+	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING `+tokenColumns, fmtTime(at), name)
+	if err == nil || !errors.Is(err, sql.ErrNoRows) {
+		return tk, err == nil, err
 	}
-	return tk, err
+	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = ?`, name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+	}
+	return tk, false, err
 }
 
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -17,18 +18,6 @@ import (
 const timeFormat = "2006-01-02T15:04:05.000Z"
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
-
-func parseTime(s string) (time.Time, error) {
-	t, err := time.Parse(timeFormat, s)
-	if err != nil {
-		// Rows written by hand in the sqlite3 shell may use other ISO forms.
-		if t2, err2 := time.Parse(time.RFC3339Nano, s); err2 == nil {
-			return t2, nil
-		}
-		return time.Time{}, fmt.Errorf("stored time %q: %w", s, err)
-	}
-	return t, nil
-}
 
 // tx is an iu.Tx on a SQLite transaction.
 type tx struct {
@@ -161,28 +150,36 @@ func (t *tx) Gates(ctx context.Context) (iu.Gates, error) {
 	return g, rows.Err()
 }
 
-func (t *tx) SetGates(ctx context.Context, change iu.GateChange, actor string, at time.Time) error {
+func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at time.Time) error {
 	for _, name := range change.Names() {
 		on := change[name]
-		res, err := t.exec(ctx, `UPDATE iu_gate SET enabled = ?, updated_at = ?, updated_by = ? WHERE name = ?`, on, fmtTime(at), actor, name)
+		res, err := t.exec(ctx, `UPDATE iu_gate SET enabled = ?, updated_at = ?, updated_by = ? WHERE name = ?`, on, fmtTime(at), who.By, name)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("sqlite: gate %s is missing from iu_gate", name)
 		}
-		if _, err := t.exec(ctx, `INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by) VALUES (?, ?, ?, ?)`, name, on, fmtTime(at), actor); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by, claimed_actor) VALUES (?, ?, ?, ?, ?)`,
+			name, on, fmtTime(at), who.By, who.Claimed); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry, error) {
-	if limit <= 0 {
-		limit = 100
+// olderThan is the keyset condition of the lists read newest first: ids
+// below before, or every id when before is 0.
+func olderThan(before int64) int64 {
+	if before <= 0 {
+		return math.MaxInt64
 	}
-	rows, err := t.query(ctx, `SELECT name, enabled, changed_by, changed_at FROM iu_gate_audit ORDER BY id DESC LIMIT ?`, limit)
+	return before
+}
+
+func (t *tx) ListGateAudit(ctx context.Context, before int64, limit int) ([]iu.GateAuditEntry, error) {
+	rows, err := t.query(ctx, `SELECT id, name, enabled, changed_by, claimed_actor, changed_at FROM iu_gate_audit
+		WHERE id < ? ORDER BY id DESC LIMIT ?`, olderThan(before), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -190,16 +187,36 @@ func (t *tx) ListGateAudit(ctx context.Context, limit int) ([]iu.GateAuditEntry,
 	out := []iu.GateAuditEntry{}
 	for rows.Next() {
 		var e iu.GateAuditEntry
-		var at string
-		if err := rows.Scan(&e.Name, &e.Enabled, &e.ChangedBy, &at); err != nil {
-			return nil, err
-		}
-		if e.ChangedAt, err = parseTime(at); err != nil {
-			return nil, err
+		if err := rows.Scan(&e.Seq, &e.Name, &e.Enabled, &e.ChangedBy, &e.Claimed, &e.ChangedAt); err != nil {
+			return nil, t.s.translate(err)
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	return out, t.s.translate(rows.Err())
+}
+
+func (t *tx) InsertAudit(ctx context.Context, e iu.AuditEntry) error {
+	_, err := t.exec(ctx, `INSERT INTO iu_audit (at, changed_by, claimed_actor, action, subject, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+		fmtTime(e.At.Time), e.By, e.Claimed, e.Action, e.Subject, e.Detail)
+	return err
+}
+
+func (t *tx) ListAudit(ctx context.Context, before int64, limit int) ([]iu.AuditEntry, error) {
+	rows, err := t.query(ctx, `SELECT id, at, changed_by, claimed_actor, action, subject, detail FROM iu_audit
+		WHERE id < ? ORDER BY id DESC LIMIT ?`, olderThan(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []iu.AuditEntry{}
+	for rows.Next() {
+		var e iu.AuditEntry
+		if err := rows.Scan(&e.Seq, &e.At, &e.By, &e.Claimed, &e.Action, &e.Subject, &e.Detail); err != nil {
+			return nil, t.s.translate(err)
+		}
+		out = append(out, e)
+	}
+	return out, t.s.translate(rows.Err())
 }
 
 func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) {
@@ -219,7 +236,7 @@ func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) 
 		return nil, err
 	}
 	tp.EmitMode = iu.EmitMode(mode)
-	if tp.CreatedAt, err = parseTime(at); err != nil {
+	if err := tp.CreatedAt.Scan(at); err != nil {
 		return nil, err
 	}
 	if tp.Slots, err = t.slots(ctx, id); err != nil {
@@ -252,10 +269,11 @@ func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 	return out, rows.Err()
 }
 
-func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
+func (t *tx) ListTemplates(ctx context.Context, after string, limit int) ([]iu.TemplateInfo, error) {
 	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.emit_mode, c.digest, c.actor, c.created_at,
 		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
-		FROM iu_piece_collection c WHERE c.collection_kind = 'template' ORDER BY c.collection_key`)
+		FROM iu_piece_collection c WHERE c.collection_kind = 'template' AND c.collection_key > ?
+		ORDER BY c.collection_key LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -263,15 +281,12 @@ func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
 	out := []iu.TemplateInfo{}
 	for rows.Next() {
 		var ti iu.TemplateInfo
-		var mode, digest, at string
-		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &at, &ti.Pieces); err != nil {
+		var mode, digest string
+		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &ti.CreatedAt, &ti.Pieces); err != nil {
 			return nil, err
 		}
 		ti.EmitMode = iu.EmitMode(mode)
 		if ti.Digest, err = iu.ParseDigest(digest); err != nil {
-			return nil, err
-		}
-		if ti.CreatedAt, err = parseTime(at); err != nil {
 			return nil, err
 		}
 		out = append(out, ti)
@@ -280,7 +295,7 @@ func (t *tx) ListTemplates(ctx context.Context) ([]iu.TemplateInfo, error) {
 }
 
 func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
-	at := fmtTime(tp.CreatedAt)
+	at := fmtTime(tp.CreatedAt.Time)
 	args := make([]any, 0, 4*len(tp.Slots))
 	seen := make(map[iu.Digest]bool, len(tp.Slots))
 	for _, s := range tp.Slots {
@@ -400,7 +415,7 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 	existing := make(map[string]iu.LogEntry)
 	for off := 0; off < len(keys); off += maxInList {
 		part := keys[off:min(off+maxInList, len(keys))]
-		rows, err := t.query(ctx, `SELECT `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key IN `+inList(len(part)), part...)
+		rows, err := t.query(ctx, `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE idempotency_key IN `+inList(len(part)), part...)
 		if err != nil {
 			return nil, err
 		}
@@ -414,7 +429,7 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 			continue
 		}
 		args = append(args, e.IdempotencyKey, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey,
-			e.Actor, string(e.Status), e.PayloadDigest.String(), fmtTime(e.CreatedAt))
+			e.Actor, string(e.Status), e.PayloadDigest.String(), fmtTime(e.CreatedAt.Time))
 	}
 	if err := t.insertRows(ctx, `INSERT INTO iu_auto_instantiate_event_log (`+logColumns+`) VALUES `, 10, "", args); err != nil {
 		return nil, err
@@ -423,12 +438,17 @@ func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 }
 
 func scanLog(rows *sql.Rows, out map[string]iu.LogEntry) error {
+	return scanLogRows(rows, func(e iu.LogEntry) { out[e.IdempotencyKey] = e })
+}
+
+// scanLogRows reads rows of SELECT log_id, logColumns.
+func scanLogRows(rows *sql.Rows, fn func(iu.LogEntry)) error {
 	defer rows.Close()
 	for rows.Next() {
 		var e iu.LogEntry
-		var status, payload, at string
-		if err := rows.Scan(&e.IdempotencyKey, &e.EventID, &e.EventType, &e.EventSource, &e.TemplateKey, &e.InstanceKey,
-			&e.Actor, &status, &payload, &at); err != nil {
+		var status, payload string
+		if err := rows.Scan(&e.Seq, &e.IdempotencyKey, &e.EventID, &e.EventType, &e.EventSource, &e.TemplateKey, &e.InstanceKey,
+			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
 			return err
 		}
 		e.Status = iu.Status(status)
@@ -436,12 +456,26 @@ func scanLog(rows *sql.Rows, out map[string]iu.LogEntry) error {
 		if e.PayloadDigest, err = iu.ParseDigest(payload); err != nil {
 			return err
 		}
-		if e.CreatedAt, err = parseTime(at); err != nil {
-			return err
-		}
-		out[e.IdempotencyKey] = e
+		fn(e)
 	}
 	return rows.Err()
+}
+
+func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, limit int) ([]iu.LogEntry, error) {
+	q := `SELECT log_id, ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE log_id < ?`
+	args := []any{olderThan(before)}
+	if f.Actor != "" {
+		q, args = q+` AND actor = ?`, append(args, f.Actor)
+	}
+	if f.Status != "" {
+		q, args = q+` AND status = ?`, append(args, string(f.Status))
+	}
+	rows, err := t.query(ctx, q+` ORDER BY log_id DESC LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, err
+	}
+	out := []iu.LogEntry{}
+	return out, t.s.translate(scanLogRows(rows, func(e iu.LogEntry) { out = append(out, e) }))
 }
 
 func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
@@ -481,7 +515,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		7, "", cols)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken: %v", err)
+			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
 		}
 		return err
 	}
@@ -528,7 +562,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, e
 	if rec.Digest, err = iu.ParseDigest(digest); err != nil {
 		return nil, err
 	}
-	if rec.CreatedAt, err = parseTime(at); err != nil {
+	if err := rec.CreatedAt.Scan(at); err != nil {
 		return nil, err
 	}
 	rec.TemplateKey, rec.Mode = tkey.String, iu.Mode(mode.String)
@@ -564,9 +598,9 @@ func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfac
 	return s, err
 }
 
-func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.InstanceRow, error) {
-	var where []string
-	var args []any
+func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64, limit int) ([]iu.InstanceRow, error) {
+	where := []string{"l.mode = 'auto'", "l.instance_id > ?"}
+	args := []any{after}
 	if f.Actor != "" {
 		where, args = append(where, "l.actor = ?"), append(args, f.Actor)
 	}
@@ -577,24 +611,18 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 		p := iu.AutoInstancePrefix(f.Prefix)
 		where, args = append(where, "c.collection_key >= ? AND c.collection_key < ?"), append(args, p, iu.KeyPrefixEnd(p))
 	}
-	// The view's own query, ordered by instance_id (creation order), which
-	// every lineage index carries.
-	q := `SELECT l.instance_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
+	if f.EventID != "" {
+		where, args = append(where, "l.event_id = ?"), append(args, f.EventID)
+	}
+	// The view's own query, in creation order (instance_id, the rowid,
+	// which every lineage index carries), from where the last page ended.
+	q := `SELECT l.instance_id, l.instance_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
 		l.template_digest, c.digest, (c.digest = l.template_digest AND c.digest = t.digest)
 		FROM iu_collection_template_instance_lineage l
 		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 		JOIN iu_piece_collection t ON t.collection_key = l.template_key
-		WHERE l.mode = 'auto'`
-	if len(where) > 0 {
-		q += " AND " + strings.Join(where, " AND ")
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = -1
-	}
-	q += " ORDER BY l.instance_id LIMIT ? OFFSET ?"
-	args = append(args, limit, f.Offset)
-	rows, err := t.query(ctx, q, args...)
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY l.instance_id LIMIT ?`
+	rows, err := t.query(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}
@@ -602,18 +630,15 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter) ([]iu.Insta
 	out := []iu.InstanceRow{}
 	for rows.Next() {
 		var r iu.InstanceRow
-		var at, td, id string
-		if err := rows.Scan(&r.InstanceKey, &r.TemplateKey, &r.EventID, &r.EventType, &r.EventSource, &r.Actor, &at, &td, &id, &r.DigestMatch); err != nil {
-			return nil, err
-		}
-		if r.CreatedAt, err = parseTime(at); err != nil {
-			return nil, err
+		var td, id string
+		if err := rows.Scan(&r.Seq, &r.InstanceKey, &r.TemplateKey, &r.EventID, &r.EventType, &r.EventSource, &r.Actor, &r.CreatedAt, &td, &id, &r.DigestMatch); err != nil {
+			return nil, t.s.translate(err)
 		}
 		r.TemplateDigest, _ = iu.ParseDigest(td)
 		r.InstanceDigest, _ = iu.ParseDigest(id)
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, t.s.translate(rows.Err())
 }
 
 func (t *tx) ListTemplateStats(ctx context.Context) ([]iu.TemplateStat, error) {

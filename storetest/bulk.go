@@ -253,9 +253,9 @@ var _ = register("RollbackByActor", func(t *testing.T, h Harness) {
 	if rep.Total != 2 || !rep.OK() {
 		t.Fatalf("verify after rollback: %+v", rep)
 	}
-	rows, err := v.e.Instances(v.ctx, iu.InstanceFilter{})
-	if err != nil || len(rows) != 1 || rows[0].InstanceKey != other.InstanceKey {
-		t.Fatalf("instances after rollback: %+v %v", rows, err)
+	page, err := v.e.Instances(v.ctx, iu.InstanceFilter{})
+	if err != nil || len(page.Items) != 1 || page.Items[0].InstanceKey != other.InstanceKey {
+		t.Fatalf("instances after rollback: %+v %v", page, err)
 	}
 	// A rolled-back event may be instantiated again.
 	p := seedPlan()

@@ -36,10 +36,11 @@ var _ = register("GatesStartClosedAndAreAudited", func(t *testing.T, h Harness) 
 	if _, err := v.e.SetGates(v.ctx, iu.GateChange{iu.GateComposer: false, iu.GateAutoInstantiate: true}, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	audit, err := v.e.GateAudit(v.ctx, 10)
+	page, err := v.e.GateAudit(v.ctx, iu.PageRequest{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
+	audit := page.Items
 	if len(audit) != 3 {
 		t.Fatalf("audit has %d entries, want 3: %+v", len(audit), audit)
 	}
@@ -120,10 +121,11 @@ var _ = register("EmitModeSwitch", func(t *testing.T, h Harness) {
 	if err := v.e.SetEmitMode(v.ctx, wfKey, iu.EmitShadow); err != nil {
 		t.Fatal(err)
 	}
-	list, err := v.e.ListTemplates(v.ctx)
+	tpage, err := v.e.ListTemplates(v.ctx, iu.PageRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	list := tpage.Items
 	if len(list) != 2 || list[0].Key != fileKey || list[1].Key != wfKey || list[1].EmitMode != iu.EmitShadow || list[0].Pieces != 8 {
 		t.Fatalf("list: %+v", list)
 	}
@@ -180,10 +182,11 @@ var _ = register("EmitCreatesCorrelatedSharedInstance", func(t *testing.T, h Har
 	if n := v.count("SELECT count(*) FROM iu_collection_membership m JOIN iu_collection_membership tm ON tm.collection_key = '" + wfKey + "' AND tm.slot = m.slot AND tm.piece_id = m.piece_id AND tm.after_slots = m.after_slots WHERE m.collection_key = '" + r.InstanceKey + "'"); n != 8 {
 		t.Fatalf("instance slots sharing the template's pieces: %d, want 8", n)
 	}
-	rows, err := v.e.Instances(v.ctx, iu.InstanceFilter{Actor: "alice"})
+	page, err := v.e.Instances(v.ctx, iu.InstanceFilter{Actor: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rows := page.Items
 	if len(rows) != 1 || rows[0].InstanceKey != r.InstanceKey || rows[0].EventID != "evt-1" || rows[0].EventType != "hire.created" ||
 		rows[0].EventSource != "hr" || !rows[0].DigestMatch || rows[0].InstanceDigest != wf.Digest || rows[0].TemplateDigest != wf.Digest {
 		t.Fatalf("instances view: %+v", rows)
@@ -395,9 +398,9 @@ var _ = register("ComposeManual", func(t *testing.T, h Harness) {
 		t.Fatalf("verify manual: %+v", rep)
 	}
 	// Manual instances are not auto instances: not in the views.
-	rows, err := v.e.Instances(v.ctx, iu.InstanceFilter{})
-	if err != nil || len(rows) != 0 {
-		t.Fatalf("instances view lists manual rows: %v %v", rows, err)
+	page, err := v.e.Instances(v.ctx, iu.InstanceFilter{})
+	if err != nil || len(page.Items) != 0 || page.Next != "" {
+		t.Fatalf("instances view lists manual rows: %v %v", page, err)
 	}
 })
 
@@ -453,19 +456,24 @@ var _ = register("SummaryCountsLastHour", func(t *testing.T, h Harness) {
 	if len(stats) != 2 || stats[0] != want[0] || stats[1] != want[1] {
 		t.Fatalf("stats %+v, want %+v", stats, want)
 	}
-	rows, err := now.Instances(old.ctx, iu.InstanceFilter{TemplateKey: wfKey, Limit: 2, Offset: 1})
+	first, err := now.Instances(old.ctx, iu.InstanceFilter{TemplateKey: wfKey, PageRequest: iu.PageRequest{Limit: 1}})
+	if err != nil || len(first.Items) != 1 || first.Items[0].EventID != "old-1" || first.Next == "" {
+		t.Fatalf("first page: %+v %v", first, err)
+	}
+	page, err := now.Instances(old.ctx, iu.InstanceFilter{TemplateKey: wfKey, PageRequest: iu.PageRequest{After: first.Next, Limit: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	rows := page.Items
 	if len(rows) != 2 || rows[0].EventID != "old-2" || rows[1].EventID != "new-1" && rows[1].EventID != "new-2" && rows[1].EventID != "new-3" {
 		t.Fatalf("paged instances: %+v", rows)
 	}
-	if !rows[0].CreatedAt.Before(rows[1].CreatedAt) {
+	if !rows[0].CreatedAt.Before(rows[1].CreatedAt.Time) {
 		t.Fatalf("instances not in time order: %v then %v", rows[0].CreatedAt, rows[1].CreatedAt)
 	}
-	rows, err = now.Instances(old.ctx, iu.InstanceFilter{Actor: "bob"})
-	if err != nil || len(rows) != 1 || rows[0].TemplateKey != fileKey {
-		t.Fatalf("instances of bob: %+v %v", rows, err)
+	page, err = now.Instances(old.ctx, iu.InstanceFilter{Actor: "bob"})
+	if err != nil || len(page.Items) != 1 || page.Items[0].TemplateKey != fileKey || page.Next != "" {
+		t.Fatalf("instances of bob: %+v %v", page, err)
 	}
 })
 

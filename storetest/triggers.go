@@ -28,7 +28,7 @@ var _ = register("TriggersAddListRemove", func(t *testing.T, h Harness) {
 	if !strings.HasPrefix(anon.Name, "trg-") {
 		t.Fatalf("a trigger without a name got %q, want a derived trg-... name", anon.Name)
 	}
-	list, err := v.e.ListTriggers(v.ctx)
+	list, err := v.e.Triggers(v.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ var _ = register("TriggersAddListRemove", func(t *testing.T, h Harness) {
 	}
 	got := list[0]
 	if got.Type != "com.acme.hr.*" || got.Source != "" || got.Template != wfKey || got.Actor != "hr-bot" || got.Prefix != "hr" ||
-		!got.CreatedAt.Equal(hr.CreatedAt) || got.CreatedBy != "alice" {
+		!got.CreatedAt.Equal(hr.CreatedAt.Time) || got.CreatedBy != "alice" {
 		t.Fatalf("stored trigger %+v differs from the added %+v", got, hr)
 	}
 	if list[1].Source != "pm:tracker" {
@@ -86,7 +86,7 @@ var _ = register("TriggersAddListRemove", func(t *testing.T, h Harness) {
 	if _, err := v.e.RemoveTrigger(v.ctx, "hr"); !errors.Is(err, iu.ErrNotFound) {
 		t.Fatalf("removing hr twice: %v, want ErrNotFound", err)
 	}
-	if list, _ := v.e.ListTriggers(v.ctx); len(list) != 1 {
+	if list, _ := v.e.Triggers(v.ctx); len(list) != 1 {
 		t.Fatalf("after remove: %+v", list)
 	}
 })
@@ -103,7 +103,7 @@ var _ = register("TriggersRouteEvents", func(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 	}
-	triggers, err := v.e.ListTriggers(v.ctx)
+	triggers, err := v.e.Triggers(v.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +170,9 @@ var _ = register("TokensCreateAuthenticateRevoke", func(t *testing.T, h Harness)
 	if _, err := v.e.CreateToken(v.ctx, "x", iu.Scope("root"), "alice"); !errors.Is(err, iu.ErrInvalidInput) {
 		t.Fatalf("an unknown scope: %v", err)
 	}
-	list, err := v.e.ListTokens(v.ctx)
-	if err != nil || len(list) != 2 || list[0].Name != "ci" || list[0].Revoked() {
-		t.Fatalf("list: %+v, %v", list, err)
+	tokens, err := v.e.ListTokens(v.ctx, iu.PageRequest{})
+	if list := tokens.Items; err != nil || len(list) != 2 || list[0].Name != "ci" || list[0].Revoked() {
+		t.Fatalf("list: %+v, %v", tokens, err)
 	}
 	rv, err := v.e.RevokeToken(v.ctx, "ci")
 	if err != nil || !rv.Revoked() {
@@ -180,7 +180,7 @@ var _ = register("TokensCreateAuthenticateRevoke", func(t *testing.T, h Harness)
 	}
 	time.Sleep(5 * time.Millisecond)
 	again, err := v.e.RevokeToken(v.ctx, "ci")
-	if err != nil || !again.RevokedAt.Equal(rv.RevokedAt) {
+	if err != nil || !again.RevokedAt.Equal(rv.RevokedAt.Time) {
 		t.Fatalf("revoking twice moved the time: %v -> %v, %v", rv.RevokedAt, again.RevokedAt, err)
 	}
 	if _, err := v.e.Authenticate(v.ctx, nt.Secret); !errors.Is(err, iu.ErrUnauthorized) {

@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/sqlite"
@@ -21,6 +22,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // the operation failed, or verify found a divergence
 	exitUsage   = 2 // the command line was wrong
+	exitGated   = 3 // a gate is closed: nothing (emit), or not everything (bulk), was written
 	defaultPath = "iu.db"
 )
 
@@ -31,6 +33,7 @@ type app struct {
 	stdout, stderr io.Writer
 
 	db       string
+	dbSet    bool // --db was given on the command line
 	json     bool
 	server   remoteFlags // --server, --token, --token-file (serve.go)
 	svc      iu.Service
@@ -47,11 +50,13 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
-// failure is an operation that failed: exit 1. reported means the command
-// already printed what went wrong (verify's report).
+// failure is an operation that failed: exit 1, or code when it is set
+// (exitGated). reported means the command already printed what went wrong
+// (verify's report).
 type failure struct {
 	err      error
 	reported bool
+	code     int
 }
 
 func (e failure) Error() string { return e.err.Error() }
@@ -66,7 +71,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	// At the command line, changes are made by the person at the keyboard
+	// (through --server, by the token's holder: the server says who).
+	if iu.PrincipalFromContext(ctx) == "" {
+		ctx = iu.NewContextWithPrincipal(ctx, defaultActor())
+	}
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -75,24 +85,38 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		if !f.reported {
 			a.printError(f.err)
 		}
+		if f.code != 0 {
+			return f.code
+		}
 		return exitFailed
 	}
 	if a.json {
-		json.NewEncoder(stdout).Encode(map[string]any{"error": map[string]string{"code": "usage", "message": err.Error()}})
+		a.printJSONError("usage", err.Error())
+		return exitUsage
 	}
-	fmt.Fprintf(stderr, "iu: %v\nRun 'iu --help' for usage.\n", err)
+	help := "iu --help"
+	if cmd != nil && cmd != root {
+		help = cmd.CommandPath() + " --help"
+	}
+	fmt.Fprintf(stderr, "iu: %v\nRun '%s' for usage.\n", err, help)
 	return exitUsage
 }
 
+// printError reports a failed operation: as JSON on stdout with --json,
+// else as text on stderr. Once, either way.
 func (a *app) printError(err error) {
 	if errors.Is(err, context.Canceled) {
 		err = errors.New("interrupted; nothing was committed by the interrupted operation")
 	}
 	if a.json {
-		code := iu.ErrorCode(err)
-		json.NewEncoder(a.stdout).Encode(map[string]any{"error": map[string]string{"code": string(code), "message": err.Error()}})
+		a.printJSONError(string(iu.ErrorCode(err)), err.Error())
+		return
 	}
 	fmt.Fprintf(a.stderr, "iu: %v\n", err)
+}
+
+func (a *app) printJSONError(code, message string) {
+	a.printJSON(map[string]any{"error": map[string]string{"code": code, "message": message}})
 }
 
 func (a *app) close() {
@@ -119,15 +143,26 @@ func (a *app) run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.
 	}
 }
 
-// service opens the store named by --db (once) and returns the engine on it.
-func (a *app) service(ctx context.Context) (iu.Service, error) {
+// service opens the store named by --db (once, creating it if there is
+// none) and returns the engine on it; or, with --server, a client of the
+// server. Commands that write use it.
+func (a *app) service(ctx context.Context) (iu.Service, error) { return a.open(ctx, true) }
+
+// reader is service for commands that only read: they refuse a store that
+// does not exist (a mistyped --db) instead of creating an empty one.
+func (a *app) reader(ctx context.Context) (iu.Service, error) { return a.open(ctx, false) }
+
+func (a *app) open(ctx context.Context, create bool) (iu.Service, error) {
 	if a.svc != nil {
 		return a.svc, nil
 	}
 	if a.server.url != "" {
+		if a.dbSet {
+			return nil, usagef("--db and --server are both given: with --server the command runs on the server's own store; give one of them")
+		}
 		return a.remote()
 	}
-	s, err := openStore(ctx, a.db)
+	s, err := openStore(ctx, a.db, create)
 	if err != nil {
 		return nil, err
 	}
@@ -138,17 +173,49 @@ func (a *app) service(ctx context.Context) (iu.Service, error) {
 }
 
 // openStore opens a store from a --db value: a file path or sqlite:PATH for
-// SQLite, postgres://... for PostgreSQL.
-func openStore(ctx context.Context, dsn string) (iu.Store, error) {
+// SQLite; a postgres:// URL or key=value pairs (host=... dbname=...) for
+// PostgreSQL. Without create it refuses a store that does not exist.
+func openStore(ctx context.Context, dsn string, create bool) (iu.Store, error) {
+	kind, where, err := parseDB(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "postgres" {
+		return openPostgres(ctx, where, create)
+	}
+	return sqlite.Open(ctx, where, sqlite.Options{MustExist: !create})
+}
+
+var (
+	// keyValueDSN is libpq's key=value form: it starts with a key and '='.
+	keyValueDSN = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
+	// urlScheme is any URL's scheme.
+	urlScheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*)://`)
+)
+
+// parseDB tells which store a --db value names: ("sqlite", path) or
+// ("postgres", dsn).
+func parseDB(dsn string) (kind, where string, err error) {
 	switch {
 	case dsn == "":
-		dsn = defaultPath
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return openPostgres(ctx, dsn)
+		return "sqlite", defaultPath, nil
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"), keyValueDSN.MatchString(dsn):
+		return "postgres", dsn, nil
+	case strings.HasPrefix(dsn, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+		if path == "" {
+			return "", "", usagef("--db %q names no file: give sqlite:PATH", dsn)
+		}
+		return "sqlite", path, nil
 	}
-	path := strings.TrimPrefix(dsn, "sqlite:")
-	path = strings.TrimPrefix(path, "//")
-	return sqlite.Open(ctx, path, sqlite.Options{})
+	if m := urlScheme.FindStringSubmatch(dsn); m != nil {
+		hint := "give a file path or sqlite:PATH for SQLite, or postgres://... (or host=... dbname=...) for PostgreSQL"
+		if s := strings.ToLower(m[1]); strings.HasPrefix(s, "pg") || strings.HasPrefix(s, "postg") {
+			hint = "did you mean postgres://" + strings.TrimPrefix(dsn, m[0]) + "?"
+		}
+		return "", "", usagef("--db %q: iu does not know the scheme %s:// (iu stores in SQLite or PostgreSQL): %s", dsn, m[1], hint)
+	}
+	return "sqlite", dsn, nil
 }
 
 // defaultActor names the person at the keyboard for commands whose actor
@@ -179,19 +246,26 @@ Start with:  iu demo`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{flagError(err)} })
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		a.dbSet = cmd.Flags().Changed("db")
+		return nil
+	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.db, "db", envOr("IU_DB", defaultPath), "store: a SQLite file path or sqlite:PATH, or postgres://... (env IU_DB)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	a.server.register(pf)
 	root.AddCommand(
 		a.demoCommand(),
+		a.initCommand(),
 		a.templateCommand(),
 		a.gateCommand(),
 		a.emitCommand(),
 		a.composeCommand(),
 		a.bulkCommand(),
 		a.instancesCommand(),
+		a.eventsCommand(),
+		a.auditCommand(),
 		a.statsCommand(),
 		a.verifyCommand(),
 		a.rollbackCommand(),
@@ -223,6 +297,29 @@ func allCommands(c *cobra.Command) []*cobra.Command {
 		out = append(out, allCommands(s)...)
 	}
 	return out
+}
+
+// flagError words a flag's invalid value for people: "--limit wants a
+// number, got \"abc\"" rather than strconv's message.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	want := ""
+	switch ive.GetFlag().Value.Type() {
+	case "int", "int32", "int64", "uint", "uint64":
+		want = "a whole number"
+	case "float32", "float64":
+		want = "a number"
+	case "bool":
+		want = "true or false"
+	case "duration":
+		want = "a duration such as 500ms, 5s or 2m"
+	default:
+		return err
+	}
+	return fmt.Errorf("--%s wants %s, got %q", ive.GetFlag().Name, want, ive.GetValue())
 }
 
 func envOr(name, def string) string {

@@ -206,7 +206,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 	mode := o.mode
 	if o.direct {
 		mode = "direct"
-		s, err := openStore(ctx, a.db)
+		s, err := openStore(ctx, a.db, true)
 		if err != nil {
 			return nil, err
 		}
@@ -223,7 +223,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 		defer b.Close(context.Background())
 		var triggers []iu.Trigger
 		if o.triggered {
-			if triggers, err = iu.NewEngine(s).ListTriggers(ctx); err != nil {
+			if triggers, err = iu.NewEngine(s).Triggers(ctx); err != nil {
 				return nil, err
 			}
 		}

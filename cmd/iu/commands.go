@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -48,16 +49,16 @@ content is refused: templates are immutable, publish a new version instead.`,
 			return a.printPublish(res)
 		}),
 	}
-	publish.Flags().StringVar(&actor, "actor", defaultActor(), "who publishes")
+	publish.Flags().StringVar(&actor, "actor", "", "an actor to record beside you (audited as claimed; the change is recorded under you, or under the token through --server)")
 
 	list := &cobra.Command{
 		Use: "list", Short: "List templates", Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ts, err := svc.ListTemplates(cmd.Context())
+			ts, err := allItems(cmd.Context(), svc.ListTemplates)
 			if err != nil {
 				return err
 			}
@@ -67,7 +68,7 @@ content is refused: templates are immutable, publish a new version instead.`,
 	show := &cobra.Command{
 		Use: "show KEY", Short: "Show a template's graph and pieces", Args: cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -109,7 +110,7 @@ func (a *app) gateCommand() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "Show the gates", Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -117,9 +118,13 @@ func (a *app) gateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var trail []iu.GateAuditEntry
+			trail := []iu.GateAuditEntry{}
 			if audit > 0 {
-				if trail, err = svc.GateAudit(cmd.Context(), audit); err != nil {
+				_, err := eachPage(cmd.Context(), "", audit, svc.GateAudit, func(es []iu.GateAuditEntry) error {
+					trail = append(trail, es...)
+					return nil
+				})
+				if err != nil {
 					return err
 				}
 			}
@@ -163,7 +168,7 @@ func (a *app) gateCommand() *cobra.Command {
 			return a.printGates(g, nil, false)
 		}),
 	}
-	set.Flags().StringVar(&actor, "actor", defaultActor(), "who changes the gates (audited)")
+	set.Flags().StringVar(&actor, "actor", "", "an actor to record beside you in the audit trail (as claimed; the change is recorded under you, or under the token through --server)")
 	cmd.AddCommand(list, set)
 	return cmd
 }
@@ -278,31 +283,196 @@ func (a *app) composeCommand() *cobra.Command {
 
 func (a *app) instancesCommand() *cobra.Command {
 	var f iu.InstanceFilter
+	var limit int
 	cmd := &cobra.Command{
-		Use:   "instances [--actor A] [--template KEY] [--prefix P]",
-		Short: "List auto instances (view iu_auto_instantiate_instances)",
-		Args:  cobra.NoArgs,
+		Use:   "instances [--actor A] [--template KEY] [--prefix P] [--event-id ID] [--limit N] [--after CURSOR]",
+		Short: "List auto instances (view iu_auto_instantiate_instances), in creation order",
+		Long: `List auto instances in creation order, from the view iu_auto_instantiate_instances.
+At most --limit rows are printed (--limit 0 prints every row, page by page, in
+bounded memory); when more remain, the last line says how to go on (--after).`,
+		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			if f.Limit < 0 || f.Offset < 0 {
-				return usagef("--limit and --offset must not be negative")
+			if limit < 0 {
+				return usagef("--limit wants 0 (every row) or more")
 			}
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
-			rows, err := svc.Instances(cmd.Context(), f)
+			out := &jsonArray{w: a.stdout}
+			first := true
+			next, err := eachPage(cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.InstanceRow], error) {
+				f.PageRequest = r
+				return svc.Instances(ctx, f)
+			}, func(rows []iu.InstanceRow) error {
+				if a.json {
+					for _, r := range rows {
+						if err := out.add(r); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				tw := table(a.stdout)
+				if first {
+					fmt.Fprintln(tw, instanceHeader)
+					first = false
+				}
+				writeInstanceRows(tw, rows)
+				return tw.Flush()
+			})
 			if err != nil {
 				return err
 			}
-			return a.printInstances(rows, f)
+			if a.json {
+				return out.close()
+			}
+			if next != "" {
+				fmt.Fprintf(a.stdout, "(first %d rows; the next ones: --after %s; --limit 0 lists every row)\n", limit, next)
+			}
+			return nil
 		}),
 	}
 	cmd.Flags().StringVar(&f.Actor, "actor", "", "only this actor's instances")
 	cmd.Flags().StringVar(&f.TemplateKey, "template", "", "only instances of this template")
 	cmd.Flags().StringVar(&f.Prefix, "prefix", "", "only instances under this instance prefix")
-	cmd.Flags().IntVar(&f.Limit, "limit", 1000, "at most this many rows (0: all)")
-	cmd.Flags().IntVar(&f.Offset, "offset", 0, "skip this many rows")
+	cmd.Flags().StringVar(&f.EventID, "event-id", "", "only the instances of this event id")
+	cmd.Flags().IntVar(&limit, "limit", 1000, "print at most this many rows (0: every row)")
+	cmd.Flags().StringVar(&f.After, "after", "", "start after this cursor (printed when --limit stops the list)")
 	return cmd
+}
+
+func (a *app) eventsCommand() *cobra.Command {
+	var f iu.EventFilter
+	var status string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "events [--status ok|shadow] [--actor A] [--limit N] [--after CURSOR]",
+		Short: "List the event log (iu_auto_instantiate_event_log), newest first",
+		Args:  cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef("--limit wants 0 (every entry) or more")
+			}
+			f.Status = iu.Status(status)
+			svc, err := a.reader(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := &jsonArray{w: a.stdout}
+			first := true
+			next, err := eachPage(cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.LogEntry], error) {
+				f.PageRequest = r
+				return svc.EventLog(ctx, f)
+			}, func(es []iu.LogEntry) error {
+				if a.json {
+					for _, e := range es {
+						if err := out.add(e); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				tw := table(a.stdout)
+				if first {
+					fmt.Fprintln(tw, "CREATED_AT\tSTATUS\tEVENT_ID\tEVENT_TYPE\tEVENT_SOURCE\tTEMPLATE_KEY\tINSTANCE_KEY\tACTOR")
+					first = false
+				}
+				for _, e := range es {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.CreatedAt, e.Status, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey, e.Actor)
+				}
+				return tw.Flush()
+			})
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return out.close()
+			}
+			if next != "" {
+				fmt.Fprintf(a.stdout, "(first %d entries; the next ones: --after %s; --limit 0 lists every entry)\n", limit, next)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only entries of this status: ok or shadow")
+	cmd.Flags().StringVar(&f.Actor, "actor", "", "only this actor's entries")
+	cmd.Flags().IntVar(&limit, "limit", 100, "print at most this many entries (0: every entry)")
+	cmd.Flags().StringVar(&f.After, "after", "", "start after this cursor (printed when --limit stops the list)")
+	return cmd
+}
+
+func (a *app) auditCommand() *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit [--limit N]",
+		Short: "Show who changed what (templates, triggers, tokens, bulk runs, rollbacks), newest first",
+		Long: `Show the audit trail, newest first: every template published and emit mode set,
+trigger added or removed, token created or revoked, bulk run and rollback applied,
+with who made it (BY: you at the command line, the token's name through iu serve)
+and the actor the client named, if another (CLAIMED). Gates have their own trail:
+iu gate list --audit N.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usagef("--limit wants 0 (every entry) or more")
+			}
+			svc, err := a.reader(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var all []iu.AuditEntry
+			if _, err := eachPage(cmd.Context(), "", limit, svc.Audit, func(es []iu.AuditEntry) error {
+				all = append(all, es...)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if a.json {
+				if all == nil {
+					all = []iu.AuditEntry{}
+				}
+				return a.printJSON(all)
+			}
+			tw := table(a.stdout)
+			fmt.Fprintln(tw, "WHEN\tBY\tCLAIMED\tACTION\tSUBJECT\tDETAIL")
+			for _, e := range all {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.At, e.By, orDash(e.Claimed), e.Action, e.Subject, e.Detail)
+			}
+			return tw.Flush()
+		}),
+	}
+	cmd.Flags().IntVar(&limit, "limit", 50, "show at most this many entries (0: all)")
+	return cmd
+}
+
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the store named by --db, or bring its schema up to date",
+		Long: `Create an empty iu store where --db (or IU_DB) says, or migrate an existing one to
+this iu's schema, and print where it is. Every command that writes does the same
+on its way; commands that only read refuse a store that does not exist, so that
+a mistyped --db is not taken for an empty store.`,
+		Args: cobra.NoArgs,
+		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
+			if a.server.url != "" {
+				return usagef("init opens the store itself (--db): --server does not apply")
+			}
+			if _, err := a.service(cmd.Context()); err != nil {
+				return err
+			}
+			v, err := iu.NewEngine(a.store).SchemaVersion(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(map[string]any{"store": a.store.Describe(), "schema_version": v})
+			}
+			fmt.Fprintf(a.stdout, "iu store at %s, schema version %d\n", a.store.Describe(), v)
+			return nil
+		}),
+	}
 }
 
 func (a *app) statsCommand() *cobra.Command {
@@ -311,7 +481,7 @@ func (a *app) statsCommand() *cobra.Command {
 		Short: "Per-template summary (view iu_auto_instantiate_template_summary)",
 		Args:  cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -335,7 +505,7 @@ and the instance's own, check that each instance shares its template's pieces, a
 count orphan rows. Prints matches / diverges / total; exit 1 on any divergence.`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -371,7 +541,7 @@ rows are untouched; rolled-back events can be instantiated again.`,
 			if err := requireFlags(cmd, "actor"); err != nil {
 				return err
 			}
-			svc, err := a.service(cmd.Context())
+			svc, err := a.open(cmd.Context(), apply)
 			if err != nil {
 				return err
 			}
@@ -393,7 +563,7 @@ func (a *app) renderCommand() *cobra.Command {
 		Short: "Show an instance as a document (file) or checklist (wf), with its event's data filled in",
 		Args:  cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}

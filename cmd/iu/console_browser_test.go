@@ -453,10 +453,11 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	if g, _ := e.Gates(ctx); g.ComposerEnabled {
 		t.Errorf("the store's composer gate is on after it was turned off")
 	}
-	audit, err := e.GateAudit(ctx, 2)
+	page, err := e.GateAudit(ctx, iu.PageRequest{Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
+	audit := page.Items
 	if len(audit) != 2 || audit[0].ChangedBy != "ops-admin" || audit[0].Enabled || audit[1].ChangedBy != "ops-admin" || !audit[1].Enabled {
 		t.Errorf("the gate audit's newest entries %+v, want on then off by ops-admin", audit)
 	}
@@ -473,6 +474,9 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	tb.waitText("[role=status]", "is now shadow")
 	if tp, err := e.GetTemplate(ctx, fileKey); err != nil || tp.EmitMode != iu.EmitShadow {
 		t.Errorf("the store's %s: %v, %v; want shadow", fileKey, tp.EmitMode, err)
+	}
+	if a, err := e.Audit(ctx, iu.PageRequest{Limit: 1}); err != nil || len(a.Items) != 1 || a.Items[0].Action != iu.AuditEmitMode || a.Items[0].By != "ops-admin" {
+		t.Errorf("the audit trail's newest entry: %+v, %v; want the mode change by ops-admin", a.Items, err)
 	}
 	if n := tb.count(`svg.dag rect`); n != 8 {
 		t.Errorf("the template's graph has %d nodes, want its 8 pieces", n)
@@ -541,16 +545,16 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	}
 	tb.do("apply with a wrong name", chromedp.SendKeys(chromedp.CSS(`#confirm`), "iu-core"), chromedp.Click(chromedp.CSS(`button.danger`)))
 	tb.waitText("[role=alert]", "Nothing was deleted")
-	if rows, _ := e.Instances(ctx, iu.InstanceFilter{Actor: actor}); len(rows) != 12 {
-		t.Errorf("%d instances of %s after a refused apply, want 12", len(rows), actor)
+	if rows, _ := e.Instances(ctx, iu.InstanceFilter{Actor: actor}); len(rows.Items) != 12 {
+		t.Errorf("%d instances of %s after a refused apply, want 12", len(rows.Items), actor)
 	}
 	tb.do("apply", chromedp.SendKeys(chromedp.CSS(`#confirm`), actor), chromedp.Click(chromedp.CSS(`button.danger`)))
 	tb.waitText("#applied-h", actor)
 	if got := tb.text("#applied-h + .table-wrap tbody"); got != "Event-log rows 12 Lineage rows 12 Instances 12 Memberships 96" {
 		t.Errorf("rollback applied %q, want 12/12/12/96", got)
 	}
-	if rows, _ := e.Instances(ctx, iu.InstanceFilter{Actor: actor}); len(rows) != 0 {
-		t.Errorf("%d instances of %s after the rollback, want none", len(rows), actor)
+	if rows, _ := e.Instances(ctx, iu.InstanceFilter{Actor: actor}); len(rows.Items) != 0 {
+		t.Errorf("%d instances of %s after the rollback, want none", len(rows.Items), actor)
 	}
 
 	// The overview after all that, for the screenshot, with some traffic.

@@ -167,11 +167,11 @@ func runDemo(ctx context.Context, w io.Writer, e *iu.Engine, where string) error
 		rb.Actor, rb.LogRows, rb.LineageRows, rb.Instances, rb.Memberships)
 	p("  with --apply it cascades event log -> lineage -> instance collection -> membership in one transaction.\n")
 
-	rows, err := e.Instances(ctx, iu.InstanceFilter{Actor: plan.Actor, TemplateKey: wf, Limit: 1})
+	page, err := e.Instances(ctx, iu.InstanceFilter{Actor: plan.Actor, TemplateKey: wf, PageRequest: iu.PageRequest{Limit: 1}})
 	if err != nil {
 		return err
 	}
-	if len(rows) == 1 {
+	if rows := page.Items; len(rows) == 1 {
 		r, err := e.Render(ctx, rows[0].InstanceKey)
 		if err != nil {
 			return err

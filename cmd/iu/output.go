@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/iu-engine/iu"
 	iuhttp "github.com/iu-engine/iu/http"
@@ -14,6 +13,7 @@ import (
 
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -43,7 +43,7 @@ func (a *app) printTemplates(ts []iu.TemplateInfo) error {
 	tw := table(a.stdout)
 	fmt.Fprintln(tw, "KEY\tTITLE\tMODE\tPIECES\tDIGEST\tPUBLISHED")
 	for _, t := range ts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s by %s\n", t.Key, t.Title, t.EmitMode, t.Pieces, t.Digest, t.CreatedAt.Format(time.RFC3339), t.Actor)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s by %s\n", t.Key, t.Title, t.EmitMode, t.Pieces, t.Digest, t.CreatedAt, t.Actor)
 	}
 	if len(ts) == 0 {
 		fmt.Fprintln(tw, "(no templates: publish one with iu template publish FILE)")
@@ -56,7 +56,7 @@ func (a *app) printTemplate(t *iu.Template) error {
 		return a.printJSON(iuhttp.NewTemplateDoc(t))
 	}
 	fmt.Fprintf(a.stdout, "key:        %s\ntitle:      %s\nemit mode:  %s\ndigest:     %s\npublished:  %s by %s\n\n",
-		t.Key, t.Title, t.EmitMode, t.Digest, t.CreatedAt.Format(time.RFC3339), t.Actor)
+		t.Key, t.Title, t.EmitMode, t.Digest, t.CreatedAt, t.Actor)
 	tw := table(a.stdout)
 	fmt.Fprintln(tw, "SLOT\tKIND\tAFTER\tPIECE\tBODY")
 	for _, s := range t.Slots {
@@ -86,11 +86,11 @@ func (a *app) printGates(g iu.Gates, trail []iu.GateAuditEntry, withTrail bool) 
 		return err
 	}
 	if withTrail {
-		fmt.Fprintln(a.stdout, "\nChanges, newest first:")
+		fmt.Fprintln(a.stdout, "\nChanges, newest first (BY: who made it; CLAIMED: the actor the client named):")
 		tw = table(a.stdout)
-		fmt.Fprintln(tw, "WHEN\tGATE\tENABLED\tBY")
+		fmt.Fprintln(tw, "WHEN\tGATE\tENABLED\tBY\tCLAIMED")
 		for _, e := range trail {
-			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", e.ChangedAt.Format(time.RFC3339Nano), e.Name, e.Enabled, e.ChangedBy)
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", e.ChangedAt, e.Name, e.Enabled, e.ChangedBy, orDash(e.Claimed))
 		}
 		return tw.Flush()
 	}
@@ -109,22 +109,13 @@ func (a *app) printResult(r iu.Result) error {
 	return nil
 }
 
-func (a *app) printInstances(rows []iu.InstanceRow, f iu.InstanceFilter) error {
-	if a.json {
-		return a.printJSON(rows)
-	}
-	tw := table(a.stdout)
-	fmt.Fprintln(tw, "INSTANCE_KEY\tTEMPLATE_KEY\tEVENT_ID\tEVENT_TYPE\tACTOR\tCREATED_AT\tDIGEST_MATCH")
+// instanceHeader is the head of iu instances' table.
+const instanceHeader = "INSTANCE_KEY\tTEMPLATE_KEY\tEVENT_ID\tEVENT_TYPE\tACTOR\tCREATED_AT\tDIGEST_MATCH"
+
+func writeInstanceRows(tw io.Writer, rows []iu.InstanceRow) {
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\n", r.InstanceKey, r.TemplateKey, r.EventID, r.EventType, r.Actor, r.CreatedAt.Format(time.RFC3339Nano), r.DigestMatch)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%t\n", r.InstanceKey, r.TemplateKey, r.EventID, r.EventType, r.Actor, r.CreatedAt, r.DigestMatch)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if f.Limit > 0 && len(rows) == f.Limit {
-		fmt.Fprintf(a.stdout, "(first %d rows from offset %d; use --limit and --offset for more)\n", f.Limit, f.Offset)
-	}
-	return nil
 }
 
 func (a *app) printStats(st []iu.TemplateStat) error {

@@ -62,6 +62,9 @@ func (a *app) remote() (iu.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if secret == "" {
+		return nil, usagef("--server %s needs a token: give --token or --token-file, or set IU_TOKEN or IU_TOKEN_FILE (iu serve's first start writes an admin token beside its store; iu token create makes more)", a.server.url)
+	}
 	c, err := iuhttp.NewClient(a.server.url, secret)
 	if err != nil {
 		return nil, usageError{err}
@@ -162,11 +165,19 @@ func (m *serveMain) Open(ctx context.Context) error {
 		return err
 	}
 	m.log = log
-	if m.Store, err = openStore(ctx, m.DB); err != nil {
+	// Listen first: a start that cannot serve (the address is taken)
+	// must leave the store, its token and the directory as they were.
+	ln, err := iuhttp.Listen(m.Addr)
+	if err != nil {
+		return err
+	}
+	if m.Store, err = openStore(ctx, m.DB, true); err != nil {
+		ln.Close()
 		return err
 	}
 	m.Engine = iu.NewEngine(m.Store)
 	if err := m.bootstrapToken(ctx); err != nil {
+		ln.Close()
 		m.Store.Close()
 		return err
 	}
@@ -185,14 +196,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 	}
 	srv = iuhttp.NewServer(m.Engine, cfg, log)
 	m.Server = srv
-	if err := m.Server.Open(); err != nil {
-		if m.console != nil {
-			m.console.Close()
-		}
-		m.Server.Close(context.Background())
-		m.Store.Close()
-		return err
-	}
+	m.Server.Serve(ln)
 	b := cfg.Batch
 	log.Info("iu serve listening", "url", m.Server.URL(), "store", m.Store.Describe(),
 		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers, "console", m.Console)
@@ -205,7 +209,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 // goes to the log. The server never runs open: without a token nobody gets
 // in.
 func (m *serveMain) bootstrapToken(ctx context.Context) error {
-	toks, err := m.Engine.ListTokens(ctx)
+	toks, err := allItems(ctx, m.Engine.ListTokens)
 	if err != nil {
 		return err
 	}
@@ -291,7 +295,9 @@ func (m *serveMain) Run(ctx context.Context) error {
 		}
 		defer stop()
 	}
-	if err := m.Open(ctx); err != nil {
+	// A stop signal while starting (the socket already listens) is
+	// answered once started: with a graceful stop, as at any other time.
+	if err := m.Open(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	<-ctx.Done()

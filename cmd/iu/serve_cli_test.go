@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/iu-engine/iu"
 )
 
 // The command line gives the same output, and the same exit code, whether
@@ -77,7 +79,11 @@ func TestServerModeMatchesDirectMode(t *testing.T) {
 		{"bulk", "--progress", "lines", badPlan},
 		{"bulk", badLine},
 		{"instances"},
-		{"instances", "--actor", "iu-core-25000x-bulk", "--limit", "3", "--offset", "2"},
+		{"instances", "--actor", "iu-core-25000x-bulk", "--limit", "3"},
+		{"instances", "--actor", "iu-core-25000x-bulk", "--limit", "2", "--after", "s8"},
+		{"--json", "events", "--limit", "2"},
+		{"events", "--status", "ok", "--actor", "alice"},
+		{"audit"},
 		{"--json", "instances", "--template", fileKey},
 		{"instances", "--prefix", "reports"},
 		{"stats"},
@@ -109,6 +115,7 @@ func TestServerModeMatchesDirectMode(t *testing.T) {
 		{"rollback", "--actor", "alice", "--apply"},
 		{"verify"},
 		{"stats"},
+		{"--json", "audit", "--limit", "3"},
 	}
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
@@ -120,10 +127,13 @@ func TestServerModeMatchesDirectMode(t *testing.T) {
 			run := func(args []string, server bool) string {
 				pre := []string{"--db", direct, "--server="}
 				if server {
-					pre = []string{"--db", "/nonexistent/not-used.db", "--server", srv.url, "--token", srv.admin}
+					pre = []string{"--server", srv.url, "--token", srv.admin}
 				}
+				// Direct runs are made by "admin", as the server's are
+				// (its token's name), so that the audit reads the same.
+				ctx := iu.NewContextWithPrincipal(context.Background(), "admin")
 				var out, errb bytes.Buffer
-				code := Main(context.Background(), append(pre, args...), strings.NewReader(""), &out, &errb)
+				code := Main(ctx, append(pre, args...), strings.NewReader(""), &out, &errb)
 				return fmt.Sprintf("exit %d\n-- stdout --\n%s-- stderr --\n%s", code, out.String(), errb.String())
 			}
 			renderKey := ""

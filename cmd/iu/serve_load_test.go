@@ -94,18 +94,23 @@ func TestServeGracefulShutdown(t *testing.T) {
 			t.Fatalf("only %d events answered before shutdown", len(ok))
 		}
 		// Read what was committed on a store of our own.
-		st, err := openStore(context.Background(), db)
+		st, err := openStore(context.Background(), db, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		rows, err := iu.NewEngine(st).Instances(context.Background(), iu.InstanceFilter{Actor: "load"})
+		stored := map[string]int{}
+		e := iu.NewEngine(st)
+		_, err = eachPage(context.Background(), "", 0, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.InstanceRow], error) {
+			return e.Instances(ctx, iu.InstanceFilter{Actor: "load", PageRequest: r})
+		}, func(rows []iu.InstanceRow) error {
+			for _, r := range rows {
+				stored[r.EventID]++
+			}
+			return nil
+		})
 		if err != nil {
 			t.Fatal(err)
-		}
-		stored := map[string]int{}
-		for _, r := range rows {
-			stored[r.EventID]++
 		}
 		for id, n := range ok {
 			if n != 1 {

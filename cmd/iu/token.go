@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -50,16 +49,16 @@ iu keeps only a hash of each token: its secret is printed once, when it is made.
 	}
 	create.Flags().StringVar(&scope, "scope", "", "ingest, read or admin (required)")
 	create.Flags().StringVar(&name, "name", "", "a name to know it by (default: SCOPE-<8 hex>)")
-	create.Flags().StringVar(&actor, "actor", defaultActor(), "who makes it (recorded)")
+	create.Flags().StringVar(&actor, "actor", "", "an actor to record beside you (as claimed; the token is recorded as made by you, or by the token you use through --server)")
 
 	list := &cobra.Command{
 		Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ts, err := svc.ListTokens(cmd.Context())
+			ts, err := allItems(cmd.Context(), svc.ListTokens)
 			if err != nil {
 				return err
 			}
@@ -71,9 +70,9 @@ iu keeps only a hash of each token: its secret is printed once, when it is made.
 			for _, t := range ts {
 				revoked := "-"
 				if t.Revoked() {
-					revoked = t.RevokedAt.Format(time.RFC3339)
+					revoked = t.RevokedAt.String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Scope, t.CreatedAt.Format(time.RFC3339), t.CreatedBy, revoked)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, t.Scope, t.CreatedAt, t.CreatedBy, revoked)
 			}
 			if len(ts) == 0 {
 				fmt.Fprintln(tw, "(no tokens: iu serve makes an admin token on its first start, or run iu token create)")
@@ -95,7 +94,7 @@ iu keeps only a hash of each token: its secret is printed once, when it is made.
 			if a.json {
 				return a.printJSON(t)
 			}
-			fmt.Fprintf(a.stdout, "token %s (%s) revoked at %s\n", t.Name, t.Scope, t.RevokedAt.Format(time.RFC3339))
+			fmt.Fprintf(a.stdout, "token %s (%s) revoked at %s\n", t.Name, t.Scope, t.RevokedAt)
 			return nil
 		}),
 	}

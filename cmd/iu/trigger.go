@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -53,16 +52,16 @@ may instead name its template itself (CloudEvents extension iutemplate).`,
 	f.StringVar(&t.Actor, "actor", "", "actor of the instantiations (default: the event's iuactor, else the posting token's name)")
 	f.StringVar(&t.Prefix, "prefix", "", "instance key prefix (default: the actor)")
 	f.StringVar(&t.Name, "name", "", "the trigger's name (default: trg-<8 hex> from type, source and template)")
-	f.StringVar(&actor, "by", defaultActor(), "who adds it (recorded)")
+	f.StringVar(&actor, "by", "", "an actor to record beside you (as claimed; the trigger is recorded as added by you, or by the token through --server)")
 
 	list := &cobra.Command{
 		Use: "list", Short: "List triggers", Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
-			svc, err := a.service(cmd.Context())
+			svc, err := a.reader(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ts, err := svc.ListTriggers(cmd.Context())
+			ts, err := allItems(cmd.Context(), svc.ListTriggers)
 			if err != nil {
 				return err
 			}
@@ -102,20 +101,7 @@ may instead name its template itself (CloudEvents extension iutemplate).`,
 	return cmd
 }
 
-func describeTrigger(t iu.Trigger) string {
-	s := "type " + strconv.Quote(t.Type)
-	if t.Source != "" {
-		s += " from " + strconv.Quote(t.Source)
-	}
-	s += " -> " + t.Template
-	if t.Actor != "" {
-		s += ", actor " + t.Actor
-	}
-	if t.Prefix != "" {
-		s += ", prefix " + t.Prefix
-	}
-	return s
-}
+func describeTrigger(t iu.Trigger) string { return t.Describe() }
 
 func orDash(s string) string {
 	if s == "" {
