@@ -133,6 +133,7 @@ func (c *Console) routes() []route {
 		{"GET", "/events", signedIn, c.handleEvents},
 
 		{"GET", "/gates", signedIn, c.handleGates},
+		{"GET", "/audit", signedIn, c.handleAudit},
 		{"POST", "/gates", adminOnly, c.handleSetGate},
 
 		{"GET", "/verify", signedIn, c.handleVerify},

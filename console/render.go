@@ -53,7 +53,7 @@ type pageSet map[string]*template.Template
 // themselves define "live" too.
 var pageNames = []string{
 	"error", "signin", "overview", "templates", "template", "instances", "instance",
-	"events", "gates", "confirm", "verify", "rollback", "triggers", "tokens",
+	"events", "gates", "audit", "confirm", "verify", "rollback", "triggers", "tokens",
 }
 
 func mustParsePages() pageSet {
