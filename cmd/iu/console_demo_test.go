@@ -19,7 +19,9 @@ func TestDemoServe(t *testing.T) {
 	defer cancel()
 	var out, errs syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"demo", "--serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), &out, &errs) }()
+	go func() {
+		done <- Main(ctx, []string{"demo", "--serve", "--addr", "127.0.0.1:0"}, strings.NewReader(""), &out, &errs)
+	}()
 	re := regexp.MustCompile(`Open (http://127\.0\.0\.1:\d+)/ and sign in with this admin token:\s+(iu_\S+)`)
 	var m []string
 	for deadline := time.Now().Add(30 * time.Second); m == nil; time.Sleep(20 * time.Millisecond) {
