@@ -208,24 +208,22 @@ func (s ActivitySnapshot) Recent(d time.Duration) []ActivityPoint {
 }
 
 // Summary sums the last d: the counts, the requests per second over the
-// buckets that are complete (the newest is still filling), and the 99th
-// percentile latency of all requests in the window.
+// time the window covers (the newest bucket only as far as it has
+// filled), and the 99th percentile latency of all requests in the window.
 func (s ActivitySnapshot) Summary(d time.Duration) (counts OutcomeCounts, perSecond float64, p99 time.Duration) {
 	n := min(max(int(d/ActivityBucket), 1), len(s.Points))
 	var h [latBins]uint32
-	var complete int64
 	for i := len(s.Points) - n; i < len(s.Points); i++ {
-		c := s.Points[i].Counts
-		counts.add(c)
-		if i < len(s.Points)-1 {
-			complete += c.Total()
-		}
+		counts.add(s.Points[i].Counts)
 		for j := range h {
 			h[j] += s.lat[i][j]
 		}
 	}
-	if n > 1 {
-		perSecond = float64(complete) / (float64(n-1) * ActivityBucket.Seconds())
+	if n > 0 {
+		filling := min(max(s.At.Sub(s.Points[len(s.Points)-1].Start), 0), ActivityBucket)
+		if span := time.Duration(n-1)*ActivityBucket + filling; span > 0 {
+			perSecond = float64(counts.Total()) / span.Seconds()
+		}
 	}
 	return counts, perSecond, quantile(&h, 0.99)
 }

@@ -64,10 +64,14 @@ func TestActivitySnapshot(t *testing.T) {
 	if counts != want {
 		t.Errorf("last minute %+v, want %+v", counts, want)
 	}
-	// The newest bucket, [t0, t0+10s), is filling and holds only i == 0;
-	// the 5 complete ones before it hold the other 99, over 50 s.
-	if rate < 1.9 || rate > 2.0 {
-		t.Errorf("rate %.2f/s, want 99 requests over 50 s", rate)
+	// The newest bucket, [t0, t0+10s), has just begun: the window covers
+	// the 50 s of the 5 buckets before it.
+	if rate != 2.0 {
+		t.Errorf("rate %.2f/s, want 100 requests over 50 s", rate)
+	}
+	// 5 s later, nothing more: 100 requests over 55 s.
+	if _, rate, _ := a.Snapshot(t0.Add(5 * time.Second)).Summary(time.Minute); rate < 1.81 || rate > 1.82 {
+		t.Errorf("5 s later: rate %.3f/s, want 100/55", rate)
 	}
 	if p99 < time.Millisecond || p99 > 80*time.Millisecond*5/4 {
 		t.Errorf("p99 %v: want between 1 ms and the slow requests' 80 ms", p99)

@@ -31,6 +31,7 @@ const (
 	DefaultSessionMax   = 12 * time.Hour
 	DefaultTokenRecheck = 2 * time.Second
 	DefaultRefresh      = 5 * time.Second
+	DefaultSummaryTTL   = 5 * time.Second
 )
 
 // Options tune a Console. The zero value is sensible.
@@ -49,6 +50,10 @@ type Options struct {
 	TokenRecheck time.Duration
 	// Refresh is how often the overview refreshes itself (default 5 s).
 	Refresh time.Duration
+	// SummaryTTL is how long the per-template counts are answered from the
+	// last read of them (default 5 s): counting a million instances is not
+	// done for every page.
+	SummaryTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -63,6 +68,7 @@ type Console struct {
 	sessions sessions
 	tokens   tokenCheck
 	jobs     verifyJobs
+	summary  summaryCache
 }
 
 // New returns a console over e.
@@ -76,6 +82,7 @@ func New(e *iu.Engine, opt Options) *Console {
 	def(&opt.SessionMax, DefaultSessionMax)
 	def(&opt.TokenRecheck, DefaultTokenRecheck)
 	def(&opt.Refresh, DefaultRefresh)
+	def(&opt.SummaryTTL, DefaultSummaryTTL)
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -86,6 +93,7 @@ func New(e *iu.Engine, opt Options) *Console {
 	c := &Console{e: e, opt: opt, log: log, pages: mustParsePages()}
 	c.sessions.init(opt)
 	c.tokens.ttl = opt.TokenRecheck
+	c.summary.ttl = opt.SummaryTTL
 	c.jobs.init()
 	c.mux = http.NewServeMux()
 	for _, rt := range c.routes() {

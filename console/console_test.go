@@ -775,3 +775,53 @@ func TestVerifyJob(t *testing.T) {
 		t.Errorf("verify of a malformed actor: %d, want 400", a.status)
 	}
 }
+
+// The per-template counts are answered from the last read for SummaryTTL,
+// then refreshed in the background while the old ones are answered once
+// more; a change made in the console forgets them at once.
+func TestSummaryCache(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	count := func() int64 {
+		t.Helper()
+		p, err := f.c.overviewData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Instances
+	}
+	if n := count(); n != 8 {
+		t.Fatalf("%d instances, want 8", n)
+	}
+	if _, err := f.e.Emit(ctx, iu.EmitRequest{TemplateKey: wfKey, Actor: "carol", Event: iu.Event{ID: "late", Source: "test", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 8 {
+		t.Errorf("within the TTL: %d instances, want the 8 read before", n)
+	}
+	f.clock.add(DefaultSummaryTTL)
+	if n := count(); n != 8 {
+		t.Errorf("just past the TTL: %d, want the old 8 once more while it is read again", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != 9 {
+		if time.Now().After(deadline) {
+			t.Fatal("the background refresh never brought the 9th instance")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Far past maxStale, a page waits for a fresh read.
+	if _, err := f.e.Emit(ctx, iu.EmitRequest{TemplateKey: wfKey, Actor: "carol", Event: iu.Event{ID: "later", Source: "test", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.add(2 * maxStale)
+	if n := count(); n != 10 {
+		t.Errorf("a summary older than maxStale was answered: %d, want 10", n)
+	}
+	// A rollback through the console shows at once.
+	admin, token := f.session(f.admin)
+	admin.do("POST", "/rollback", url.Values{"csrf": {token}, "actor": {"carol"}, "confirm": {"carol"}})
+	if n := count(); n != 8 {
+		t.Errorf("after rolling back carol: %d, want 8 at once", n)
+	}
+}

@@ -17,6 +17,7 @@ type overviewPage struct {
 	LastHour      int64 // of which made in the last hour
 	Gates         []gateRow
 	Activity      *activityView // nil when the console has no intake to watch
+	CountedAt     time.Time // when the summary was read
 	Store         string
 	Schema        int64
 	SchemaProblem string // why the schema is not the one this iu knows, "" when it is
@@ -75,7 +76,7 @@ func gateRows(g iu.Gates) []gateRow {
 func (c *Console) overviewData(ctx context.Context) (overviewPage, error) {
 	p := overviewPage{At: c.opt.Now().UTC(), Store: c.e.Store().Describe()}
 	var err error
-	if p.Stats, err = c.e.Stats(ctx); err != nil {
+	if p.Stats, p.CountedAt, err = c.stats(ctx); err != nil {
 		return p, err
 	}
 	for _, s := range p.Stats {

@@ -76,6 +76,7 @@ func (c *Console) handleApplyRollback(q *request) error {
 		return c.show(q, "rollback", layout{Title: "Rollback"}, p, err)
 	}
 	rep, err := c.e.Rollback(q.ctx(), actor, true)
+	c.summary.forget() // either way: a commit whose answer was lost may have happened
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func (c *Console) templatesData(ctx context.Context) (templatesPage, error) {
 
 // instanceCounts reads the per-template summary by key.
 func (c *Console) instanceCounts(ctx context.Context) (map[string]iu.TemplateStat, error) {
-	stats, err := c.e.Stats(ctx)
+	stats, _, err := c.stats(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +138,7 @@ func (c *Console) handleSetMode(q *request) error {
 	if err := c.e.SetEmitMode(q.ctx(), key, mode); err != nil {
 		return err
 	}
+	c.summary.forget()
 	c.log.Info("console: emit mode set", "template", key, "mode", mode, "token", q.s.tok.Name)
 	return c.redirect(q, back, "Template "+key+" is now "+string(mode)+".")
 }
