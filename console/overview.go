@@ -17,7 +17,7 @@ type overviewPage struct {
 	LastHour      int64 // of which made in the last hour
 	Gates         []gateRow
 	Activity      *activityView // nil when the console has no intake to watch
-	CountedAt     time.Time // when the summary was read
+	CountedAt     time.Time     // when the summary was read
 	Store         string
 	Schema        int64
 	SchemaProblem string // why the schema is not the one this iu knows, "" when it is
