@@ -240,12 +240,19 @@ type Surfaces struct {
 }
 
 // InstanceFilter selects rows of the per-instance view, a page at a time.
-// Zero fields do not filter. Rows come in creation order.
+// Zero fields do not filter. Rows come in creation order, except under a
+// Prefix: then in key order, which the key index serves at any size (in
+// creation order, the first page under a prefix whose instances are the
+// newest read every older one first).
 type InstanceFilter struct {
 	Actor       string
 	TemplateKey string
 	Prefix      string // instance prefix: keys under AutoInstancePrefix(Prefix)
 	EventID     string
+	// AfterKey is where a page under a Prefix starts: the rows whose keys
+	// sort after it ("" from the first). The engine sets it from the
+	// page's cursor.
+	AfterKey string `json:"-"`
 	PageRequest
 }
 

@@ -807,16 +807,26 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 	} else {
 		where = append(where, "l.mode = 'auto'")
 	}
-	where = append(where, "l.instance_id > "+arg(after))
+	order := "l.instance_id"
+	if f.Prefix != "" {
+		// Key order, from where the last page ended: a range of the key
+		// index, whatever the size of the store.
+		p := iu.AutoInstancePrefix(f.Prefix)
+		if f.AfterKey >= p {
+			where = append(where, "c.collection_key > "+arg(f.AfterKey))
+		} else {
+			where = append(where, "c.collection_key >= "+arg(p))
+		}
+		where = append(where, "c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
+		order = "c.collection_key"
+	} else {
+		where = append(where, "l.instance_id > "+arg(after))
+	}
 	if f.Actor != "" {
 		where = append(where, "l.actor = "+arg(f.Actor))
 	}
 	if f.TemplateKey != "" {
 		where = append(where, "l.template_key = "+arg(f.TemplateKey))
-	}
-	if f.Prefix != "" {
-		p := iu.AutoInstancePrefix(f.Prefix)
-		where = append(where, "c.collection_key >= "+arg(p)+" AND c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
 	}
 	if f.EventID != "" {
 		where = append(where, "l.event_id = "+arg(f.EventID))
@@ -826,7 +836,7 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 		FROM iu_collection_template_instance_lineage l
 		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 		JOIN iu_piece_collection t ON t.collection_key = l.template_key
-		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY l.instance_id LIMIT ` + arg(limit)
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ` + arg(limit)
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -96,5 +97,71 @@ var _ = register("VerifyInstanceNamesWhatIsWrong", func(t *testing.T, h Harness)
 	}
 	if _, err := v.e.VerifyInstance(v.ctx, "tpl-inst:manual:nowhere"); !errors.Is(err, iu.ErrNotFound) {
 		t.Errorf("no such instance: %v, want not found", err)
+	}
+})
+
+// Under a prefix, instances page in key order (served by the key index at
+// any size), every one once; the prefix takes only its own keys (and
+// those of longer prefixes that start with it and a '-', as the key range
+// says). By event id, an event's instances come in creation order.
+var _ = register("InstancesPageUnderAPrefixAndByEvent", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	want := map[string]bool{}
+	for i := range 7 {
+		for _, p := range []string{"run", "run-x", "rum", "runner"} {
+			r, err := v.e.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event(fmt.Sprintf("%s-%d", p, i)), Actor: "alice", Prefix: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p == "run" || p == "run-x" {
+				want[r.InstanceKey] = true
+			}
+		}
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := v.e.Instances(v.ctx, iu.InstanceFilter{Prefix: "run", PageRequest: iu.PageRequest{After: after, Limit: 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Items {
+			got = append(got, r.InstanceKey)
+		}
+		if page.Next == "" {
+			break
+		}
+		if pages > 20 {
+			t.Fatal("paging under a prefix does not end")
+		}
+		after = page.Next
+	}
+	if len(got) != len(want) || !slices.IsSorted(got) {
+		t.Errorf("under prefix run: %d keys %q, want the %d of run and run-x in key order", len(got), got, len(want))
+	}
+	for _, k := range got {
+		if !want[k] {
+			t.Errorf("%s is not under prefix run", k)
+		}
+	}
+	// A seq cursor is not a key cursor: refused, not misread.
+	first, err := v.e.Instances(v.ctx, iu.InstanceFilter{PageRequest: iu.PageRequest{Limit: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Instances(v.ctx, iu.InstanceFilter{Prefix: "run", PageRequest: iu.PageRequest{After: first.Next}}); !errors.Is(err, iu.ErrInvalidInput) {
+		t.Errorf("a creation-order cursor under a prefix: %v, want invalid input", err)
+	}
+	// One event, two templates: both instances, in creation order.
+	a := v.mustEmit(wfKey, "shared-event", "bob")
+	b := v.mustEmit(fileKey, "shared-event", "bob")
+	page, err := v.e.Instances(v.ctx, iu.InstanceFilter{EventID: "shared-event"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 2 || page.Items[0].InstanceKey != a.InstanceKey || page.Items[1].InstanceKey != b.InstanceKey {
+		t.Errorf("instances of event shared-event: %+v, want %s then %s", page.Items, a.InstanceKey, b.InstanceKey)
 	}
 })
