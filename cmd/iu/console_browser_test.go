@@ -562,9 +562,18 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 		if _, err := e.SetGates(ctx, iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: true}, "tester"); err != nil {
 			t.Fatal(err)
 		}
-		for i := range 40 {
-			emit(fmt.Sprintf("shot-%d", i))
-			emit(fmt.Sprintf("shot-%d", i%7))
+		// Bursts ten seconds apart, so that the charts have a few bars.
+		for burst := range 4 {
+			if burst > 0 {
+				time.Sleep(iu.ActivityBucket)
+			}
+			for i := range 10 * (burst + 1) {
+				id := fmt.Sprintf("shot-%d-%d", burst, i)
+				emit(id)
+				if i%3 == 0 {
+					emit(id) // a redelivery
+				}
+			}
 		}
 		tb.open("/")
 		tb.screenshot("console-overview.png")
