@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -87,7 +88,7 @@ func ParseBulkPlan(name string, data []byte) (*BulkPlan, error) {
 		if errors.Is(err, io.EOF) {
 			return fail("empty plan: want actor and events or events_file")
 		}
-		return fail("%s", yamlMessage(err))
+		return fail("%s", yamlDataMessage(err, data))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
@@ -342,6 +343,9 @@ type BulkReport struct {
 		PostCommit Gates `json:"post_commit"`
 	} `json:"gates"`
 	Digest VerifySummary `json:"digest"`
+	// ClosedGates names the gates that held events back (Counts.Gated of
+	// them): nothing was written for those events.
+	ClosedGates []string `json:"closed_gates,omitempty"`
 	// ReadBack is what the transaction saw of its own surfaces just before
 	// commit; the JSON report leaves it out, as the seed's does.
 	ReadBack Surfaces `json:"-"`
@@ -421,6 +425,9 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 					return wrapAt(evs[i], o.Err)
 				}
 				rep.Counts.add(o.Result)
+				if g := o.Result.Gate; g != "" && !slices.Contains(rep.ClosedGates, g) {
+					rep.ClosedGates = append(rep.ClosedGates, g)
+				}
 				if progress != nil {
 					progress(evs[i], o.Result)
 				}

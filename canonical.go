@@ -110,7 +110,7 @@ func (p *canonParser) value(dst []byte, depth int) ([]byte, bool) {
 		if !p.string() {
 			return nil, false
 		}
-		return AppendJSONString(dst, p.str), true
+		return appendJSONString(dst, p.str, true), true
 	case c == 't':
 		return p.literal(dst, "true")
 	case c == 'f':
@@ -265,7 +265,7 @@ func (p *canonParser) object(dst []byte, depth int) ([]byte, bool) {
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = AppendJSONString(dst, key(m))
+		dst = appendJSONString(dst, key(m), true)
 		dst = append(dst, ':')
 		dst = append(dst, scratch[m.start:m.end]...)
 	}
@@ -352,18 +352,26 @@ func (p *canonParser) hex4() (rune, bool) {
 	return r, true
 }
 
-// AppendJSONString appends s quoted as encoding/json writes a string with
-// HTML escaping: \" \\ \b \f \n \r \t, \u00XX for the other control
-// characters and for < > &, \u2028 and \u2029, and \ufffd for each byte
-// that is not UTF-8.
+// AppendJSONString appends s quoted as an encoding/json Encoder writes a
+// string with SetEscapeHTML(false): \" \\ \b \f \n \r \t, \u00XX for the
+// other control characters, \u2028 and \u2029, and \ufffd for each byte
+// that is not UTF-8. iu's answers are read by programs and people, never
+// pasted into HTML, so < > & are written as they are.
 func AppendJSONString[S string | []byte](dst []byte, s S) []byte {
+	return appendJSONString(dst, s, false)
+}
+
+// appendJSONString appends s quoted; with html it also escapes < > & as
+// \u003c \u003e \u0026, as json.Marshal does. Canonical JSON keeps that
+// escaping: it is hashed into payload digests, which must never change.
+func appendJSONString[S string | []byte](dst []byte, s S, html bool) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&') {
 				i++
 				continue
 			}

@@ -1,6 +1,7 @@
 package iu
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -244,7 +245,9 @@ func BenchmarkCanonicalJSON(b *testing.B) {
 	})
 }
 
-// AppendJSONString writes any string, UTF-8 or not, as json.Marshal does.
+// AppendJSONString writes any string, UTF-8 or not, as an Encoder without
+// HTML escaping does; canonical JSON's strings are json.Marshal's, HTML
+// escaping included (payload digests depend on it).
 func TestAppendJSONStringMatchesMarshal(t *testing.T) {
 	for range checks {
 		rapid.Check(t, func(t *rapid.T) {
@@ -257,6 +260,19 @@ func TestAppendJSONStringMatchesMarshal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if got := appendJSONString(nil, s, true); string(got) != string(want) {
+				t.Fatalf("appendJSONString(%q, html) = %s, want %s", s, got, want)
+			}
+			if got := appendJSONString(nil, []byte(s), true); string(got) != string(want) {
+				t.Fatalf("appendJSONString([]byte(%q), html) = %s, want %s", s, got, want)
+			}
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(s); err != nil {
+				t.Fatal(err)
+			}
+			want = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 			if got := AppendJSONString(nil, s); string(got) != string(want) {
 				t.Fatalf("AppendJSONString(%q) = %s, want %s", s, got, want)
 			}

@@ -87,13 +87,14 @@ func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, er
 	if kind == "wf" {
 		out.Format = "checklist"
 	}
+	var unfilled []string
 	for n, i := range order {
 		s := rec.Slots[i]
 		p, ok := pieces[s.Piece]
 		if !ok {
 			return nil, Errorf(ErrNotFound, "instance %s: piece %s of slot %q is missing from the store (run iu verify)", rec.Key, s.Piece, s.ID)
 		}
-		text, err := fill(s.ID, p.Body, vars)
+		text, err := fill(s.ID, p.Body, vars, &unfilled)
 		if err != nil {
 			return nil, err
 		}
@@ -120,17 +121,22 @@ func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, er
 	if kind == "wf" {
 		b.WriteString("\n")
 	}
+	if len(unfilled) > 0 {
+		fmt.Fprintf(&b, "_Not filled in, for want of a value in the event: %s (shown as written)_\n\n", strings.Join(unfilled, ", "))
+	}
 	fmt.Fprintf(&b, "---\n_%s, from %s (%s)_\n", rec.Key, rec.TemplateKey, rec.Digest)
 	out.Text = b.String()
 	return out, nil
 }
 
-func fill(slot, body string, vars map[string]any) (string, error) {
+// fill fills a piece's placeholders, adding to unfilled (once each) those
+// it has no value for.
+func fill(slot, body string, vars map[string]any, unfilled *[]string) (string, error) {
 	t, err := template.New(slot).Option("missingkey=default").Parse(body)
 	if err != nil {
 		return "", Errorf(ErrInvalidTemplate, "slot %q: %v", slot, err)
 	}
-	keepUnfilled(t.Tree.Root, vars)
+	keepUnfilled(t.Tree.Root, vars, unfilled)
 	var b bytes.Buffer
 	if err := t.Execute(&b, vars); err != nil {
 		return "", Errorf(ErrInvalidInput, "slot %q: filling in placeholders: %v", slot, err)
@@ -140,9 +146,10 @@ func fill(slot, body string, vars map[string]any) (string, error) {
 
 // keepUnfilled replaces each simple placeholder ({{ .data.manager }}) that
 // the instance has no value for with its own text, so that a reader sees
-// what is missing instead of Go's "<no value>" or a silent gap. Inside
-// range and with blocks the dot changes, so they are left alone.
-func keepUnfilled(list *parse.ListNode, vars map[string]any) {
+// what is missing instead of Go's "<no value>" or a silent gap, and lists
+// it in unfilled. Inside range and with blocks the dot changes, so they are
+// left alone.
+func keepUnfilled(list *parse.ListNode, vars map[string]any, unfilled *[]string) {
 	if list == nil {
 		return
 	}
@@ -150,11 +157,15 @@ func keepUnfilled(list *parse.ListNode, vars map[string]any) {
 		switch n := n.(type) {
 		case *parse.ActionNode:
 			if path, ok := fieldPath(n.Pipe); ok && !filled(vars, path) {
-				list.Nodes[i] = &parse.TextNode{NodeType: parse.NodeText, Pos: n.Pos, Text: []byte(n.String())}
+				text := n.String()
+				list.Nodes[i] = &parse.TextNode{NodeType: parse.NodeText, Pos: n.Pos, Text: []byte(text)}
+				if !slices.Contains(*unfilled, text) {
+					*unfilled = append(*unfilled, text)
+				}
 			}
 		case *parse.IfNode:
-			keepUnfilled(n.List, vars)
-			keepUnfilled(n.ElseList, vars)
+			keepUnfilled(n.List, vars, unfilled)
+			keepUnfilled(n.ElseList, vars, unfilled)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -125,7 +126,7 @@ func ParseTemplateSpec(data []byte) (*TemplateSpec, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, Errorf(ErrInvalidTemplate, "empty file: want a template with key, title and pieces")
 		}
-		return nil, Errorf(ErrInvalidTemplate, "%s", yamlMessage(err))
+		return nil, Errorf(ErrInvalidTemplate, "%s", yamlDataMessage(err, data))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
@@ -170,6 +171,28 @@ func docMapping(n *yaml.Node) *yaml.Node {
 
 // yamlMessage turns yaml.v3's messages into ours: "line N: problem", with
 // Go type names replaced by what the author wrote.
+// yamlDataMessage is yamlMessage, and says so when the line at fault is
+// indented with a tab, which YAML does not allow and whose own message
+// ("found character that cannot start any token") does not name.
+func yamlDataMessage(err error, data []byte) string {
+	msg := yamlMessage(err)
+	m := yamlLineNumberRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := bytes.Split(data, []byte("\n"))
+	if n < 1 || n > len(lines) {
+		return msg
+	}
+	if indent := lines[n-1][:len(lines[n-1])-len(bytes.TrimLeft(lines[n-1], " \t"))]; bytes.ContainsRune(indent, '\t') {
+		return fmt.Sprintf("line %d is indented with a tab: YAML indents with spaces only (%s)", n, strings.TrimPrefix(msg, m[0]))
+	}
+	return msg
+}
+
+var yamlLineNumberRE = regexp.MustCompile(`^line (\d+): `)
+
 func yamlMessage(err error) string {
 	msg := err.Error()
 	var te *yaml.TypeError

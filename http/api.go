@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	nethttp "net/http"
 	"net/url"
@@ -100,11 +101,11 @@ func (s *Server) handleEmit(c *call) error {
 		return err
 	}
 	if o := outs[0]; o.Err != nil {
-		s.metrics.instantiation(b.Template, string(iu.ErrorCode(o.Err)))
+		s.metrics.instantiation(b.Template, errors.Is(o.Err, iu.ErrIdempotencyConflict), string(iu.ErrorCode(o.Err)))
 		return o.Err
 	}
 	r := outs[0].Result
-	s.metrics.instantiation(b.Template, resultLabel(r))
+	s.metrics.instantiation(b.Template, true, resultLabel(r))
 	status := nethttp.StatusOK
 	switch {
 	case r.Status == iu.StatusGated:

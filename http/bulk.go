@@ -146,7 +146,7 @@ func readLine(br *bufio.Reader, max int) ([]byte, error) {
 // bulkEvents streams the event lines of a bulk body.
 func bulkEvents(br *bufio.Reader, name string) iter.Seq2[iu.BulkEvent, error] {
 	return func(yield func(iu.BulkEvent, error) bool) {
-		n := 0
+		n := 1 // the plan is line 1: lines are counted as the client wrote them
 		for {
 			line, err := readLine(br, iu.MaxNDJSONLine)
 			if errors.Is(err, io.EOF) {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"encoding/json"
+	"errors"
 	nethttp "net/http"
 
 	"github.com/iu-engine/iu"
@@ -179,7 +180,7 @@ func (s *Server) applyEvents(c *call, ins []intake.Event) []EventAnswer {
 				body := publicError(o.Err, c.id)
 				a.Results[j] = TemplateResult{Result: iu.Result{TemplateKey: tpl}, Error: &body}
 				st = statusOf(body.Code)
-				s.metrics.instantiation(tpl, string(body.Code))
+				s.metrics.instantiation(tpl, errors.Is(o.Err, iu.ErrIdempotencyConflict), string(body.Code))
 			} else {
 				r := o.Result
 				a.Results[j] = TemplateResult{Result: r}
@@ -189,7 +190,7 @@ func (s *Server) applyEvents(c *call, ins []intake.Event) []EventAnswer {
 				case r.Created():
 					st = nethttp.StatusCreated
 				}
-				s.metrics.instantiation(tpl, resultLabel(r))
+				s.metrics.instantiation(tpl, true, resultLabel(r))
 			}
 			a.Status = worse(a.Status, st)
 		}

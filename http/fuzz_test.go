@@ -128,13 +128,17 @@ func FuzzAnswerEncoding(f *testing.F) {
 			Error   *errorBody `json:"error,omitempty"`
 		}
 		r := a.Results[0].Result
-		want, err := json.Marshal(answer{id, source, typ, st, []any{
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // as writeJSON: < > & are written as they are
+		err := enc.Encode(answer{id, source, typ, st, []any{
 			result{string(r.Status), r.TemplateKey, r.InstanceKey, r.IdempotencyKey, r.Replayed, r.Gate},
 			failed{tpl, a.Results[1].Error},
 		}, a.Error})
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 		if got := appendEventAnswer(nil, &a); !bytes.Equal(got, want) {
 			t.Fatalf("hand-written encoding differs from encoding/json:\n got %s\nwant %s", got, want)
 		}

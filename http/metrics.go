@@ -28,6 +28,9 @@ type metrics struct {
 	typesMu sync.Mutex
 	types   map[string]bool
 
+	templatesMu sync.Mutex
+	templates   map[string]bool // templates seen to be published
+
 	// The counters of events by type and outcome, found without hashing
 	// the labels again: the path of every event.
 	eventCounters sync.Map // type + "\x00" + outcome -> prometheus.Counter
@@ -83,7 +86,8 @@ func newMetrics(e *iu.Engine) *metrics {
 			Name: "iu_auth_refusals_total",
 			Help: "Requests refused for want of a valid token (unauthorized) or scope (forbidden).",
 		}, []string{"reason"}),
-		types: make(map[string]bool),
+		types:     make(map[string]bool),
+		templates: make(map[string]bool),
 	}
 	reg.MustRegister(m.events, m.instantiations, m.latency, m.batchSize, m.batchDuration, m.batchErrors, m.refusals,
 		&storeCollector{e: e},
@@ -130,8 +134,32 @@ func (m *metrics) typeLabel(typ string) string {
 	return typ
 }
 
-func (m *metrics) instantiation(template, status string) {
-	m.instantiations.WithLabelValues(template, status).Inc()
+// maxTemplateLabels bounds the templates that get a label of their own
+// (a safeguard: they are published by operators, not chosen by producers).
+const maxTemplateLabels = 1000
+
+// instantiation counts one template's answer to an event. The template is
+// named by the producer (iutemplate), so its key is a label only once an
+// answer has shown that it is published: a result, or a conflict with a
+// stored entry. Any other key, an unknown template or garbage, counts as
+// "unknown", so that producers cannot make a series each.
+func (m *metrics) instantiation(template string, published bool, status string) {
+	m.instantiations.WithLabelValues(m.templateLabel(template, published), status).Inc()
+}
+
+func (m *metrics) templateLabel(template string, published bool) string {
+	m.templatesMu.Lock()
+	defer m.templatesMu.Unlock()
+	switch {
+	case m.templates[template]:
+		return template
+	case !published:
+		return "unknown"
+	case len(m.templates) >= maxTemplateLabels:
+		return "other"
+	}
+	m.templates[template] = true
+	return template
 }
 
 func (m *metrics) request(rt *route, status int, took time.Duration) {

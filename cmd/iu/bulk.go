@@ -34,7 +34,11 @@ Events are listed in the plan (events:) or streamed from an NDJSON file
   {"template": "tpl:wf:onboarding/v2", "id": "e-1", "type": "hr.hired", "subject": "Ada", "data": {...}}
 
 --progress: lines (a line per event), bar (a progress bar on a terminal), none;
-auto picks lines for plans that list their events and a bar for streamed files on a terminal.`,
+auto picks lines for plans that list their events and a bar for streamed files on a terminal.
+
+Exit status: 0 when every event was applied, 1 when the run failed and nothing was
+written, 3 when it committed but some events were gated (nothing was written for
+them; the report names the closed gates).`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			switch progress {
@@ -202,11 +206,19 @@ func (a *app) finishProgress() {
 	}
 }
 
+// printBulkReport prints the report. A run some of whose events were held
+// back by a closed gate committed the others: it is exit status 3.
 func (a *app) printBulkReport(rep *iu.BulkReport, plan *iu.BulkPlan) error {
 	if a.json {
-		return a.printJSON(rep)
+		if err := a.printJSON(rep); err != nil {
+			return err
+		}
+	} else {
+		writeBulkReport(a.stdout, rep, plan)
 	}
-	writeBulkReport(a.stdout, rep, plan)
+	if rep.Counts.Gated > 0 {
+		return gated(fmt.Errorf("%d events gated", rep.Counts.Gated))
+	}
 	return nil
 }
 
@@ -232,6 +244,14 @@ func writeBulkReport(w io.Writer, rep *iu.BulkReport, plan *iu.BulkPlan) {
 	g := rep.Gates
 	fmt.Fprintf(w, "gates composer_enabled / auto_instantiate_enabled: %t / %t (inside TX) -> %t / %t (post-commit)\n",
 		g.InsideTx.ComposerEnabled, g.InsideTx.AutoInstantiateEnabled, g.PostCommit.ComposerEnabled, g.PostCommit.AutoInstantiateEnabled)
+	if c.Gated > 0 {
+		var open []string
+		for _, g := range rep.ClosedGates {
+			open = append(open, strings.TrimPrefix(g, "iu_core.")+"=true")
+		}
+		fmt.Fprintf(w, "\n%d events were gated: nothing was written for them (closed: %s). Open the gates (iu gate set %s), or set them in the plan's gates:, and run the plan again; the events already written answer replayed.\n",
+			c.Gated, strings.Join(rep.ClosedGates, ", "), strings.Join(open, " "))
+	}
 	d := rep.Digest
 	fmt.Fprintf(w, "\nDigest-match invariant: %d matches / %d diverges / %d total\n", d.Matches, d.Diverges, d.Total)
 	if rep.Committing > 0 && c.Total() >= 1000 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -222,7 +224,11 @@ func (a *app) emitCommand() *cobra.Command {
 		Short: "Instantiate a template from one event, exactly once",
 		Long: `Instantiate a template from one event. Safe to repeat: a redelivered event returns
 the first instance with replayed: true. The same event id with another payload is
-an idempotency conflict. With a gate off the answer is "gated" and nothing is written.`,
+an idempotency conflict. With a gate off the answer is "gated" and nothing is written.
+
+Exit status: 0 when the event was applied (made, replayed or shadowed), 1 when it
+failed (an unknown template, a conflict, bad input), 3 when a gate is closed and
+nothing was written (the output names the gate to open).`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(cmd, "template", "event-id", "event-type", "actor"); err != nil {
@@ -580,17 +586,62 @@ func (a *app) renderCommand() *cobra.Command {
 	}
 }
 
-// version is set by the linker (-ldflags "-X main.version=...").
-var version = "dev"
+// version, when the linker sets it (-ldflags "-X main.version=..."),
+// overrides the module version the build recorded.
+var version = ""
+
+// buildVersion is what a binary knows of where it came from: the module
+// version (v1.2.3 when installed with go install ...@v1.2.3, "(devel)" when
+// built in a checkout), the VCS revision and its time, whether the work
+// tree had changes, and the Go toolchain.
+type buildVersion struct {
+	Version  string `json:"version"`
+	Revision string `json:"revision,omitempty"`
+	Time     string `json:"time,omitempty"`
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go"`
+}
+
+func readBuildVersion() buildVersion {
+	v := buildVersion{Version: "(unknown)", Go: runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v.Version = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				v.Revision = s.Value
+			case "vcs.time":
+				v.Time = s.Value
+			case "vcs.modified":
+				v.Modified = s.Value == "true"
+			}
+		}
+	}
+	if version != "" {
+		v.Version = version
+	}
+	return v
+}
 
 func (a *app) versionCommand() *cobra.Command {
 	return &cobra.Command{
-		Use: "version", Short: "Print iu's version", Args: cobra.NoArgs,
+		Use: "version", Short: "Print iu's version and the revision it was built from", Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			v := readBuildVersion()
 			if a.json {
-				return a.printJSON(map[string]string{"version": version})
+				return a.printJSON(v)
 			}
-			fmt.Fprintln(a.stdout, "iu", version)
+			line := "iu " + v.Version
+			if v.Revision != "" {
+				line += " revision " + v.Revision
+				if v.Time != "" {
+					line += " of " + v.Time
+				}
+				if v.Modified {
+					line += " (with uncommitted changes)"
+				}
+			}
+			fmt.Fprintf(a.stdout, "%s, built with %s\n", line, v.Go)
 			return nil
 		},
 	}

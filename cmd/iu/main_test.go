@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	nethttp "net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,9 +17,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 	_ "modernc.org/sqlite"
+
+	iuhttp "github.com/iu-engine/iu/http"
 )
 
 // TestMain makes the test binary double as the iu command: testscript puts
@@ -102,8 +106,41 @@ func TestScripts(t *testing.T) {
 			"json":   cmdJSON,
 			"jsoneq": cmdJSONEq,
 			"sql":    cmdSQL,
+			"ready":  cmdReady,
 		},
 	})
+}
+
+// cmdReady waits up to 10 s for the iu serve at an address (unix:PATH or
+// host:port) to answer GET /readyz with 200:
+//
+//	ready unix:$WORK/iu.sock
+//
+// A server listens before it has opened its store, so the socket existing
+// says nothing about its being ready.
+func cmdReady(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: ready ADDR")
+	}
+	addr := args[0]
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		addr = "unix:" + ts.MkAbs(p)
+	}
+	tr := &nethttp.Transport{}
+	base, err := iuhttp.Target(addr, tr)
+	ts.Check(err)
+	hc := &nethttp.Client{Transport: tr, Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := hc.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ts.Fatalf("iu serve at %s is not ready after 10 s", args[0])
 }
 
 // cmdJSON checks fields of a JSON document:

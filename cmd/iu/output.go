@@ -97,17 +97,28 @@ func (a *app) printGates(g iu.Gates, trail []iu.GateAuditEntry, withTrail bool) 
 	return nil
 }
 
+// printResult prints an emit's result. A gated one wrote nothing: it is
+// exit status 3 (exitGated), and the text says which gate to open.
 func (a *app) printResult(r iu.Result) error {
 	if a.json {
-		return a.printJSON(r)
+		if err := a.printJSON(r); err != nil {
+			return err
+		}
+	} else if r.Status == iu.StatusGated {
+		fmt.Fprintf(a.stdout, "status:          gated\ngate:            %s is off\n", r.Gate)
+		fmt.Fprintf(a.stdout, "nothing was written: open the gate (iu gate set %s=true) and send the event again\n", strings.TrimPrefix(r.Gate, "iu_core."))
+	} else {
+		fmt.Fprintf(a.stdout, "status:          %s\ninstance_key:    %s\nidempotency_key: %s\nreplayed:        %t\n", r.Status, r.InstanceKey, r.IdempotencyKey, r.Replayed)
 	}
-	fmt.Fprintf(a.stdout, "status:          %s\n", r.Status)
-	if r.Gate != "" {
-		fmt.Fprintf(a.stdout, "gate:            %s (off: nothing was written)\n", r.Gate)
+	if r.Status == iu.StatusGated {
+		return gated(fmt.Errorf("gated: gate %s is off; nothing was written", r.Gate))
 	}
-	fmt.Fprintf(a.stdout, "instance_key:    %s\nidempotency_key: %s\nreplayed:        %t\n", r.InstanceKey, r.IdempotencyKey, r.Replayed)
 	return nil
 }
+
+// gated is the failure of a command that wrote nothing, or not everything,
+// because a gate is closed: exit status 3, after the command printed why.
+func gated(err error) error { return failure{err: err, reported: true, code: exitGated} }
 
 // instanceHeader is the head of iu instances' table.
 const instanceHeader = "INSTANCE_KEY\tTEMPLATE_KEY\tEVENT_ID\tEVENT_TYPE\tACTOR\tCREATED_AT\tDIGEST_MATCH"

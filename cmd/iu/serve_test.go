@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -513,5 +515,84 @@ func noInternals(t *testing.T, name string, r response) {
 		if bytes.Contains(r.body, []byte(bad)) {
 			t.Fatalf("%s: answer leaks %q: %s", name, bad, r.body)
 		}
+	}
+}
+
+// Label values that producers choose are bounded: a template key that is
+// not published counts as template="unknown", however many a producer
+// sends; a published one is named.
+func TestServeMetricLabelsAreBounded(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "iu.db"))
+	s.setup()
+	ingest := s.token("ingest")
+	for i := range 40 {
+		r := s.binary(ingest, map[string]string{"Id": fmt.Sprintf("u-%d", i), "Iutemplate": fmt.Sprintf("tpl:wf:nope-%d/v1", i)}, `{}`)
+		if r.status != 404 {
+			t.Fatalf("unknown template %d: %d %s", i, r.status, r.body)
+		}
+		r = s.do("POST", "/v1/emit", ingest, nil, []byte(fmt.Sprintf(`{"template": "tpl:wf:emit-%d/v1", "actor": "a", "event": {"id": "x", "source": "s", "type": "t"}}`, i)))
+		if r.status != 404 {
+			t.Fatalf("unknown template %d over /v1/emit: %d %s", i, r.status, r.body)
+		}
+	}
+	if r := s.binary(ingest, map[string]string{"Id": "k-1", "Iutemplate": wfKey}, `{}`); r.status != 201 {
+		t.Fatalf("a known template: %d %s", r.status, r.body)
+	}
+	m := s.do("GET", "/metrics", s.admin, nil, nil)
+	var series []string
+	for _, line := range strings.Split(string(m.body), "\n") {
+		if strings.HasPrefix(line, "iu_instantiations_total{") {
+			series = append(series, line)
+		}
+	}
+	want := []string{
+		`iu_instantiations_total{status="created",template="` + wfKey + `"} 1`,
+		`iu_instantiations_total{status="not_found",template="unknown"} 80`,
+	}
+	if strings.Join(series, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("instantiation series:\n%s\nwant:\n%s", strings.Join(series, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// iu serve checks that it can listen before it writes anything: on a busy
+// port it fails, and the store, its token file and the directory are as
+// they were (here: empty).
+func TestServeBusyPortWritesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"--db", filepath.Join(dir, "iu.db"), "serve", "--addr", ln.Addr().String()}, strings.NewReader(""), &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "address already in use") {
+		t.Fatalf("serve on a busy port: exit %d, %s", code, errb.String())
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("a failed start left %d files: %v %v", len(ents), ents, err)
+	}
+}
+
+// POST /v1/bulk counts a body's lines as the client wrote them: the plan is
+// line 1. Answers keep < > & as they are.
+func TestServeBulkLinesAndPlainJSON(t *testing.T) {
+	s := startServer(t, filepath.Join(t.TempDir(), "iu.db"))
+	s.setup()
+	body := `{"actor": "lines", "gates": {"composer_enabled": true, "auto_instantiate_enabled": true}}
+{"template": "tpl:wf:onboarding/v2", "id": "l-1", "type": "t"}
+{"template": "tpl:wf:onboarding/v2", "id": "l-2", "tipe": "t"}
+`
+	r := s.do("POST", "/v1/bulk", s.admin, map[string]string{"Content-Type": "application/x-ndjson"}, []byte(body))
+	if r.status != 400 || !strings.Contains(string(r.body), "body:3: ") || !strings.Contains(string(r.body), `unknown field \"tipe\"`) {
+		t.Fatalf("a bad third line: %d %s, want 400 naming body:3", r.status, r.body)
+	}
+	tpl := `{"templates": [{"key": "tpl:wf:angle/v1", "title": "A <b> & c", "pieces": [{"id": "a", "kind": "step", "body": "<x> & <y>"}]}]}`
+	if r := s.do("POST", "/v1/templates", s.admin, nil, []byte(tpl)); r.status != 201 {
+		t.Fatalf("publish: %d %s", r.status, r.body)
+	}
+	r = s.do("GET", "/v1/templates/"+url.PathEscape("tpl:wf:angle/v1"), s.admin, nil, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), `"title":"A <b> & c"`) || !strings.Contains(string(r.body), `"body":"<x> & <y>"`) {
+		t.Fatalf("a template with < > &: %d %s", r.status, r.body)
 	}
 }
