@@ -70,3 +70,44 @@ func TestDemoServe(t *testing.T) {
 		t.Fatal("iu demo --serve did not stop after Ctrl-C")
 	}
 }
+
+// iu serve mounts the console at / and leaves the API's paths to the API;
+// --console=false serves the API alone.
+func TestServeMountsConsole(t *testing.T) {
+	noRedirect := &nethttp.Client{Timeout: 10 * time.Second, CheckRedirect: func(*nethttp.Request, []*nethttp.Request) error { return nethttp.ErrUseLastResponse }}
+	get := func(base, path string) (int, string, string) {
+		t.Helper()
+		resp, err := noRedirect.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	db := t.TempDir() + "/iu.db"
+	s := startServer(t, db)
+	for _, c := range []struct {
+		path, ctype string
+		status      int
+	}{
+		{"/", "", nethttp.StatusSeeOther},                                 // to the sign-in page
+		{"/signin", "text/html; charset=utf-8", 200},                      // the console
+		{"/nowhere", "text/html; charset=utf-8", 404},                     // a console page that is not there
+		{"/v1/nowhere", "application/json", 404},                          // the API's 404, in JSON
+		{"/healthz", "", 200},                                             // the API's
+		{"/openapi.json", "application/json", 200},                        // the API's
+		{"/v1/templates", "application/json", nethttp.StatusUnauthorized}, // the API's, needing a bearer token
+	} {
+		status, ctype, body := get(s.url, c.path)
+		if status != c.status || c.ctype != "" && !strings.HasPrefix(ctype, c.ctype) {
+			t.Errorf("GET %s: %d %q, want %d %q\n%s", c.path, status, ctype, c.status, c.ctype, body)
+		}
+	}
+	s.m.Close()
+
+	off := startServer(t, t.TempDir()+"/iu.db", "--console=false")
+	if status, ctype, _ := get(off.url, "/"); status != 404 || !strings.HasPrefix(ctype, "application/json") {
+		t.Errorf("--console=false: GET / is %d %q, want the API's JSON 404", status, ctype)
+	}
+}
