@@ -27,11 +27,12 @@ import (
 //
 //	go test ./console -run '^$' -bench Console -benchtime 20x -console.instances 1000000
 //
-// with IU_TEST_POSTGRES set for PostgreSQL too. -console.sqlite FILE keeps
-// the SQLite store between runs.
+// with IU_TEST_POSTGRES set for PostgreSQL too. -console.sqlite FILE and
+// -console.pgschema NAME (created beforehand) keep the stores between runs.
 var (
 	benchInstances = flag.Int("console.instances", 0, "BenchmarkConsole: instances in the store (the issue's figure is 1000000); 0 skips it")
 	benchSQLite    = flag.String("console.sqlite", "", "BenchmarkConsole: build the SQLite store in this file and reuse it on later runs")
+	benchPGSchema  = flag.String("console.pgschema", "", "BenchmarkConsole: build the PostgreSQL store in this schema of IU_TEST_POSTGRES and keep it for later runs (default: a schema of its own, dropped)")
 )
 
 // benchActors share the instances: four bulk runs, one per actor.
@@ -127,7 +128,13 @@ func BenchmarkConsole(b *testing.B) {
 			name string
 			open func(b *testing.B) iu.Store
 		}{"postgres", func(b *testing.B) iu.Store {
-			s, err := postgres.Open(ctx, pgtest.Schema(b, pgtest.DSN(b), "iu_console_bench_"), postgres.Options{})
+			dsn := pgtest.DSN(b)
+			if *benchPGSchema != "" {
+				dsn = pgtest.WithSearchPath(b, dsn, *benchPGSchema)
+			} else {
+				dsn = pgtest.Schema(b, dsn, "iu_console_bench_")
+			}
+			s, err := postgres.Open(ctx, dsn, postgres.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -166,6 +173,7 @@ func BenchmarkConsole(b *testing.B) {
 			"/instances/" + key,
 			"/events",
 			"/events?status=ok&actor=bench-b",
+			"/events?status=shadow",
 			"/templates",
 			"/templates/" + wfKey,
 		}

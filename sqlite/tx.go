@@ -468,7 +468,13 @@ func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, lim
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
 	}
 	if f.Status != "" {
-		q, args = q+` AND status = ?`, append(args, string(f.Status))
+		// With an actor, "+status" keeps the planner on the actor's index:
+		// on the status index it walks every ok entry (0.4 s at a million).
+		col := "status"
+		if f.Actor != "" {
+			col = "+status"
+		}
+		q, args = q+` AND `+col+` = ?`, append(args, string(f.Status))
 	}
 	rows, err := t.query(ctx, q+` ORDER BY log_id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {

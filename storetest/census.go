@@ -165,3 +165,53 @@ var _ = register("InstancesPageUnderAPrefixAndByEvent", func(t *testing.T, h Har
 		t.Errorf("instances of event shared-event: %+v, want %s then %s", page.Items, a.InstanceKey, b.InstanceKey)
 	}
 })
+
+// The event log pages newest first under every filter, through the
+// filter's index: by actor, by status, by both.
+var _ = register("EventLogPagesByActorAndStatus", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	if err := v.e.SetEmitMode(v.ctx, fileKey, iu.EmitShadow); err != nil {
+		t.Fatal(err)
+	}
+	v.gates(true, true)
+	type entry struct{ id, actor, status string }
+	var all []entry // oldest first
+	for i := range 12 {
+		actor, tpl, status := "alice", wfKey, "ok"
+		if i%3 == 1 {
+			actor = "bob"
+		}
+		if i%4 == 0 {
+			tpl, status = fileKey, "shadow"
+		}
+		id := fmt.Sprintf("log-%02d", i)
+		v.mustEmit(tpl, id, actor)
+		all = append(all, entry{id, actor, status})
+	}
+	for _, f := range []iu.EventFilter{{Actor: "bob"}, {Status: iu.StatusShadow}, {Status: iu.StatusOK}, {Actor: "alice", Status: iu.StatusShadow}} {
+		var want []string
+		for i := len(all) - 1; i >= 0; i-- {
+			if (f.Actor == "" || all[i].actor == f.Actor) && (f.Status == "" || all[i].status == string(f.Status)) {
+				want = append(want, all[i].id)
+			}
+		}
+		var got []string
+		for after, pages := "", 0; ; pages++ {
+			f.PageRequest = iu.PageRequest{After: after, Limit: 2}
+			page, err := v.e.EventLog(v.ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range page.Items {
+				got = append(got, e.EventID)
+			}
+			if after = page.Next; after == "" || pages > 20 {
+				break
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("event log of actor %q, status %q: %v, want %v", f.Actor, f.Status, got, want)
+		}
+	}
+})

@@ -438,7 +438,8 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	if got := tb.eval(`document.querySelector('` + composer + `').getAttribute("aria-checked")`); got != "false" {
 		t.Fatalf("the composer switch is aria-checked=%s, want false after the seed story", got)
 	}
-	tb.do("turn the composer gate on", chromedp.Click(chromedp.CSS(composer)))
+	// From the keyboard: focus the switch and press Enter.
+	tb.do("turn the composer gate on", chromedp.Focus(chromedp.CSS(composer)), chromedp.KeyEvent("\r"))
 	tb.waitText("[role=status]", "Gate "+iu.GateComposer+" is now on")
 	if g, _ := e.Gates(ctx); !g.ComposerEnabled {
 		t.Errorf("the store's composer gate is off after the switch was turned on")
