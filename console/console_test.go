@@ -6,6 +6,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -823,5 +824,70 @@ func TestSummaryCache(t *testing.T) {
 	admin.do("POST", "/rollback", url.Values{"csrf": {token}, "actor": {"carol"}, "confirm": {"carol"}})
 	if n := count(); n != 8 {
 		t.Errorf("after rolling back carol: %d, want 8 at once", n)
+	}
+}
+
+// holdStore holds its read transactions while hold is set, as a store
+// counting a million instances would.
+type holdStore struct {
+	iu.Store
+	mu   sync.Mutex
+	hold chan struct{}
+}
+
+func (h *holdStore) View(ctx context.Context, fn func(iu.Tx) error) error {
+	h.mu.Lock()
+	hold := h.hold
+	h.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return h.Store.View(ctx, fn)
+}
+
+// With no counts at hand and a slow read, the overview answers without
+// them after a moment, and has them once the read is done.
+func TestOverviewDoesNotWaitForSlowCounts(t *testing.T) {
+	f := newFixture(t)
+	hs := &holdStore{Store: f.s}
+	c := New(iu.NewEngine(hs), Options{Now: f.clock.now})
+	defer c.Close()
+	ctx := context.Background()
+	release := make(chan struct{})
+	hs.hold = release
+	go func() {
+		// Let the page's own reads (gates, schema) through once the
+		// summary's read is waiting.
+		time.Sleep(200 * time.Millisecond)
+		hs.mu.Lock()
+		hs.hold = nil
+		hs.mu.Unlock()
+	}()
+	_, _, err := c.stats(ctx, 20*time.Millisecond)
+	if !errors.Is(err, errCounting) {
+		t.Fatalf("a slow first read: %v, want errCounting", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	p, err := c.overviewData(ctx)
+	if err != nil || !p.Counting {
+		t.Fatalf("the overview while counting: counting %v, %v", p.Counting, err)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p, err := c.overviewData(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Counting {
+			if p.Instances != 8 {
+				t.Errorf("%d instances once counted, want 8", p.Instances)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the counts never came")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/iu-engine/iu"
@@ -9,6 +10,10 @@ import (
 
 // chartWindow is how far back the overview's charts reach.
 const chartWindow = 15 * time.Minute
+
+// overviewWait is how long the overview waits for the per-template counts
+// when it has none: past it, it answers without them (see summaryCache).
+const overviewWait = 50 * time.Millisecond
 
 // overviewPage is what the overview shows.
 type overviewPage struct {
@@ -18,6 +23,7 @@ type overviewPage struct {
 	Gates         []gateRow
 	Activity      *activityView // nil when the console has no intake to watch
 	CountedAt     time.Time     // when the summary was read
+	Counting      bool          // the summary is being read: the next refresh brings it
 	Store         string
 	Schema        int64
 	SchemaProblem string // why the schema is not the one this iu knows, "" when it is
@@ -76,7 +82,11 @@ func gateRows(g iu.Gates) []gateRow {
 func (c *Console) overviewData(ctx context.Context) (overviewPage, error) {
 	p := overviewPage{At: c.opt.Now().UTC(), Store: c.e.Store().Describe()}
 	var err error
-	if p.Stats, p.CountedAt, err = c.stats(ctx); err != nil {
+	p.Stats, p.CountedAt, err = c.stats(ctx, overviewWait)
+	switch {
+	case errors.Is(err, errCounting):
+		p.Counting = true
+	case err != nil:
 		return p, err
 	}
 	for _, s := range p.Stats {
@@ -139,7 +149,11 @@ func (p *overviewPage) withSession(q *request, back string) {
 func (c *Console) handleOverview(q *request) error {
 	p, err := c.overviewData(q.ctx())
 	p.withSession(q, "/")
-	return c.show(q, "overview", layout{Title: "Overview", Refresh: int(c.opt.Refresh / time.Second)}, p, err)
+	refresh := int(c.opt.Refresh / time.Second)
+	if p.Counting {
+		refresh = 1 // the counts are on their way
+	}
+	return c.show(q, "overview", layout{Title: "Overview", Refresh: refresh}, p, err)
 }
 
 // handleOverviewLive answers the overview's live part, for the script

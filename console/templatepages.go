@@ -35,7 +35,7 @@ func (c *Console) templatesData(ctx context.Context) (templatesPage, error) {
 
 // instanceCounts reads the per-template summary by key.
 func (c *Console) instanceCounts(ctx context.Context) (map[string]iu.TemplateStat, error) {
-	stats, _, err := c.stats(ctx)
+	stats, _, err := c.stats(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
