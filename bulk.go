@@ -26,6 +26,10 @@ type BulkPlan struct {
 	EventsFile string `yaml:"events_file" json:"events_file,omitempty"`
 }
 
+// Prefix is the plan's instance key prefix: InstancePrefix, else its
+// actor.
+func (p *BulkPlan) Prefix() string { return InstancePrefix(p.InstancePrefix, p.Actor) }
+
 // BulkEvent is one event of a bulk run and the template it instantiates.
 type BulkEvent struct {
 	Template string
@@ -98,10 +102,7 @@ func ParseBulkPlan(name string, data []byte) (*BulkPlan, error) {
 	if err := CheckActor(p.Actor); err != nil {
 		return fail("%v", err)
 	}
-	if p.InstancePrefix == "" {
-		p.InstancePrefix = p.Actor
-	}
-	if err := CheckPrefix(p.InstancePrefix); err != nil {
+	if err := CheckPrefix(p.Prefix()); err != nil {
 		return fail("%v", err)
 	}
 	if f.Gates != nil {
@@ -372,10 +373,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 	if err := CheckActor(plan.Actor); err != nil {
 		return nil, err
 	}
-	prefix := plan.InstancePrefix
-	if prefix == "" {
-		prefix = plan.Actor
-	}
+	prefix := plan.Prefix()
 	if err := CheckPrefix(prefix); err != nil {
 		return nil, err
 	}
@@ -393,7 +391,7 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 		return nil, err
 	}
 	txStart := time.Now()
-	err := e.store.Update(ctx, func(tx Tx) error {
+	err := e.store.UpdateOnce(ctx, func(tx Tx) error {
 		before, err := tx.Gates(ctx)
 		if err != nil {
 			return err
@@ -416,11 +414,15 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 				}
 				ps[i] = p
 			}
-			outs, _, err := e.instantiate(ctx, tx, ps, templates, false)
+			b, err := e.instantiate(ctx, tx, ps, templates)
 			if err != nil {
 				return err
 			}
-			for i, o := range outs {
+			// The run reads its answers before it commits.
+			if err := tx.Settle(ctx); err != nil {
+				return err
+			}
+			for i, o := range b.resolve() {
 				if o.Err != nil {
 					return wrapAt(evs[i], o.Err)
 				}

@@ -83,8 +83,8 @@ events:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.InstancePrefix != "ops@example.com" {
-		t.Errorf("instance prefix %q, want the actor by default", p.InstancePrefix)
+	if p.Prefix() != "ops@example.com" {
+		t.Errorf("instance prefix %q, want the actor by default", p.Prefix())
 	}
 	if fmt.Sprint(p.Gates) != fmt.Sprint(iu.GateChange{iu.GateComposer: true, iu.GateAutoInstantiate: false}) {
 		t.Errorf("gates %v, want full names", p.Gates)

@@ -62,12 +62,8 @@ func (e *Engine) clock() time.Time { return e.now().UTC().Truncate(time.Millisec
 // fn must be safe to run more than once.
 func (e *Engine) update(ctx context.Context, fn func(Tx) error) error {
 	backoff := 2 * time.Millisecond
-	run := e.store.Update
-	if r, ok := e.store.(RepeatableUpdater); ok {
-		run = r.UpdateRepeatable
-	}
 	for attempt := 0; ; attempt++ {
-		err := run(ctx, fn)
+		err := e.store.Update(ctx, fn)
 		if err == nil || !errors.Is(err, ErrRetryable) {
 			return err
 		}
@@ -104,6 +100,11 @@ func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, ac
 	for _, t := range templates {
 		if t.Digest != GraphDigest(t.Slots) {
 			return nil, Errorf(ErrInvalidTemplate, "template %s: digest does not match its graph", t.Key)
+		}
+		for _, s := range t.Slots {
+			if _, ok := t.Pieces[s.Piece]; !ok {
+				return nil, Errorf(ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", t.Key, s.ID, s.Piece)
+			}
 		}
 		if o, dup := seen[t.Key]; dup && !o.SameContent(t) {
 			return nil, Errorf(ErrTemplateExists, "template %s is given twice with different content", t.Key)
@@ -160,7 +161,7 @@ func (e *Engine) GetTemplate(ctx context.Context, key string) (*Template, error)
 	var t *Template
 	err := e.store.View(ctx, func(tx Tx) error {
 		var err error
-		if t, err = tx.GetTemplate(ctx, key); err != nil {
+		if t, err = getTemplate(ctx, tx, key); err != nil {
 			return err
 		}
 		ids := make([]Digest, len(t.Slots))
@@ -200,7 +201,7 @@ func (e *Engine) SetEmitMode(ctx context.Context, key string, mode EmitMode) err
 	}
 	w := who(ctx, "")
 	return e.update(ctx, func(tx Tx) error {
-		t, err := tx.GetTemplate(ctx, key)
+		t, err := getTemplate(ctx, tx, key)
 		if err != nil {
 			return err
 		}
@@ -309,10 +310,7 @@ func prepare(r *EmitRequest) (prepared, error) {
 	if err := CheckActor(r.Actor); err != nil {
 		return prepared{}, err
 	}
-	prefix := r.Prefix
-	if prefix == "" {
-		prefix = r.Actor
-	}
+	prefix := InstancePrefix(r.Prefix, r.Actor)
 	if err := CheckPrefix(prefix); err != nil {
 		return prepared{}, err
 	}
@@ -371,144 +369,123 @@ func (e *Engine) EmitBatch(ctx context.Context, reqs []EmitRequest) ([]Outcome, 
 }
 
 // emitPrepared applies prepared requests in one transaction (retried on a
-// transient failure) and answers each.
+// transient failure) and answers each, once the transaction has committed.
 func (e *Engine) emitPrepared(ctx context.Context, ps []prepared) ([]Outcome, error) {
-	var res []Outcome
-	var finish func()
+	var b *batchOutcomes
 	err := e.update(ctx, func(tx Tx) (err error) {
-		res, finish, err = e.instantiate(ctx, tx, ps, nil, true)
+		b, err = e.instantiate(ctx, tx, ps, nil)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if finish != nil {
-		finish()
-	}
-	return res, nil
+	return b.resolve(), nil
 }
 
-// instantiate applies prepared requests inside tx. It reads the gates and the
-// templates once, claims every new idempotency key in one call and writes
-// every new instance in another. Per-request failures (unknown template,
-// idempotency conflict) are reported in their Outcome and write nothing;
-// the returned error is a store failure. templates caches graphs across
-// calls within one transaction (may be nil).
-//
-// last says that nothing follows in the transaction. Then a store whose Tx
-// is a ClaimDeferrer may send a single claim with the commit, and finish
-// (non-nil then) completes the outcomes once the commit has succeeded.
-func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, templates map[string]*Template, last bool) (outs []Outcome, finish func(), err error) {
-	outs = make([]Outcome, len(ps))
+// batchOutcomes are the outcomes of a batch of requests in a transaction,
+// which become final once the claims of its log entries are answered (when
+// the transaction has committed, or Tx.Settle has returned).
+type batchOutcomes struct {
+	ps       []prepared
+	outs     []Outcome
+	entries  []LogEntry
+	claimant []int       // index into ps for each entry
+	dupOf    map[int]int // later duplicate -> first request
+	claims   []Claim
+}
+
+// resolve completes the outcomes from the claims' answers: a key held
+// before is a replay (or a conflict), one claimed here is the entry's
+// status; repeats within the batch answer as replays of their first.
+func (b *batchOutcomes) resolve() []Outcome {
+	existing := make(map[string]LogEntry)
+	for k, entry := range b.entries {
+		i := b.claimant[k]
+		if prior := b.claims[k].Prior; prior != nil {
+			existing[entry.IdempotencyKey] = *prior
+			b.outs[i] = replay(b.ps[i], *prior)
+			continue
+		}
+		b.outs[i].Result.Status = entry.Status
+	}
+	resolveDuplicates(b.ps, b.outs, b.dupOf, existing)
+	return b.outs
+}
+
+// instantiate applies prepared requests inside tx. It reads the gates and
+// the templates once, then claims every new idempotency key and writes the
+// instances of the keys it wins in one Tx.Claim. Per-request failures
+// (unknown template, idempotency conflict) are outcomes of their own and
+// write nothing; the returned error is a store failure. templates caches
+// graphs across calls within one transaction (may be nil).
+func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, templates map[string]*Template) (*batchOutcomes, error) {
+	b := &batchOutcomes{ps: ps, outs: make([]Outcome, len(ps)), dupOf: make(map[int]int)}
 	for i, p := range ps {
-		outs[i].Result = Result{TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, IdempotencyKey: p.idempotencyKey}
+		b.outs[i].Result = Result{TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, IdempotencyKey: p.idempotencyKey}
 	}
 	gates, err := tx.Gates(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if templates == nil {
 		templates = make(map[string]*Template)
 	}
 	at := e.clock()
-	var entries []LogEntry
-	var claimant []int            // index into ps for each entry
+	var instances []*Instance
 	first := make(map[string]int) // idempotency key -> first request in this batch
-	dupOf := make(map[int]int)    // later duplicate -> first request
 	for i, p := range ps {
 		t, ok := templates[p.req.TemplateKey]
 		if !ok {
 			t, err = tx.GetTemplate(ctx, p.req.TemplateKey)
 			if err != nil && !errors.Is(err, ErrUnknownTemplate) {
-				return nil, nil, err
+				return nil, err
 			}
 			templates[p.req.TemplateKey] = t // nil for unknown
 		}
 		// An unknown template is bad input whatever the gates say; a closed
 		// gate is only an answer for a request that could otherwise succeed.
 		if t == nil {
-			outs[i].Err = Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", p.req.TemplateKey)
+			b.outs[i].Err = unknownTemplate(p.req.TemplateKey)
 			continue
 		}
 		if !gates.AutoInstantiateEnabled {
-			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateAutoInstantiate
+			b.outs[i].Result.Status, b.outs[i].Result.Gate = StatusGated, GateAutoInstantiate
 			continue
 		}
 		status := StatusOK
 		if t.EmitMode == EmitShadow {
 			status = StatusShadow
 		} else if !gates.ComposerEnabled {
-			outs[i].Result.Status, outs[i].Result.Gate = StatusGated, GateComposer
+			b.outs[i].Result.Status, b.outs[i].Result.Gate = StatusGated, GateComposer
 			continue
 		}
 		if j, dup := first[p.idempotencyKey]; dup {
-			dupOf[i] = j
+			b.dupOf[i] = j
 			continue
 		}
 		first[p.idempotencyKey] = i
-		ev := &p.req.Event
-		entries = append(entries, LogEntry{
+		ev := p.req.Event
+		b.entries = append(b.entries, LogEntry{
 			IdempotencyKey: p.idempotencyKey, EventID: ev.ID, EventType: ev.Type, EventSource: ev.Source,
 			TemplateKey: p.req.TemplateKey, InstanceKey: p.instanceKey, Actor: p.req.Actor,
 			Status: status, PayloadDigest: p.payload, CreatedAt: TimeOf(at),
 		})
-		claimant = append(claimant, i)
-	}
-	if len(entries) == 0 {
-		resolveDuplicates(ps, outs, dupOf, nil)
-		return outs, nil, nil
-	}
-	// newInstance is the instance a claimed entry makes.
-	newInstance := func(k int) Instance {
-		entry, ev := entries[k], ps[claimant[k]].req.Event
-		t := templates[entry.TemplateKey]
-		return Instance{
-			Key: entry.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
-			Actor: entry.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: at,
-		}
-	}
-	if d, ok := tx.(ClaimDeferrer); ok && last && len(entries) == 1 && len(dupOf) == 0 {
+		b.claimant = append(b.claimant, i)
 		var in *Instance
-		if entries[0].Status == StatusOK {
-			i := newInstance(0)
-			in = &i
-		}
-		claim, err := d.ClaimDeferred(ctx, entries[0], in)
-		if err != nil {
-			return nil, nil, err
-		}
-		i, status := claimant[0], entries[0].Status
-		return outs, func() {
-			if claim.Prior != nil {
-				outs[i] = replay(ps[i], *claim.Prior)
-			} else {
-				outs[i].Result.Status = status
+		if status == StatusOK {
+			in = &Instance{
+				Key: p.instanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: t.Digest,
+				Actor: p.req.Actor, Mode: ModeAuto, Event: &ev, Slots: t.Slots, CreatedAt: TimeOf(at),
 			}
-		}, nil
-	}
-	existing, err := tx.ClaimEvents(ctx, entries)
-	if err != nil {
-		return nil, nil, err
-	}
-	var instances []Instance
-	for k, entry := range entries {
-		i := claimant[k]
-		if prior, taken := existing[entry.IdempotencyKey]; taken {
-			outs[i] = replay(ps[i], prior)
-			continue
 		}
-		outs[i].Result.Status = entry.Status
-		if entry.Status == StatusOK {
-			instances = append(instances, newInstance(k))
+		instances = append(instances, in)
+	}
+	if len(b.entries) > 0 {
+		if b.claims, err = tx.Claim(ctx, b.entries, instances); err != nil {
+			return nil, err
 		}
 	}
-	if len(instances) > 0 {
-		if err := tx.InsertInstances(ctx, instances); err != nil {
-			return nil, nil, err
-		}
-	}
-	resolveDuplicates(ps, outs, dupOf, existing)
-	return outs, nil, nil
+	return b, nil
 }
 
 // replay answers a request whose idempotency key was already claimed.
@@ -597,16 +574,13 @@ func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult
 		if !g.ComposerEnabled {
 			return Errorf(ErrGateClosed, "gate %s is off: composition is disabled (iu gate set composer_enabled=true)", GateComposer)
 		}
-		t, err := tx.GetTemplate(ctx, req.TemplateKey)
+		t, err := getTemplate(ctx, tx, req.TemplateKey)
 		if err != nil {
-			if errors.Is(err, ErrUnknownTemplate) {
-				return Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", req.TemplateKey)
-			}
 			return err
 		}
 		in := Instance{
 			Key: req.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: GraphDigest(t.Slots),
-			Actor: req.Actor, Mode: ModeManual, Slots: t.Slots, CreatedAt: e.clock(),
+			Actor: req.Actor, Mode: ModeManual, Slots: t.Slots, CreatedAt: TimeOf(e.clock()),
 		}
 		if err := tx.InsertInstances(ctx, []Instance{in}); err != nil {
 			if errors.Is(err, ErrInstanceExists) {

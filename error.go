@@ -43,10 +43,13 @@ var (
 	ErrStoreFull           = fmt.Errorf("store full: %w", ErrUnavailable)
 	ErrSchemaTooNew        = errors.New("store schema is newer than this iu")
 	ErrTriggerExists       = errors.New("trigger exists")
-	ErrTokenExists         = errors.New("token exists")
-	ErrUnauthorized        = errors.New("unauthorized")
-	ErrForbidden           = errors.New("forbidden")
-	ErrUnmatched           = errors.New("event matches no trigger")
+	// ErrTriggerRouteTaken is a trigger whose type, source and template
+	// another trigger has already (its name is free).
+	ErrTriggerRouteTaken = fmt.Errorf("trigger route taken: %w", ErrTriggerExists)
+	ErrTokenExists       = errors.New("token exists")
+	ErrUnauthorized      = errors.New("unauthorized")
+	ErrForbidden         = errors.New("forbidden")
+	ErrUnmatched         = errors.New("event matches no trigger")
 
 	// ErrRetryable marks a transient failure of a transaction (a
 	// serialization failure, a deadlock, a busy database) that is safe to run
@@ -74,10 +77,74 @@ var sentinelCodes = map[error]Code{
 	ErrStoreFull:           CodeUnavailable,
 	ErrSchemaTooNew:        CodeInvalid,
 	ErrTriggerExists:       CodeConflict,
+	ErrTriggerRouteTaken:   CodeConflict,
 	ErrTokenExists:         CodeConflict,
 	ErrUnauthorized:        CodeUnauthorized,
 	ErrForbidden:           CodeForbidden,
 	ErrUnmatched:           CodeUnmatched,
+}
+
+// sentinelReasons names each sentinel for programs, on the wire: an
+// answer's "reason", from which a client gets the sentinel back, so that
+// errors.Is holds across the wire as it does in process.
+var sentinelReasons = map[error]string{
+	ErrInvalidTemplate:     "invalid_template",
+	ErrInvalidEvent:        "invalid_event",
+	ErrInvalidInput:        "invalid_input",
+	ErrUnknownTemplate:     "unknown_template",
+	ErrNotFound:            "not_found",
+	ErrTemplateExists:      "template_exists",
+	ErrInstanceExists:      "instance_exists",
+	ErrIdempotencyConflict: "idempotency_conflict",
+	ErrGateClosed:          "gate_closed",
+	ErrStoreBusy:           "store_busy",
+	ErrShuttingDown:        "shutting_down",
+	ErrStoreFull:           "store_full",
+	ErrUnavailable:         "unavailable",
+	ErrRetryable:           "retryable",
+	ErrNotStore:            "not_a_store",
+	ErrNoStore:             "no_store",
+	ErrSchemaTooNew:        "schema_too_new",
+	ErrTriggerExists:       "trigger_exists",
+	ErrTriggerRouteTaken:   "trigger_route_taken",
+	ErrTokenExists:         "token_exists",
+	ErrUnauthorized:        "unauthorized",
+	ErrForbidden:           "forbidden",
+	ErrUnmatched:           "unmatched",
+}
+
+// ErrorReason returns the name of the sentinel err is an instance of (the
+// outermost *Error's, else the first that errors.Is finds), or "".
+func ErrorReason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		if r, ok := sentinelReasons[e.Err]; ok {
+			return r
+		}
+	}
+	// The more specific sentinels first: ErrShuttingDown and ErrStoreFull
+	// are ErrUnavailable too.
+	for _, s := range []error{ErrShuttingDown, ErrStoreFull} {
+		if errors.Is(err, s) {
+			return sentinelReasons[s]
+		}
+	}
+	for s, r := range sentinelReasons {
+		if errors.Is(err, s) {
+			return r
+		}
+	}
+	return ""
+}
+
+// ReasonSentinel returns the sentinel a reason names, or nil.
+func ReasonSentinel(reason string) error {
+	for s, r := range sentinelReasons {
+		if r == reason {
+			return s
+		}
+	}
+	return nil
 }
 
 // Error is iu's error for people and programs: a Code for programs, a

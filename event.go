@@ -98,6 +98,15 @@ func AutoInstanceKey(prefix, idempotencyKey string) string {
 	return "tpl-inst:auto:" + prefix + "-" + idempotencyKey[:12]
 }
 
+// InstancePrefix is the instance key prefix of a request: the prefix it
+// names, else its actor.
+func InstancePrefix(prefix, actor string) string {
+	if prefix == "" {
+		return actor
+	}
+	return prefix
+}
+
 // AutoInstancePrefix is the key prefix shared by the auto instances of one
 // instance prefix; the surfaces of a bulk run count by it.
 func AutoInstancePrefix(prefix string) string { return "tpl-inst:auto:" + prefix + "-" }

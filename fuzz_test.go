@@ -190,7 +190,7 @@ func FuzzParseBulkPlan(f *testing.F) {
 		if err := iu.CheckActor(p.Actor); err != nil {
 			t.Fatal(err)
 		}
-		if err := iu.CheckPrefix(p.InstancePrefix); err != nil {
+		if err := iu.CheckPrefix(p.Prefix()); err != nil {
 			t.Fatal(err)
 		}
 		if (len(p.Events) == 0) == (p.EventsFile == "") {

@@ -27,10 +27,10 @@ type Rendered struct {
 // {{ .event.id }} (type, source, time), {{ .instance }}, {{ .template }},
 // {{ .actor }}.
 func (e *Engine) Render(ctx context.Context, key string) (*Rendered, error) {
-	var rec *InstanceRecord
+	var rec *Instance
 	var pieces map[Digest]Piece
 	err := e.store.View(ctx, func(tx Tx) (err error) {
-		if rec, err = tx.GetInstance(ctx, key); err != nil {
+		if rec, err = getInstance(ctx, tx, key); err != nil {
 			return err
 		}
 		ids := make([]Digest, len(rec.Slots))
@@ -47,7 +47,7 @@ func (e *Engine) Render(ctx context.Context, key string) (*Rendered, error) {
 }
 
 // RenderInstance renders a loaded instance; see Engine.Render.
-func RenderInstance(rec *InstanceRecord, pieces map[Digest]Piece) (*Rendered, error) {
+func RenderInstance(rec *Instance, pieces map[Digest]Piece) (*Rendered, error) {
 	vars := map[string]any{"instance": rec.Key, "template": rec.TemplateKey, "actor": rec.Actor, "subject": "", "data": map[string]any{}}
 	if ev := rec.Event; ev != nil {
 		vars["subject"] = ev.Subject

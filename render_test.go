@@ -30,9 +30,9 @@ func readTemplate(t *testing.T, path string) *iu.Template {
 
 // instanceOf is what the store gives back for an auto instance of tpl made
 // by ev: the template's own graph.
-func instanceOf(tpl *iu.Template, ev *iu.Event) *iu.InstanceRecord {
+func instanceOf(tpl *iu.Template, ev *iu.Event) *iu.Instance {
 	key := iu.AutoInstanceKey("25000x-bulk", iu.IdempotencyKey(tpl.Key, ev.Source, ev.ID))
-	return &iu.InstanceRecord{
+	return &iu.Instance{
 		Key: key, Title: tpl.Title, Digest: tpl.Digest, TemplateKey: tpl.Key, TemplateDigest: tpl.Digest,
 		Actor: "iu-core-25000x-bulk", Mode: iu.ModeAuto, Event: ev, Slots: tpl.Slots,
 		CreatedAt: iu.TimeOf(time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)),

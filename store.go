@@ -15,9 +15,14 @@ import (
 // ErrUnavailable or ErrStoreBusy, missing rows ErrNotFound.
 type Store interface {
 	// Update runs fn in one write transaction and commits if fn returns nil.
-	// It does not retry: fn may consume a stream. The engine retries
-	// operations that are safe to run again.
+	// fn must be safe to run more than once: a store may run it again, as
+	// PostgreSQL's does when a transaction that assumed the gates and emit
+	// modes it read last finds them changed (the engine retries transient
+	// failures itself, from the start, anyway).
 	Update(ctx context.Context, fn func(Tx) error) error
+	// UpdateOnce is Update for an fn that must run at most once (a bulk run
+	// consumes a stream): the store never runs it again.
+	UpdateOnce(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in a read-only transaction with a consistent snapshot.
 	View(ctx context.Context, fn func(Tx) error) error
 	// ViewFresh runs fn like View but on a brand-new connection that has
@@ -25,36 +30,26 @@ type Store interface {
 	ViewFresh(ctx context.Context, fn func(Tx) error) error
 	// Describe names the store for people ("sqlite:/path/iu.db").
 	Describe() string
+	// LocalPath is the file the store lives in, or "" for a store on a
+	// server: where a file that belongs with the store (iu serve's first
+	// admin token) goes.
+	LocalPath() string
+	// WriteConcurrency is how many write transactions at once serve the
+	// store best: 1 for a store with one writer (SQLite), more where
+	// concurrent transactions overlap their round trips (PostgreSQL).
+	WriteConcurrency() int
+	// PoolStats describes the store's connections, for metrics.
+	PoolStats() PoolStats
 	Close() error
 }
 
-// ClaimDeferrer is a Tx that can send one event's claim, and the instance it
-// makes if the claim wins, with the transaction's COMMIT: one round trip for
-// a single event instead of one for the claim and one for the rest. The
-// engine calls it only as the transaction's last step.
-type ClaimDeferrer interface {
-	// ClaimDeferred claims entry like ClaimEvents and, if the claim wins,
-	// writes instance (nil for an entry that makes none). The answer is
-	// filled in by the commit: read it only once the transaction has
-	// committed.
-	ClaimDeferred(ctx context.Context, entry LogEntry, instance *Instance) (*DeferredClaim, error)
-}
-
-// DeferredClaim is the answer to ClaimDeferred.
-type DeferredClaim struct {
+// Claim is the answer to one entry of Tx.Claim. It is complete once the
+// transaction has committed, or once Tx.Settle has returned, whichever
+// comes first; a store may complete it sooner.
+type Claim struct {
 	// Prior is the entry that held the key before (the event is a
 	// redelivery), or nil if this transaction claimed it.
 	Prior *LogEntry
-}
-
-// RepeatableUpdater is a Store that can do more with a transaction that is
-// safe to run again: the engine hands it the operations it would retry
-// anyway. PostgreSQL's store then assumes the gates and emit modes its last
-// transaction read instead of waiting for them, and runs fn again, reading
-// them first, if they changed.
-type RepeatableUpdater interface {
-	// UpdateRepeatable runs fn like Update, perhaps more than once.
-	UpdateRepeatable(ctx context.Context, fn func(Tx) error) error
 }
 
 // Tx is one transaction. Methods are batch-shaped so that a backend can turn a
@@ -88,16 +83,23 @@ type Tx interface {
 	// GetPieces returns the pieces with the given ids that exist.
 	GetPieces(ctx context.Context, ids []Digest) (map[Digest]Piece, error)
 
-	// ClaimEvents inserts the log entries whose idempotency keys are new and
-	// returns, keyed by idempotency key, the stored entries of those that
-	// were already there (they were not written). Keys in entries are
-	// distinct. Under concurrency exactly one transaction claims a key.
-	ClaimEvents(ctx context.Context, entries []LogEntry) (map[string]LogEntry, error)
+	// Claim inserts the log entries whose idempotency keys are new, and for
+	// each entry it inserts writes instances[i] (nil: none). The answers,
+	// one per entry, say which keys were held already and by what entry:
+	// they are complete once the transaction commits or Settle returns, so
+	// that a store may send a lone claim with the COMMIT. Keys in entries
+	// are distinct; under concurrency exactly one transaction claims a key.
+	// A taken instance key is ErrInstanceExists.
+	Claim(ctx context.Context, entries []LogEntry, instances []*Instance) ([]Claim, error)
+	// Settle completes the answers of earlier Claims now, for a transaction
+	// that reads them before it commits.
+	Settle(ctx context.Context) error
 	// InsertInstances stores instance collections, their memberships and
-	// lineage. It returns ErrInstanceExists if a key is taken.
+	// lineage (the manual path: no log entry). It returns ErrInstanceExists
+	// if a key is taken.
 	InsertInstances(ctx context.Context, instances []Instance) error
 	// GetInstance returns one instance with its lineage, or ErrNotFound.
-	GetInstance(ctx context.Context, key string) (*InstanceRecord, error)
+	GetInstance(ctx context.Context, key string) (*Instance, error)
 
 	// CountSurfaces counts an actor's event-log rows, lineage rows and the
 	// instance collections under an instance key prefix.
@@ -165,11 +167,6 @@ type PoolStats struct {
 	WaitDuration time.Duration // how long callers waited in all
 }
 
-// PoolStater is implemented by stores that report on their connection pool.
-type PoolStater interface {
-	PoolStats() PoolStats
-}
-
 // Mode says how an instance was made.
 type Mode string
 
@@ -193,31 +190,17 @@ type LogEntry struct {
 	CreatedAt      Time   `json:"created_at"`
 }
 
-// Instance is a new instance collection to store. Slots is the template's
-// own graph, shared, not copied.
+// Instance is an instance collection with its lineage: one to store, or
+// one read back. Slots is the template's own graph, shared, not copied.
 type Instance struct {
 	Key            string
 	Title          string
 	TemplateKey    string
-	TemplateDigest Digest
-	Digest         Digest
+	TemplateDigest Digest // the template's digest at instantiation (lineage)
+	Digest         Digest // the instance's own
 	Actor          string
 	Mode           Mode
 	Event          *Event // nil for manual compositions
-	Slots          []Slot
-	CreatedAt      time.Time
-}
-
-// InstanceRecord is a stored instance with its lineage.
-type InstanceRecord struct {
-	Key            string
-	Title          string
-	Digest         Digest
-	TemplateKey    string
-	TemplateDigest Digest
-	Actor          string
-	Mode           Mode
-	Event          *Event
 	Slots          []Slot
 	CreatedAt      Time
 }
@@ -332,4 +315,47 @@ func KeyPrefixEnd(p string) string {
 		}
 	}
 	return "\xff\xff\xff\xff"
+}
+
+// A store reads an instance's membership rows for verify folded into one
+// string, which it builds in SQL: each row is slot, piece id and edges
+// (EdgesText) joined by FoldField, the rows, in byte order of slot, joined
+// by FoldRow. Neither byte occurs in slot ids, piece ids or edges.
+const (
+	FoldField = "\x1f"
+	FoldRow   = "\x1e"
+)
+
+// SlotUnfolder parses folded membership rows. The instances of one template
+// fold to the same string, so it parses each string once (up to a bound)
+// and hands out the same slots, which verify then checks once.
+type SlotUnfolder struct{ parsed map[string][]Slot }
+
+// Unfold parses folded. A malformed piece id parses as the zero digest,
+// which verify reports.
+func (u *SlotUnfolder) Unfold(folded string) []Slot {
+	if slots, ok := u.parsed[folded]; ok {
+		return slots
+	}
+	var out []Slot
+	if folded != "" {
+		rows := strings.Split(folded, FoldRow)
+		out = make([]Slot, 0, len(rows))
+		for _, r := range rows {
+			f := strings.SplitN(r, FoldField, 3)
+			for len(f) < 3 {
+				f = append(f, "")
+			}
+			s := Slot{ID: f[0], After: ParseEdgesText(f[2])}
+			s.Piece, _ = ParseDigest(f[1])
+			out = append(out, s)
+		}
+	}
+	if u.parsed == nil {
+		u.parsed = make(map[string][]Slot)
+	}
+	if len(u.parsed) < 10000 {
+		u.parsed[folded] = out
+	}
+	return out
 }

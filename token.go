@@ -107,6 +107,9 @@ func (e *Engine) CreateToken(ctx context.Context, name string, scope Scope, acto
 	t := Token{Name: name, Scope: scope, Hash: hash, CreatedAt: TimeOf(e.clock()), CreatedBy: w.By}
 	err = e.update(ctx, func(tx Tx) error {
 		if err := tx.InsertToken(ctx, &t); err != nil {
+			if errors.Is(err, ErrTokenExists) {
+				return Errorf(ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", t.Name)
+			}
 			return err
 		}
 		return e.audit(ctx, tx, w, AuditTokenCreate, t.Name, "scope %s", t.Scope)
@@ -145,7 +148,11 @@ func (e *Engine) RevokeToken(ctx context.Context, name string) (Token, error) {
 	var t Token
 	err := e.update(ctx, func(tx Tx) (err error) {
 		var revoked bool
-		if t, revoked, err = tx.RevokeToken(ctx, name, e.clock()); err != nil || !revoked {
+		t, revoked, err = tx.RevokeToken(ctx, name, e.clock())
+		if errors.Is(err, ErrNotFound) {
+			return Errorf(ErrNotFound, "no token named %q (iu token list shows them)", name)
+		}
+		if err != nil || !revoked {
 			return err // revoked before: nothing changed
 		}
 		return e.audit(ctx, tx, w, AuditTokenRevoke, t.Name, "scope %s", t.Scope)

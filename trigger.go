@@ -231,6 +231,12 @@ func (e *Engine) AddTrigger(ctx context.Context, t Trigger, actor string) (Trigg
 			return err
 		}
 		if err := tx.InsertTrigger(ctx, &t); err != nil {
+			switch {
+			case errors.Is(err, ErrTriggerRouteTaken):
+				return Errorf(ErrTriggerRouteTaken, "a trigger already routes type %q%s to %s", t.Type, fromSource(t.Source), t.Template)
+			case errors.Is(err, ErrTriggerExists):
+				return Errorf(ErrTriggerExists, "trigger %q already exists: remove it first (iu trigger remove %s) or choose another name", t.Name, t.Name)
+			}
 			return err
 		}
 		return e.audit(ctx, tx, w, AuditTriggerAdd, t.Name, "%s", t.Describe())
@@ -280,11 +286,21 @@ func (e *Engine) RemoveTrigger(ctx context.Context, name string) (Trigger, error
 	var t Trigger
 	err := e.update(ctx, func(tx Tx) (err error) {
 		if t, err = tx.DeleteTrigger(ctx, name); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return Errorf(ErrNotFound, "no trigger named %q (iu trigger list shows them)", name)
+			}
 			return err
 		}
 		return e.audit(ctx, tx, w, AuditTriggerRemove, t.Name, "%s", t.Describe())
 	})
 	return t, err
+}
+
+func fromSource(s string) string {
+	if s == "" {
+		return " (any source)"
+	}
+	return " from source " + strconv.Quote(s)
 }
 
 // Describe says what a trigger does, in one line.

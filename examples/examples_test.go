@@ -185,7 +185,7 @@ func checkEventsFillTemplates(t *testing.T, events []iu.BulkEvent) {
 			continue
 		}
 		ev := e.Event
-		rec := &iu.InstanceRecord{
+		rec := &iu.Instance{
 			Key: "tpl-inst:auto:test-000000000000", Title: tpl.Title, Digest: tpl.Digest,
 			TemplateKey: tpl.Key, TemplateDigest: tpl.Digest, Actor: "test", Mode: iu.ModeAuto,
 			Event: &ev, Slots: tpl.Slots,

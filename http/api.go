@@ -415,7 +415,7 @@ func (s *Server) handleHealth(c *call) error {
 func (s *Server) handleReady(c *call) error {
 	if s.draining.Load() {
 		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{iu.CodeUnavailable, "shutting down"}})
+		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{Code: iu.CodeUnavailable, Message: "shutting down"}})
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(c.ctx(), 5*time.Second)
@@ -427,7 +427,7 @@ func (s *Server) handleReady(c *call) error {
 			msg = "the store's schema is newer than this iu: upgrade iu"
 		}
 		c.w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
-		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{iu.CodeUnavailable, msg}})
+		writeJSON(c.w, nethttp.StatusServiceUnavailable, errorDoc{errorBody{Code: iu.CodeUnavailable, Message: msg}})
 		return nil
 	}
 	writeJSON(c.w, nethttp.StatusOK, map[string]string{"status": "ready"})

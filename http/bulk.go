@@ -68,9 +68,6 @@ func (s *Server) handleBulk(c *call) error {
 		return httpError(iu.CodeInvalid, "bulk plan (first line): %v", err)
 	}
 	plan := &iu.BulkPlan{Actor: h.Actor, InstancePrefix: h.InstancePrefix, Gates: h.Gates}
-	if plan.InstancePrefix == "" {
-		plan.InstancePrefix = plan.Actor
-	}
 
 	var out *frameWriter
 	var prog iu.BulkProgress

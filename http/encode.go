@@ -14,6 +14,10 @@ import (
 func appendErrorBody(b []byte, e *errorBody) []byte {
 	b = append(b, `{"code":`...)
 	b = iu.AppendJSONString(b, string(e.Code))
+	if e.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = iu.AppendJSONString(b, e.Reason)
+	}
 	b = append(b, `,"message":`...)
 	b = iu.AppendJSONString(b, e.Message)
 	return append(b, '}')

@@ -69,9 +69,12 @@ var sentinels = map[iu.Code]error{
 	CodeUnsupportedMedia: iu.ErrInvalidInput,
 }
 
-// errorBody is the wire shape of an error.
+// errorBody is the wire shape of an error: a code (which sets the status),
+// the name of the sentinel it is an instance of (so that a client's
+// errors.Is holds as the server's does), and a message for people.
 type errorBody struct {
 	Code    iu.Code `json:"code"`
+	Reason  string  `json:"reason,omitempty"`
 	Message string  `json:"message"`
 }
 
@@ -79,9 +82,14 @@ type errorDoc struct {
 	Error errorBody `json:"error"`
 }
 
-// toError turns a wire error back into an *iu.Error.
+// toError turns a wire error back into an *iu.Error, of the sentinel its
+// reason names (else the code's).
 func (e errorBody) toError() error {
-	return &iu.Error{Code: e.Code, Message: e.Message, Err: sentinels[e.Code]}
+	s := iu.ReasonSentinel(e.Reason)
+	if s == nil {
+		s = sentinels[e.Code]
+	}
+	return &iu.Error{Code: e.Code, Message: e.Message, Err: s}
 }
 
 // httpError is a refusal of the HTTP layer: a code and a message.
@@ -95,18 +103,18 @@ func httpError(code iu.Code, format string, args ...any) error {
 // nobody's business but the operator's: those are said in words of their
 // own and the request id, and the server's log has the rest.
 func publicError(err error, requestID string) errorBody {
-	code := iu.ErrorCode(err)
+	code, reason := iu.ErrorCode(err), iu.ErrorReason(err)
 	switch code {
 	case iu.CodeInternal:
 		return errorBody{Code: code, Message: "internal error (request " + requestID + "); the server's log has the details"}
 	case iu.CodeUnavailable:
-		return errorBody{Code: code, Message: unavailableMessage(err) + " (request " + requestID + ")"}
+		return errorBody{Code: code, Reason: reason, Message: unavailableMessage(err) + " (request " + requestID + ")"}
 	}
 	var mbe *nethttp.MaxBytesError
 	if errors.As(err, &mbe) {
 		return errorBody{Code: CodeTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", mbe.Limit)}
 	}
-	return errorBody{Code: code, Message: err.Error()}
+	return errorBody{Code: code, Reason: reason, Message: err.Error()}
 }
 
 // unavailableMessage words a failure to reach or write the store.

@@ -215,12 +215,10 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
-	if ps, ok := c.e.Store().(iu.PoolStater); ok {
-		st := ps.PoolStats()
-		for state, v := range map[string]int{"max": st.MaxOpen, "open": st.Open, "in_use": st.InUse, "idle": st.Idle} {
-			ch <- prometheus.MustNewConstMetric(descPool, prometheus.GaugeValue, float64(v), state)
-		}
-		ch <- prometheus.MustNewConstMetric(descWait, prometheus.CounterValue, float64(st.WaitCount))
-		ch <- prometheus.MustNewConstMetric(descWDur, prometheus.CounterValue, st.WaitDuration.Seconds())
+	st := c.e.Store().PoolStats()
+	for state, v := range map[string]int{"max": st.MaxOpen, "open": st.Open, "in_use": st.InUse, "idle": st.Idle} {
+		ch <- prometheus.MustNewConstMetric(descPool, prometheus.GaugeValue, float64(v), state)
 	}
+	ch <- prometheus.MustNewConstMetric(descWait, prometheus.CounterValue, float64(st.WaitCount))
+	ch <- prometheus.MustNewConstMetric(descWDur, prometheus.CounterValue, st.WaitDuration.Seconds())
 }

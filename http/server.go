@@ -299,10 +299,10 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	w.Header().Set("X-Request-Id", id)
 	if rec.status == nethttp.StatusMethodNotAllowed {
 		w.Header().Set("Allow", rec.header.Get("Allow"))
-		writeJSON(w, nethttp.StatusMethodNotAllowed, errorDoc{errorBody{CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))}})
+		writeJSON(w, nethttp.StatusMethodNotAllowed, errorDoc{errorBody{Code: CodeMethodNotAllowed, Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))}})
 		return
 	}
-	writeJSON(w, nethttp.StatusNotFound, errorDoc{errorBody{iu.CodeNotFound, fmt.Sprintf("no route %s %s (GET /openapi.json lists them)", r.Method, r.URL.Path)}})
+	writeJSON(w, nethttp.StatusNotFound, errorDoc{errorBody{Code: iu.CodeNotFound, Message: fmt.Sprintf("no route %s %s (GET /openapi.json lists them)", r.Method, r.URL.Path)}})
 }
 
 // isAPIPath reports whether path belongs to the API rather than to the

@@ -123,7 +123,7 @@ type SlotDoc struct {
 	After   []string  `json:"after,omitempty"`
 }
 
-func newInstanceDoc(r *iu.InstanceRecord) InstanceDoc {
+func newInstanceDoc(r *iu.Instance) InstanceDoc {
 	d := InstanceDoc{Key: r.Key, Title: r.Title, Digest: r.Digest, TemplateKey: r.TemplateKey, TemplateDigest: r.TemplateDigest,
 		Actor: r.Actor, Mode: r.Mode, Event: r.Event, CreatedAt: r.CreatedAt, Slots: []SlotDoc{}}
 	for _, s := range r.Slots {

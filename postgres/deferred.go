@@ -8,10 +8,11 @@ import (
 	"github.com/iu-engine/iu"
 )
 
-// A single emit's claim goes out with COMMIT (iu.ClaimDeferrer): the claim
-// and the instance (written only if the claim wins, in the same statement)
-// are one round trip, and with an assumed state (state.go) one statement
-// with no BEGIN or COMMIT of its own.
+// A lone claim goes out with COMMIT (Claim of one entry, whose answer is
+// due only once the transaction has committed): the claim and the instance
+// (written only if the claim wins, in the same statement) are one round
+// trip, and with an assumed state (state.go) one statement with no BEGIN or
+// COMMIT of its own.
 //
 // Nothing can be decided between the claim and COMMIT, so the statement
 // decides on the server: it writes only if the state the transaction assumed
@@ -21,7 +22,7 @@ import (
 // deferredClaim is a claim held for COMMIT.
 type deferredClaim struct {
 	args  []any
-	res   *iu.DeferredClaim
+	res   *iu.Claim
 	entry iu.LogEntry
 	in    *iu.Instance
 }
@@ -60,15 +61,34 @@ const claimDeferred = `WITH ok AS MATERIALIZED (
 // lookUpKey reads one key's log entry.
 const lookUpKey = `SELECT ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE idempotency_key = $1`
 
-// ClaimDeferred holds the claim (and instance) for COMMIT. A transaction
-// that has other writes held, or a claim held already, claims at once.
-func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) (*iu.DeferredClaim, error) {
+// Claim claims the entries' keys and writes the instances of those it
+// wins. A lone entry, in a transaction with nothing else held, is held for
+// COMMIT (see above); several are claimed at once.
+func (t *tx) Claim(ctx context.Context, entries []iu.LogEntry, instances []*iu.Instance) ([]iu.Claim, error) {
 	if !t.write {
 		return nil, errReadOnly
 	}
-	if len(t.pending) > 0 || t.deferred != nil {
-		return t.claimNow(ctx, e, in)
+	claims := make([]iu.Claim, len(entries))
+	if len(entries) == 1 && len(t.pending) == 0 && t.deferred == nil {
+		return claims, t.claimDeferred(ctx, entries[0], instances[0], &claims[0])
 	}
+	priors, err := t.claimNow(ctx, entries, instances)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range priors {
+		claims[i].Prior = p
+	}
+	return claims, nil
+}
+
+// Settle sends a claim held for COMMIT now, for a transaction that reads
+// its answer before it commits.
+func (t *tx) Settle(ctx context.Context) error { return t.undefer(ctx) }
+
+// claimDeferred holds e's claim (and in, its instance) for COMMIT, to be
+// answered in res.
+func (t *tx) claimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance, res *iu.Claim) error {
 	// With the state assumed and not yet checked, the statement checks it.
 	assumed := t.expect != nil && t.begin != ""
 	var gates iu.Gates
@@ -78,7 +98,12 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 		if head, ok = t.expect.heads[e.TemplateKey]; !ok {
 			// The engine knows the template from elsewhere than the
 			// state assumed: check the state in a round trip of its own.
-			return t.claimNow(ctx, e, in)
+			priors, err := t.claimNow(ctx, []iu.LogEntry{e}, []*iu.Instance{in})
+			if err != nil {
+				return err
+			}
+			res.Prior = priors[0]
+			return nil
 		}
 		gates = t.expect.gates
 	}
@@ -93,25 +118,33 @@ func (t *tx) ClaimDeferred(ctx context.Context, e iu.LogEntry, in *iu.Instance) 
 		args[13], args[14], args[15], args[16] = sl.pos, sl.slot, sl.piece, sl.after
 		args[17], args[18], args[19], args[20] = in.TemplateDigest.String(), ev[3], ev[4], ev[5]
 	}
-	t.deferred = &deferredClaim{args: args, res: &iu.DeferredClaim{}, entry: e, in: in}
-	return t.deferred.res, nil
+	t.deferred = &deferredClaim{args: args, res: res, entry: e, in: in}
+	return nil
 }
 
-// claimNow claims e and writes in the usual way, answering at once.
-func (t *tx) claimNow(ctx context.Context, e iu.LogEntry, in *iu.Instance) (*iu.DeferredClaim, error) {
-	existing, err := t.ClaimEvents(ctx, []iu.LogEntry{e})
+// claimNow claims entries and writes the instances of those it wins in the
+// usual way, and returns for each entry the one that held its key before
+// (nil: claimed here).
+func (t *tx) claimNow(ctx context.Context, entries []iu.LogEntry, instances []*iu.Instance) ([]*iu.LogEntry, error) {
+	existing, err := t.claimEvents(ctx, entries)
 	if err != nil {
 		return nil, err
 	}
-	if prior, ok := existing[e.IdempotencyKey]; ok {
-		return &iu.DeferredClaim{Prior: &prior}, nil
+	priors := make([]*iu.LogEntry, len(entries))
+	var won []iu.Instance
+	for i, e := range entries {
+		if prior, ok := existing[e.IdempotencyKey]; ok {
+			priors[i] = &prior
+		} else if instances[i] != nil {
+			won = append(won, *instances[i])
+		}
 	}
-	if in != nil {
-		if err := t.InsertInstances(ctx, []iu.Instance{*in}); err != nil {
+	if len(won) > 0 {
+		if err := t.InsertInstances(ctx, won); err != nil {
 			return nil, err
 		}
 	}
-	return &iu.DeferredClaim{}, nil
+	return priors, nil
 }
 
 // undefer claims a held claim now, for a transaction that goes on after
@@ -124,11 +157,11 @@ func (t *tx) undefer(ctx context.Context) error {
 	t.deferred = nil
 	pending := t.pending
 	t.pending = nil
-	res, err := t.claimNow(ctx, d.entry, d.in)
+	priors, err := t.claimNow(ctx, []iu.LogEntry{d.entry}, []*iu.Instance{d.in})
 	if err != nil {
 		return err
 	}
-	*d.res = *res
+	d.res.Prior = priors[0]
 	t.pending = append(t.pending, pending...)
 	return nil
 }

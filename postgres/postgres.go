@@ -33,10 +33,18 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/internal/migrations"
 )
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var migrationFiles embed.FS
+
+// migrationsFS is the migrations directory, and knownVersion the newest
+// migration in it: the schema version this build knows.
+var (
+	migrationsFS, _ = fs.Sub(migrationFiles, "migrations")
+	knownVersion    = migrations.Newest(migrationsFS)
+)
 
 // versionTable is goose's bookkeeping table; its presence marks an iu store.
 const versionTable = "iu_schema_version"
@@ -226,7 +234,11 @@ func pgInterval(d time.Duration) string {
 // at once do not race. The lock id is derived from the schema, so stores in
 // different schemas of one database migrate independently.
 func (s *Store) migrate(ctx context.Context, mustExist bool) error {
-	db := stdlib.OpenDB(*s.conn.Copy())
+	// A migration's work grows with the store (an index built, a column
+	// added to a table of millions of rows): it gets the long timeout.
+	cc := s.conn.Copy()
+	cc.RuntimeParams["statement_timeout"] = pgInterval(s.longTimeout)
+	db := stdlib.OpenDB(*cc)
 	defer db.Close()
 	db.SetMaxOpenConns(2)
 
@@ -252,17 +264,13 @@ func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 	if !versioned && mustExist {
 		return iu.Errorf(iu.ErrNoStore, "no iu store in schema %q of %s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", *schema, s.desc)
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
 	h := fnv.New64a()
 	h.Write([]byte("iu-migrate:" + database + "." + *schema))
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 600))
 	if err != nil {
 		return fmt.Errorf("postgres: migration lock: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrationsFS,
 		goose.WithTableName(versionTable), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)
@@ -294,11 +302,28 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Update runs fn in a READ COMMITTED transaction. Conflicts between workers
-// are settled by unique indexes, not by isolation: see ClaimEvents.
+// Update runs fn in a READ COMMITTED transaction. fn is safe to run more
+// than once, so the transaction may assume the gates and emit modes read
+// last instead of waiting for them (see state.go), and is run again,
+// reading them first, if they changed. Conflicts between workers are
+// settled by unique indexes, not by isolation: see claimEvents.
 func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	return s.pooled(ctx, true, true, fn)
+}
+
+// UpdateOnce runs fn in a READ COMMITTED transaction, once: it reads the
+// gates it uses rather than assuming them.
+func (s *Store) UpdateOnce(ctx context.Context, fn func(iu.Tx) error) error {
 	return s.pooled(ctx, true, false, fn)
 }
+
+// LocalPath is "": the store lives on a server.
+func (s *Store) LocalPath() string { return "" }
+
+// WriteConcurrency is 2: concurrent transactions overlap their round trips
+// and WAL flushes (on a small machine, larger transactions beat more of
+// them; raise it with --batch-workers on more cores).
+func (s *Store) WriteConcurrency() int { return 2 }
 
 // View runs fn in a read-only REPEATABLE READ transaction: one snapshot for
 // every statement, so verify's reads agree with each other.

@@ -139,13 +139,3 @@ func (t *tx) check() queued {
 		return nil
 	}}
 }
-
-// UpdateRepeatable runs fn like Update. fn is safe to run more than once,
-// so its transaction may assume the gates and emit modes read last instead
-// of waiting for them (see state.go), and is run again, reading them first,
-// if they changed.
-func (s *Store) UpdateRepeatable(ctx context.Context, fn func(iu.Tx) error) error {
-	return s.pooled(ctx, true, true, fn)
-}
-
-var _ iu.RepeatableUpdater = (*Store)(nil)

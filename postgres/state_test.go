@@ -32,7 +32,7 @@ func TestRepeatableTransactionRunsAgainOnStaleGates(t *testing.T) {
 	seen := func(write func(iu.Tx, iu.Gates) error) []iu.Gates {
 		t.Helper()
 		var runs []iu.Gates
-		err := s.UpdateRepeatable(ctx, func(tx iu.Tx) error {
+		err := s.Update(ctx, func(tx iu.Tx) error {
 			g, err := tx.Gates(ctx)
 			if err != nil {
 				return err
@@ -65,7 +65,7 @@ func TestRepeatableTransactionRunsAgainOnStaleGates(t *testing.T) {
 		return tx.InsertInstances(ctx, []iu.Instance{{
 			Key: "tpl-inst:auto:stale-1", Title: tpl.Title, TemplateKey: tpl.Key, TemplateDigest: tpl.Digest, Digest: tpl.Digest,
 			Actor: "stale", Mode: iu.ModeAuto, Event: &iu.Event{ID: "e1", Source: "test", Type: "test"}, Slots: tpl.Slots,
-			CreatedAt: time.Now().UTC(),
+			CreatedAt: iu.TimeOf(time.Now()),
 		}})
 	}
 	if _, err := other.SetGates(ctx, iu.GateChange{iu.GateAutoInstantiate: false}, "other"); err != nil {

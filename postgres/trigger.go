@@ -3,9 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,20 +47,14 @@ func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_trigger (`+triggerColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, tr.CreatedAt.Time, tr.CreatedBy)
 	if isUnique(err) {
+		// Which of the two keys was taken: the name, or the route.
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.ConstraintName == "iu_trigger_pkey" {
-			return iu.Errorf(iu.ErrTriggerExists, "trigger %q already exists: remove it first (iu trigger remove %s) or choose another name", tr.Name, tr.Name)
+			return iu.ErrTriggerExists
 		}
-		return iu.Errorf(iu.ErrTriggerExists, "a trigger already routes type %q%s to %s", tr.Type, fromSource(tr.Source), tr.Template)
+		return iu.ErrTriggerRouteTaken
 	}
 	return err
-}
-
-func fromSource(s string) string {
-	if s == "" {
-		return " (any source)"
-	}
-	return " from source " + strconv.Quote(s)
 }
 
 func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error) {
@@ -79,7 +70,7 @@ func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error)
 		if err := rows.Err(); err != nil {
 			return iu.Trigger{}, t.s.translate(ctx, err)
 		}
-		return iu.Trigger{}, iu.Errorf(iu.ErrNotFound, "no trigger named %q (iu trigger list shows them)", name)
+		return iu.Trigger{}, iu.ErrNotFound
 	}
 	tr, err := scanTrigger(rows)
 	if err != nil {
@@ -125,7 +116,7 @@ func (t *tx) InsertToken(ctx context.Context, tk *iu.Token) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_token (name, token_hash, scope, created_at, created_by) VALUES ($1, $2, $3, $4, $5)`,
 		tk.Name, tk.Hash, string(tk.Scope), tk.CreatedAt.Time, tk.CreatedBy)
 	if isUnique(err) {
-		return iu.Errorf(iu.ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", tk.Name)
+		return iu.ErrTokenExists
 	}
 	return err
 }
@@ -157,7 +148,7 @@ func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Tok
 	}
 	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = $1`, name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+		return iu.Token{}, false, iu.ErrNotFound
 	}
 	return tk, false, err
 }
@@ -165,7 +156,7 @@ func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Tok
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {
 	tk, err := t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE token_hash = $1`, hash)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no such token")
+		return iu.Token{}, iu.ErrNotFound
 	}
 	return tk, err
 }
@@ -174,20 +165,7 @@ func (t *tx) SchemaVersion(ctx context.Context) (current, known int64, err error
 	if err := t.queryRow(ctx, `SELECT version_id FROM `+versionTable+` ORDER BY id DESC LIMIT 1`, nil, &current); err != nil {
 		return 0, 0, t.s.translate(ctx, err)
 	}
-	return current, knownVersion(), nil
-}
-
-// knownVersion is the newest migration embedded in this build.
-func knownVersion() int64 {
-	var v int64
-	names, _ := fs.Glob(migrations, "migrations/*.sql")
-	for _, n := range names {
-		num, _, _ := strings.Cut(strings.TrimPrefix(n, "migrations/"), "_")
-		if x, err := strconv.ParseInt(num, 10, 64); err == nil && x > v {
-			v = x
-		}
-	}
-	return v
+	return current, knownVersion, nil
 }
 
 // PoolStats reports the connection pool.

@@ -224,7 +224,7 @@ func (t *tx) getTemplate(ctx context.Context, key string) (int64, *iu.Template, 
 		return 0, nil, t.s.translate(ctx, err)
 	}
 	if tp == nil {
-		return 0, nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return 0, nil, iu.ErrUnknownTemplate
 	}
 	return id, tp, nil
 }
@@ -290,10 +290,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 			continue
 		}
 		seen[s.Piece] = true
-		p, ok := tp.Pieces[s.Piece]
-		if !ok {
-			return iu.Errorf(iu.ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", tp.Key, s.ID, s.Piece)
-		}
+		p := tp.Pieces[s.Piece] // the engine checked that every slot's piece is there
 		ids, kinds, bodies = append(ids, s.Piece.String()), append(kinds, p.Kind), append(bodies, p.Body)
 	}
 	var sa slotArrays
@@ -308,7 +305,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 	if isUnique(err) {
 		// Another transaction published the key since this one looked. Run
 		// again, the engine compares contents and answers no-op or conflict.
-		return fmt.Errorf("%w (%w)", iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key), iu.ErrRetryable)
+		return fmt.Errorf("%w (%w)", iu.ErrTemplateExists, iu.ErrRetryable)
 	}
 	return err
 }
@@ -320,7 +317,7 @@ func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) erro
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return iu.ErrUnknownTemplate
 	}
 	return nil
 }
@@ -385,11 +382,11 @@ const claimInsertOne = `INSERT INTO iu_auto_instantiate_event_log (` + logColumn
 // lost is deleted (rolled back) before it could read the winner's entry.
 const maxClaimRounds = 4
 
-// ClaimEvents claims the free keys with one INSERT ... ON CONFLICT DO
+// claimEvents claims the free keys with one INSERT ... ON CONFLICT DO
 // NOTHING and then reads the entries of the keys it did not get, in a new
 // statement: at READ COMMITTED that statement sees the rows whose commit the
 // INSERT waited for.
-func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
 	if !t.write {
 		return nil, errReadOnly
 	}
@@ -627,7 +624,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		ev := eventArgs(in.Event)
 		var sa slotArrays
 		sa.add(0, in.Slots)
-		q = queued{sql: instanceInsertOne, args: []any{in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt,
+		q = queued{sql: instanceInsertOne, args: []any{in.Key, in.Title, in.Digest.String(), in.Actor, in.CreatedAt.Time,
 			sa.pos, sa.slot, sa.piece, sa.after,
 			in.TemplateKey, in.TemplateDigest.String(), string(in.Mode), ev[0], ev[1], ev[2], ev[3], ev[4], ev[5]}}
 	} else {
@@ -687,7 +684,7 @@ func instanceBatch(instances []iu.Instance) queued {
 			gid, gtitle, gdigest, gtkey, gtdigest = append(gid, id), append(gtitle, g.title), append(gdigest, g.digest), append(gtkey, g.tkey), append(gtdigest, g.tdigest)
 			sa.add(id, in.Slots)
 		}
-		keys[i], grps[i], actors[i], modes[i], ats[i] = in.Key, id, in.Actor, string(in.Mode), in.CreatedAt
+		keys[i], grps[i], actors[i], modes[i], ats[i] = in.Key, id, in.Actor, string(in.Mode), in.CreatedAt.Time
 		if ev := in.Event; ev != nil {
 			evID[i], evType[i], evSource[i], evSubject[i] = &ev.ID, &ev.Type, &ev.Source, &ev.Subject
 			if !ev.Time.IsZero() {
@@ -707,13 +704,13 @@ func instanceBatch(instances []iu.Instance) queued {
 // ErrInstanceExists.
 func instanceExists(err error) error {
 	if isUnique(err) {
-		return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
+		return iu.ErrInstanceExists
 	}
 	return err
 }
 
-func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
-	rec := &iu.InstanceRecord{Key: key}
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) {
+	rec := &iu.Instance{Key: key}
 	var id int64
 	var digest string
 	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evData *string
@@ -724,7 +721,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, e
 		WHERE c.collection_key = $1 AND c.collection_kind = 'instance'`, []any{key},
 		&id, &rec.Title, &digest, &rec.Actor, &rec.CreatedAt, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
+		return nil, iu.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -1030,7 +1027,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 	cursor := fmt.Sprintf("iu_graphs_%d", t.cursors)
 	t.hold(queued{sql: fmt.Sprintf(scanGraphs, cursor, filter), args: args})
 	fetch := fmt.Sprintf("FETCH %d FROM %s", graphPage, cursor)
-	parsed := make(map[string][]iu.Slot)
+	var unfold iu.SlotUnfolder
 	page := make([]*iu.InstanceGraph, 0, graphPage)
 	for {
 		page = page[:0]
@@ -1047,14 +1044,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 				return t.s.translate(ctx, err)
 			}
 			g.Digest, g.TemplateDigest = parseDigest(digest), parseDigest(tdigest)
-			slots, ok := parsed[string(folded)]
-			if !ok {
-				slots = unfoldSlots(string(folded))
-				if len(parsed) < 10000 {
-					parsed[string(folded)] = slots
-				}
-			}
-			g.Slots = slots
+			g.Slots = unfold.Unfold(string(folded))
 			page = append(page, g)
 		}
 		if err := rows.Err(); err != nil {
@@ -1070,24 +1060,6 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 			return nil
 		}
 	}
-}
-
-// unfoldSlots parses the folded membership rows of scanGraphs. A malformed
-// piece id parses as the zero digest, which verify reports.
-func unfoldSlots(folded string) []iu.Slot {
-	if folded == "" {
-		return nil
-	}
-	rows := strings.Split(folded, "\x1e")
-	out := make([]iu.Slot, 0, len(rows))
-	for _, r := range rows {
-		f := strings.SplitN(r, "\x1f", 3)
-		for len(f) < 3 {
-			f = append(f, "")
-		}
-		out = append(out, iu.Slot{ID: f[0], Piece: parseDigest(f[1]), After: iu.ParseEdgesText(f[2])})
-	}
-	return out
 }
 
 // ListTemplateGraphs reads each template's memberships with a correlated

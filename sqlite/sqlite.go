@@ -27,10 +27,18 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/internal/migrations"
 )
 
 //go:embed migrations/*.sql
-var migrations embed.FS
+var migrationFiles embed.FS
+
+// migrationsFS is the migrations directory, and knownVersion the newest
+// migration in it: the schema version this build knows.
+var (
+	migrationsFS, _ = fs.Sub(migrationFiles, "migrations")
+	knownVersion    = migrations.Newest(migrationsFS)
+)
 
 // versionTable is goose's bookkeeping table; its presence marks an iu store.
 const versionTable = "iu_schema_version"
@@ -185,11 +193,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("sqlite: %s: %s: %w", s.path, p, s.translate(err))
 		}
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub,
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, migrationsFS,
 		goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
@@ -240,8 +244,12 @@ func noStore(path string) error {
 // Describe names the store.
 func (s *Store) Describe() string { return "sqlite:" + s.path }
 
-// Path returns the absolute path of the database file.
-func (s *Store) Path() string { return s.path }
+// LocalPath returns the absolute path of the database file.
+func (s *Store) LocalPath() string { return s.path }
+
+// WriteConcurrency is 1: SQLite has one writer, and a second write
+// transaction would only wait for the first.
+func (s *Store) WriteConcurrency() int { return 1 }
 
 // Close closes the store.
 func (s *Store) Close() error {
@@ -272,9 +280,9 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// Update runs fn in a write transaction (BEGIN IMMEDIATE). It waits up to
-// Options.BusyWait for another process's write lock.
-func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
+// UpdateOnce runs fn in a write transaction (BEGIN IMMEDIATE). It waits up
+// to Options.BusyWait for another process's write lock.
+func (s *Store) UpdateOnce(ctx context.Context, fn func(iu.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.wconn == nil {
@@ -325,6 +333,10 @@ func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error {
 	s.ckpt.committed()
 	return nil
 }
+
+// Update is UpdateOnce: a SQLite transaction holds the write lock from its
+// start, so it never has to run fn again.
+func (s *Store) Update(ctx context.Context, fn func(iu.Tx) error) error { return s.UpdateOnce(ctx, fn) }
 
 // stmt returns a statement prepared on the writer connection, kept for the
 // life of the store. Callers hold wmu.

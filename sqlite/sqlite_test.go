@@ -37,7 +37,7 @@ func harness() storetest.Harness {
 			}
 			return n
 		},
-		Reopen: func(t *testing.T, s iu.Store) iu.Store { return open(t, s.(*sqlite.Store).Path()) },
+		Reopen: func(t *testing.T, s iu.Store) iu.Store { return open(t, s.LocalPath()) },
 	}
 }
 

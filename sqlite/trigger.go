@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io/fs"
-	"strconv"
 	"strings"
 	"time"
 
@@ -47,25 +45,13 @@ func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_trigger (`+triggerColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		tr.Name, tr.Type, tr.Source, tr.Template, tr.Actor, tr.Prefix, fmtTime(tr.CreatedAt.Time), tr.CreatedBy)
 	if isUnique(err) {
-		return triggerExists(err, tr)
+		// Which of the two keys was taken: the name, or the route.
+		if strings.Contains(err.Error(), "iu_trigger.name") {
+			return iu.ErrTriggerExists
+		}
+		return iu.ErrTriggerRouteTaken
 	}
 	return err
-}
-
-// triggerExists words a unique violation on iu_trigger: which of the two
-// keys was taken.
-func triggerExists(err error, tr *iu.Trigger) error {
-	if strings.Contains(err.Error(), "iu_trigger.name") || strings.Contains(err.Error(), "iu_trigger_pkey") {
-		return iu.Errorf(iu.ErrTriggerExists, "trigger %q already exists: remove it first (iu trigger remove %s) or choose another name", tr.Name, tr.Name)
-	}
-	return iu.Errorf(iu.ErrTriggerExists, "a trigger already routes type %q%s to %s", tr.Type, fromSource(tr.Source), tr.Template)
-}
-
-func fromSource(s string) string {
-	if s == "" {
-		return " (any source)"
-	}
-	return " from source " + strconv.Quote(s)
 }
 
 func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error) {
@@ -78,7 +64,7 @@ func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error)
 		if err := rows.Err(); err != nil {
 			return iu.Trigger{}, t.s.translate(err)
 		}
-		return iu.Trigger{}, iu.Errorf(iu.ErrNotFound, "no trigger named %q (iu trigger list shows them)", name)
+		return iu.Trigger{}, iu.ErrNotFound
 	}
 	tr, err := scanTrigger(rows)
 	if err != nil {
@@ -103,7 +89,7 @@ func (t *tx) InsertToken(ctx context.Context, tk *iu.Token) error {
 	_, err := t.exec(ctx, `INSERT INTO iu_token (name, token_hash, scope, created_at, created_by) VALUES (?, ?, ?, ?, ?)`,
 		tk.Name, tk.Hash, string(tk.Scope), fmtTime(tk.CreatedAt.Time), tk.CreatedBy)
 	if isUnique(err) {
-		return iu.Errorf(iu.ErrTokenExists, "a token named %q already exists: choose another name (iu token list shows them)", tk.Name)
+		return iu.ErrTokenExists
 	}
 	return err
 }
@@ -151,7 +137,7 @@ func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Tok
 	}
 	tk, err = t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE name = ?`, name)
 	if errors.Is(err, sql.ErrNoRows) {
-		return iu.Token{}, false, iu.Errorf(iu.ErrNotFound, "no token named %q (iu token list shows them)", name)
+		return iu.Token{}, false, iu.ErrNotFound
 	}
 	return tk, false, err
 }
@@ -159,7 +145,7 @@ func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Tok
 func (t *tx) GetToken(ctx context.Context, hash string) (iu.Token, error) {
 	tk, err := t.oneToken(ctx, `SELECT `+tokenColumns+` FROM iu_token WHERE token_hash = ?`, hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return iu.Token{}, iu.Errorf(iu.ErrNotFound, "no such token")
+		return iu.Token{}, iu.ErrNotFound
 	}
 	return tk, err
 }
@@ -168,21 +154,7 @@ func (t *tx) SchemaVersion(ctx context.Context) (current, known int64, err error
 	if err := t.queryRow(ctx, `SELECT version_id FROM `+versionTable+` ORDER BY id DESC LIMIT 1`, nil, &current); err != nil {
 		return 0, 0, t.s.translate(err)
 	}
-	return current, knownVersion(), nil
-}
-
-// knownVersion is the newest migration embedded in this build.
-func knownVersion() int64 {
-	var v int64
-	names, _ := fs.Glob(migrations, "migrations/*.sql")
-	for _, n := range names {
-		base := strings.TrimPrefix(n, "migrations/")
-		num, _, _ := strings.Cut(base, "_")
-		if x, err := strconv.ParseInt(num, 10, 64); err == nil && x > v {
-			v = x
-		}
-	}
-	return v
+	return current, knownVersion, nil
 }
 
 // PoolStats sums the writer connection and the read pool.

@@ -227,7 +227,7 @@ func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) 
 		WHERE collection_key = ? AND collection_kind = 'template'`, []any{key},
 		&id, &tp.Title, &digest, &mode, &tp.Actor, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return nil, iu.ErrUnknownTemplate
 	}
 	if err != nil {
 		return nil, err
@@ -303,10 +303,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 			continue
 		}
 		seen[s.Piece] = true
-		p, ok := tp.Pieces[s.Piece]
-		if !ok {
-			return iu.Errorf(iu.ErrInvalidTemplate, "template %s: slot %q: piece %s has no content", tp.Key, s.ID, s.Piece)
-		}
+		p := tp.Pieces[s.Piece] // the engine checked that every slot's piece is there
 		args = append(args, s.Piece.String(), p.Kind, p.Body, at)
 	}
 	if err := t.insertRows(ctx, `INSERT INTO iu_piece (piece_id, kind, body, created_at) VALUES `, 4, ` ON CONFLICT DO NOTHING`, args); err != nil {
@@ -320,7 +317,7 @@ func (t *tx) InsertTemplate(ctx context.Context, tp *iu.Template) error {
 		VALUES (?, ?, 'template', ?, ?, ?, ?, ?)`, id, tp.Key, tp.Title, tp.Digest.String(), string(tp.EmitMode), tp.Actor, at)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrTemplateExists, "template %s already exists", tp.Key)
+			return iu.ErrTemplateExists
 		}
 		return err
 	}
@@ -342,7 +339,7 @@ func (t *tx) SetEmitMode(ctx context.Context, key string, mode iu.EmitMode) erro
 		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return iu.ErrUnknownTemplate
 	}
 	return nil
 }
@@ -401,7 +398,37 @@ func (t *tx) ListPieces(ctx context.Context) (map[iu.Digest]iu.Piece, error) {
 
 const logColumns = `idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at`
 
-func (t *tx) ClaimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
+// Claim claims the entries' keys and writes the instances of those it
+// won, at once: a SQLite transaction holds the write lock, so there is no
+// round trip to save by holding anything for COMMIT.
+func (t *tx) Claim(ctx context.Context, entries []iu.LogEntry, instances []*iu.Instance) ([]iu.Claim, error) {
+	existing, err := t.claimEvents(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	claims := make([]iu.Claim, len(entries))
+	var won []iu.Instance
+	for i, e := range entries {
+		if prior, taken := existing[e.IdempotencyKey]; taken {
+			claims[i].Prior = &prior
+		} else if instances[i] != nil {
+			won = append(won, *instances[i])
+		}
+	}
+	if len(won) > 0 {
+		if err := t.InsertInstances(ctx, won); err != nil {
+			return nil, err
+		}
+	}
+	return claims, nil
+}
+
+// Settle has nothing to do: Claim answers at once.
+func (t *tx) Settle(context.Context) error { return nil }
+
+// claimEvents inserts the entries whose keys are new and returns, by key,
+// the stored entries of those that were already there.
+func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
 	// The write lock is held (BEGIN IMMEDIATE), so no one else can claim a
 	// key between this lookup and the insert. Looking up first costs one
 	// index descent per key, whose pages the insert needs anyway; the
@@ -502,7 +529,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		}
 		members = append(members, id, in.Key, tid)
 		wantMembers += int64(len(in.Slots))
-		at := fmtTime(in.CreatedAt)
+		at := fmtTime(in.CreatedAt.Time)
 		cols = append(cols, id, in.Key, "instance", in.Title, in.Digest.String(), in.Actor, at)
 		var evID, evType, evSource, evSubject, evTime, evData any
 		if ev := in.Event; ev != nil {
@@ -521,7 +548,7 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		7, "", cols)
 	if err != nil {
 		if isUnique(err) {
-			return iu.Errorf(iu.ErrInstanceExists, "an instance key is already taken")
+			return iu.ErrInstanceExists
 		}
 		return err
 	}
@@ -549,8 +576,8 @@ func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error
 		event_id, event_type, event_source, event_subject, event_time, event_data, created_at) VALUES `, 13, "", lineage)
 }
 
-func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, error) {
-	rec := &iu.InstanceRecord{Key: key}
+func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) {
+	rec := &iu.Instance{Key: key}
 	var id int64
 	var digest, at string
 	var tkey, tdigest, mode, evID, evType, evSource, evSubject, evTime, evData sql.NullString
@@ -560,7 +587,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.InstanceRecord, e
 		WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key},
 		&id, &rec.Title, &digest, &rec.Actor, &at, &tkey, &tdigest, &mode, &evID, &evType, &evSource, &evSubject, &evTime, &evData)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, iu.Errorf(iu.ErrNotFound, "no instance %q", key)
+		return nil, iu.ErrNotFound
 	}
 	if err != nil {
 		return nil, err
@@ -737,7 +764,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		return err
 	}
 	defer rows.Close()
-	parsed := make(map[string][]iu.Slot)
+	var unfold iu.SlotUnfolder
 	for rows.Next() {
 		var key, digest, tkey, tdigest, folded string
 		var has bool
@@ -747,39 +774,12 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		g := &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
 		g.Digest, _ = iu.ParseDigest(digest)
 		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
-		slots, ok := parsed[folded]
-		if !ok {
-			slots = unfoldSlots(folded)
-			if len(parsed) < 10000 {
-				parsed[folded] = slots
-			}
-		}
-		g.Slots = slots
+		g.Slots = unfold.Unfold(folded)
 		if err := fn(g); err != nil {
 			return err
 		}
 	}
 	return t.s.translate(rows.Err())
-}
-
-// unfoldSlots parses the folded membership rows of ScanInstanceGraphs. A
-// malformed piece id parses as the zero digest, which verify reports.
-func unfoldSlots(folded string) []iu.Slot {
-	if folded == "" {
-		return nil
-	}
-	rows := strings.Split(folded, "\x1e")
-	out := make([]iu.Slot, 0, len(rows))
-	for _, r := range rows {
-		f := strings.SplitN(r, "\x1f", 3)
-		for len(f) < 3 {
-			f = append(f, "")
-		}
-		s := iu.Slot{ID: f[0], After: iu.ParseEdgesText(f[2])}
-		s.Piece, _ = iu.ParseDigest(f[1])
-		out = append(out, s)
-	}
-	return out
 }
 
 // templateID returns a template's collection_id, cached for the transaction.
@@ -790,7 +790,7 @@ func (t *tx) templateID(ctx context.Context, key string) (int64, error) {
 	var id int64
 	err := t.queryRow(ctx, `SELECT collection_id FROM iu_piece_collection WHERE collection_key = ? AND collection_kind = 'template'`, []any{key}, &id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, iu.Errorf(iu.ErrUnknownTemplate, "unknown template %q", key)
+		return 0, iu.ErrUnknownTemplate
 	}
 	if err != nil {
 		return 0, err

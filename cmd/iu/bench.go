@@ -214,10 +214,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*benchReport, error) {
 		target = s.Describe()
 		bo := o.batch
 		if bo.Workers <= 0 {
-			bo.Workers = 1
-			if _, ok := s.(interface{ Path() string }); !ok {
-				bo.Workers = 2
-			}
+			bo.Workers = s.WriteConcurrency()
 		}
 		b := iu.NewEngine(s).NewBatcher(bo)
 		defer b.Close(context.Background())

@@ -228,10 +228,7 @@ func writeBulkReport(w io.Writer, rep *iu.BulkReport, plan *iu.BulkPlan) {
 	c := rep.Counts
 	fmt.Fprintf(w, "\nbulk %s: committed %d events in one transaction: ok %d, replayed %d, shadow %d, gated %d\n\n",
 		rep.Actor, c.Total(), c.OK, c.Replayed, c.Shadow, c.Gated)
-	prefix := plan.InstancePrefix
-	if prefix == "" {
-		prefix = plan.Actor
-	}
+	prefix := plan.Prefix()
 	tw := table(w)
 	fmt.Fprintln(tw, "Surface\tPre-call\tRead-back in TX\tPost-commit\tDelta")
 	row := func(name string, d iu.SurfaceDelta, readBack int64) {

@@ -184,10 +184,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 	cfg := m.Config
 	cfg.Addr = m.Addr
 	if cfg.Batch.Workers <= 0 {
-		cfg.Batch.Workers = 1
-		if _, ok := m.Store.(interface{ Path() string }); !ok {
-			cfg.Batch.Workers = 2
-		}
+		cfg.Batch.Workers = m.Store.WriteConcurrency()
 	}
 	var srv *iuhttp.Server // the console charts what its batcher answers
 	if m.Console {
@@ -226,8 +223,8 @@ func (m *serveMain) bootstrapToken(ctx context.Context) error {
 	file := m.AdminTokenFile
 	if file == "" {
 		file = "iu-admin.token"
-		if p, ok := m.Store.(interface{ Path() string }); ok {
-			file = p.Path() + ".token"
+		if p := m.Store.LocalPath(); p != "" {
+			file = p + ".token"
 		}
 	}
 	if file, err = filepath.Abs(file); err != nil {
