@@ -151,6 +151,15 @@ type Tx interface {
 	// not, or ErrNotFound.
 	GetToken(ctx context.Context, hash string) (Token, error)
 
+	// ListActors returns the actors that have auto instances (what a
+	// rollback removes), in byte order, those after after ("" from the
+	// first), at most limit. It reads one index entry per actor, not one
+	// per instance.
+	ListActors(ctx context.Context, after string, limit int) ([]string, error)
+	// CountInstances counts instance collections, those of actor when it
+	// is not empty: what Verify checks.
+	CountInstances(ctx context.Context, actor string) (int64, error)
+
 	// SchemaVersion returns the version the store's schema is at and the
 	// newest version this build knows: a server is ready only when they
 	// are equal.

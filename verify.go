@@ -47,9 +47,8 @@ func (e *Engine) Verify(ctx context.Context, actor string) (*VerifyReport, error
 }
 
 // VerifyProgress is Verify for a caller that shows progress: progress is
-// called first with how many instances there are to check (-1 when the
-// store cannot say), then every few thousand instances and at the end with
-// how many were checked. It runs in the caller's goroutine, inside the
+// called first with how many instances there are to check, then every few
+// thousand instances and at the end with how many were checked. It runs in the caller's goroutine, inside the
 // read transaction: it must return quickly.
 func (e *Engine) VerifyProgress(ctx context.Context, actor string, progress func(checked, total int64)) (*VerifyReport, error) {
 	return e.verifyWith(ctx, actor, true, progress)
@@ -68,14 +67,11 @@ const verifyProgressEvery = 4096
 func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, progress func(checked, total int64)) (*VerifyReport, error) {
 	rep := &VerifyReport{Diverging: []Divergence{}}
 	err := e.store.View(ctx, func(tx Tx) error {
-		total := int64(-1)
+		var total int64
 		if progress != nil {
-			if c, ok := tx.(Census); ok {
-				n, err := c.CountInstances(ctx, actor)
-				if err != nil {
-					return err
-				}
-				total = n
+			var err error
+			if total, err = tx.CountInstances(ctx, actor); err != nil {
+				return err
 			}
 			progress(0, total)
 		}

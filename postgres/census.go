@@ -1,12 +1,6 @@
 package postgres
 
-import (
-	"context"
-
-	"github.com/iu-engine/iu"
-)
-
-var _ iu.Census = (*tx)(nil)
+import "context"
 
 // ListActors walks the lineage's actor index from one actor to the next
 // (a loose index scan), so that it reads one index entry per actor, not
