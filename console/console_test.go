@@ -730,6 +730,26 @@ func TestTemplateGraph(t *testing.T) {
 	if len(p.Graph.Edges) != edges {
 		t.Errorf("%d edges drawn, %d in the template", len(p.Graph.Edges), edges)
 	}
+	// An edge that spans layers drops straight through the layers between
+	// ("L" to the bottom of the row), beside their boxes, not through them.
+	drop := regexp.MustCompile(`L([0-9.]+),([0-9.]+)`)
+	long := 0
+	for _, e := range p.Graph.Edges {
+		for _, m := range drop.FindAllStringSubmatch(e.Path, -1) {
+			long++
+			var x, y float64
+			fmt.Sscan(m[1], &x)
+			fmt.Sscan(m[2], &y)
+			for _, n := range p.Graph.Nodes {
+				if n.Y+n.H == y && x > n.X && x < n.X+n.W {
+					t.Errorf("edge %s passes through the box of %s", e.Title, n.ID)
+				}
+			}
+		}
+	}
+	if long == 0 {
+		t.Errorf("no edge of %s spans two layers; laptop -> first-day does", wfKey)
+	}
 }
 
 func TestRollbackPreview(t *testing.T) {

@@ -482,6 +482,10 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	if n := tb.count(`svg.dag rect`); n != 8 {
 		t.Errorf("the template's graph has %d nodes, want its 8 pieces", n)
 	}
+	if shoot {
+		tb.open("/templates/" + wfKey)
+		tb.screenshot("console-template.png")
+	}
 
 	// An instance's page: lineage, digest, rendered checklist.
 	tb.open("/instances?actor=iu-core-25000x-bulk&template=" + wfKey)
