@@ -74,6 +74,28 @@ func harness() storetest.Harness {
 			}
 			return open(t, dsn.(string))
 		},
+		Blank: func(t *testing.T) storetest.Location {
+			dsn := freshSchema(t)
+			return storetest.Location{
+				Exec: func(query string) error {
+					ctx := context.Background()
+					c, err := pgx.Connect(ctx, dsn)
+					if err != nil {
+						return err
+					}
+					defer c.Close(ctx)
+					_, err = c.Exec(ctx, query)
+					return err
+				},
+				Open: func(mustExist bool) (iu.Store, error) {
+					s, err := postgres.Open(context.Background(), dsn, postgres.Options{MustExist: mustExist})
+					if err == nil {
+						t.Cleanup(func() { s.Close() })
+					}
+					return s, err
+				},
+			}
+		},
 	}
 }
 
@@ -176,78 +198,12 @@ func TestMissingDatabaseIsNamed(t *testing.T) {
 	}
 }
 
-func TestNewerSchemaIsRefused(t *testing.T) {
-	t.Parallel()
-	dsn := freshSchema(t)
-	s := open(t, dsn)
-	if err := postgres.ExecRaw(context.Background(), s, `INSERT INTO iu_schema_version (version_id, is_applied) VALUES (99999, true)`); err != nil {
-		t.Fatal(err)
-	}
-	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
-	if !errors.Is(err, iu.ErrSchemaTooNew) || !strings.Contains(err.Error(), "99999") {
-		t.Fatalf("open of a newer schema: %v, want ErrSchemaTooNew naming version 99999", err)
-	}
-}
-
-func TestForeignTablesAreRefused(t *testing.T) {
-	t.Parallel()
-	dsn := freshSchema(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE TABLE iu_gate (name text)`); err != nil {
-		t.Fatal(err)
-	}
-	_, err = postgres.Open(ctx, dsn, postgres.Options{})
-	if !errors.Is(err, iu.ErrNotStore) {
-		t.Fatalf("open of a schema with a stray iu_gate table: %v, want ErrNotStore", err)
-	}
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&n); err != nil || n != 1 {
-		t.Fatalf("the refused schema was touched: %d tables, %v", n, err)
-	}
-}
-
 func TestMissingSchemaIsNamed(t *testing.T) {
 	t.Parallel()
 	dsn := withSearchPath(t, serverDSN(t), "iu_no_such_schema")
 	_, err := postgres.Open(context.Background(), dsn, postgres.Options{})
 	if !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "iu_no_such_schema") {
 		t.Fatalf("open with a missing schema: %v", err)
-	}
-}
-
-// Many processes opening one new store at once: one migrates, the others
-// wait for its lock and find the schema current.
-func TestConcurrentOpenMigratesOnce(t *testing.T) {
-	t.Parallel()
-	dsn := freshSchema(t)
-	const n = 6
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
-			if err == nil {
-				s.Close()
-			}
-			errs[i] = err
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("opener %d: %v", i, err)
-		}
-	}
-	s := open(t, dsn)
-	if n, err := postgres.CountRaw(context.Background(), s, `SELECT count(*) - count(DISTINCT version_id) FROM iu_schema_version WHERE version_id > 0`); err != nil || n != 0 {
-		t.Fatalf("%d migrations were applied more than once, %v", n, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
@@ -38,6 +39,27 @@ func harness() storetest.Harness {
 			return n
 		},
 		Reopen: func(t *testing.T, s iu.Store) iu.Store { return open(t, s.LocalPath()) },
+		Blank: func(t *testing.T) storetest.Location {
+			path := filepath.Join(t.TempDir(), "iu.db")
+			return storetest.Location{
+				Exec: func(query string) error {
+					db, err := sql.Open("sqlite", path)
+					if err != nil {
+						return err
+					}
+					defer db.Close()
+					_, err = db.Exec(query)
+					return err
+				},
+				Open: func(mustExist bool) (iu.Store, error) {
+					s, err := sqlite.Open(context.Background(), path, sqlite.Options{MustExist: mustExist})
+					if err == nil {
+						t.Cleanup(func() { s.Close() })
+					}
+					return s, err
+				},
+			}
+		},
 	}
 }
 

@@ -307,17 +307,52 @@ var _ = register("VerifyDetectsDivergence", func(t *testing.T, h Harness) {
 	}
 })
 
+// verify counts each kind of orphan row, on every backend: memberships
+// and lineage rows that point at no collection of theirs, ok log rows whose
+// instance is missing, and instances without lineage. Each corruption is
+// one statement that both dialects run (and that SQLite's foreign keys
+// allow), and each makes exactly its own count non-zero.
 var _ = register("VerifyCountsOrphans", func(t *testing.T, h Harness) {
 	v := newEnv(t, h)
 	v.seedTemplates()
 	v.gates(true, true)
-	a := v.mustEmit(wfKey, "o1", "alice")
-	// An ok log row whose instance is missing.
-	h.Exec(t, v.s, "INSERT INTO iu_auto_instantiate_event_log (idempotency_key, event_id, event_type, event_source, template_key, instance_key, actor, status, payload_digest, created_at) "+
-		"SELECT 'orphan-key', event_id, event_type, event_source, template_key, 'tpl-inst:auto:gone-000000000000', actor, status, payload_digest, created_at FROM iu_auto_instantiate_event_log WHERE instance_key = '"+a.InstanceKey+"'")
-	rep := v.verify("")
-	if rep.Orphans.EventLog != 1 || rep.OK() {
-		t.Fatalf("orphans: %+v", rep)
+	keys := make([]string, 4)
+	for i := range keys {
+		keys[i] = v.mustEmit(wfKey, fmt.Sprintf("o%d", i), "alice").InstanceKey
+	}
+	if rep := v.verify(""); !rep.OK() || rep.Orphans.Total() != 0 {
+		t.Fatalf("a healthy store: %+v", rep)
+	}
+	corruptions := []struct {
+		name  string
+		sql   string
+		count func(iu.Orphans) int64
+	}{
+		{"a membership row naming another collection's key",
+			"UPDATE iu_collection_membership SET collection_key = 'tpl-inst:auto:elsewhere-000000000000' WHERE collection_key = '" + keys[0] + "' AND slot = 's1'",
+			func(o iu.Orphans) int64 { return o.Memberships }},
+		{"a lineage row naming another instance",
+			"UPDATE iu_collection_template_instance_lineage SET instance_key = 'tpl-inst:auto:elsewhere-000000000001' WHERE instance_key = '" + keys[1] + "'",
+			func(o iu.Orphans) int64 { return o.Lineage }},
+		{"an ok log row whose instance is missing",
+			"UPDATE iu_auto_instantiate_event_log SET instance_key = 'tpl-inst:auto:gone-000000000000' WHERE instance_key = '" + keys[2] + "'",
+			func(o iu.Orphans) int64 { return o.EventLog }},
+		{"an instance without lineage",
+			"DELETE FROM iu_collection_template_instance_lineage WHERE instance_key = '" + keys[3] + "'",
+			func(o iu.Orphans) int64 { return o.Instances }},
+	}
+	var want iu.Orphans
+	for _, c := range corruptions {
+		h.Exec(t, v.s, c.sql)
+		rep := v.verify("")
+		if got := c.count(rep.Orphans); got != 1 || rep.OK() {
+			t.Fatalf("after %s: orphans %+v, want that count at 1", c.name, rep.Orphans)
+		}
+		// The counts before it are unchanged: each corruption is its own.
+		if prev := want.Total(); rep.Orphans.Total() != prev+1 {
+			t.Fatalf("after %s: %d orphan rows in all, want %d", c.name, rep.Orphans.Total(), prev+1)
+		}
+		want = rep.Orphans
 	}
 })
 

@@ -27,6 +27,19 @@ type Harness struct {
 	// Reopen opens a second handle on the same database as s (another
 	// process would), closed by the test's cleanup.
 	Reopen func(t *testing.T, s iu.Store) iu.Store
+	// Blank makes a new place for a store (a file, a schema) with nothing
+	// in it yet: what opening a store does to a place is a rule too.
+	Blank func(t *testing.T) Location
+}
+
+// Location is a place for a store that no store has opened yet.
+type Location struct {
+	// Exec runs raw SQL there, outside any store (it creates the place
+	// if need be).
+	Exec func(query string) error
+	// Open opens a store there, as iu does (refusing to create one with
+	// mustExist); the test's cleanup closes it.
+	Open func(mustExist bool) (iu.Store, error)
 }
 
 // Exercise runs the whole suite.

@@ -596,3 +596,47 @@ func TestServeBulkLinesAndPlainJSON(t *testing.T) {
 		t.Fatalf("a template with < > &: %d %s", r.status, r.body)
 	}
 }
+
+// Through the server a change is recorded under the token that made it;
+// the actor the client names (here "mallory", and the OS user it sends
+// without --actor) is kept beside it as claimed, never instead of it.
+func TestServeAuditsTheToken(t *testing.T) {
+	forBackends(t, func(t *testing.T, db string) {
+		s := startServer(t, db)
+		s.setup()
+		nt, err := s.m.Engine.CreateToken(context.Background(), "ops-lead", iu.ScopeAdmin, "tester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(args ...string) string {
+			var out, errb bytes.Buffer
+			if code := Main(context.Background(), append([]string{"--server", s.url, "--token", nt.Secret}, args...), strings.NewReader(""), &out, &errb); code != 0 {
+				t.Fatalf("iu %v: exit %d: %s", args, code, errb.String())
+			}
+			return out.String()
+		}
+		run("gate", "set", "composer_enabled=false", "--actor", "mallory")
+		run("gate", "set", "auto_instantiate_enabled=false")
+		run("template", "mode", wfKey, "shadow")
+		run("rollback", "--actor", "nobody", "--apply")
+		var trail struct {
+			Audit []iu.GateAuditEntry `json:"audit"`
+		}
+		if err := json.Unmarshal([]byte(run("--json", "gate", "list", "--audit", "2")), &trail); err != nil || len(trail.Audit) != 2 {
+			t.Fatalf("audit: %+v %v", trail, err)
+		}
+		if a := trail.Audit[1]; a.ChangedBy != "ops-lead" || a.Claimed != "mallory" {
+			t.Fatalf("gate set --actor mallory through the server: %+v, want by ops-lead, claimed mallory", a)
+		}
+		if a := trail.Audit[0]; a.ChangedBy != "ops-lead" || a.Claimed != "" {
+			t.Fatalf("gate set without --actor through the server: %+v, want by ops-lead and nothing claimed", a)
+		}
+		var audit []iu.AuditEntry
+		if err := json.Unmarshal([]byte(run("--json", "audit", "--limit", "2")), &audit); err != nil || len(audit) != 2 {
+			t.Fatalf("audit: %+v %v", audit, err)
+		}
+		if audit[0].Action != iu.AuditRollback || audit[0].By != "ops-lead" || audit[1].Action != iu.AuditEmitMode || audit[1].By != "ops-lead" {
+			t.Fatalf("the audit trail: %+v, want the rollback and the mode change by ops-lead", audit)
+		}
+	})
+}
