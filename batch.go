@@ -51,6 +51,8 @@ type Batcher struct {
 	wg     sync.WaitGroup
 
 	pending atomic.Int64 // requests handed over and not yet in a transaction
+
+	activity Activity // what the requests were answered, for the console
 }
 
 type unit struct {
@@ -113,6 +115,10 @@ func (b *Batcher) Options() BatchOptions { return b.opt }
 // does not keep up).
 func (b *Batcher) Pending() int { return int(b.pending.Load()) }
 
+// Activity returns what the batcher answered over the last hour, by
+// outcome, with latencies from Submit to answer.
+func (b *Batcher) Activity() ActivitySnapshot { return b.activity.Snapshot(time.Now()) }
+
 // send hands u to the loop, counting it as pending first so that the count
 // never goes below zero.
 func (b *Batcher) send(ctx context.Context, u *unit) error {
@@ -137,6 +143,7 @@ func (b *Batcher) Submit(ctx context.Context, reqs []EmitRequest) ([]Outcome, er
 	}
 	u := newUnit(reqs)
 	if len(u.ps) == 0 {
+		b.activity.recordUnits(time.Now(), []*unit{u}, nil)
 		return u.outs, nil
 	}
 	b.mu.RLock()
@@ -181,6 +188,7 @@ func (b *Batcher) SubmitAll(ctx context.Context, units [][]EmitRequest) []UnitRe
 		}
 		u := newUnit(reqs)
 		if len(u.ps) == 0 {
+			b.activity.recordUnits(time.Now(), []*unit{u}, nil)
 			out[i].Outcomes = u.outs
 			continue
 		}
@@ -350,16 +358,23 @@ func (b *Batcher) apply(batch []*unit, n int) {
 		b.apply(batch[half:], count(batch[half:]))
 		return
 	}
-	off := 0
+	if err == nil {
+		off := 0
+		for _, u := range batch {
+			for i, k := range u.idx {
+				u.outs[k] = outs[off+i]
+			}
+			off += len(u.ps)
+		}
+	}
+	// Counted before anyone is answered, so that a caller who reads the
+	// activity after its answer finds itself in it.
+	b.activity.recordUnits(time.Now(), batch, err)
 	for _, u := range batch {
 		if err != nil {
 			u.out <- unitResult{err: err}
 			continue
 		}
-		for i, k := range u.idx {
-			u.outs[k] = outs[off+i]
-		}
-		off += len(u.ps)
 		u.out <- unitResult{outs: u.outs}
 	}
 }

@@ -612,8 +612,14 @@ func (e *Engine) Instances(ctx context.Context, f InstanceFilter) (Page[Instance
 	if err != nil {
 		return Page[InstanceRow]{}, err
 	}
-	after, err := parseSeqCursor(f.After)
-	if err != nil {
+	var after int64
+	cursor := func(r *InstanceRow) string { return seqCursor(r.Seq) }
+	if f.Prefix != "" { // key order: see InstanceFilter
+		if f.AfterKey, err = parseKeyCursor(f.After); err != nil {
+			return Page[InstanceRow]{}, err
+		}
+		cursor = func(r *InstanceRow) string { return keyCursor(r.InstanceKey) }
+	} else if after, err = parseSeqCursor(f.After); err != nil {
 		return Page[InstanceRow]{}, err
 	}
 	var rows []InstanceRow
@@ -621,7 +627,7 @@ func (e *Engine) Instances(ctx context.Context, f InstanceFilter) (Page[Instance
 		rows, err = tx.ListInstances(ctx, f, after, limit+1)
 		return err
 	})
-	return pageOf(rows, limit, func(r *InstanceRow) string { return seqCursor(r.Seq) }), err
+	return pageOf(rows, limit, cursor), err
 }
 
 // EventLog reads the event log newest first, a page at a time.

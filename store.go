@@ -183,6 +183,15 @@ type Tx interface {
 	// not, or ErrNotFound.
 	GetToken(ctx context.Context, hash string) (Token, error)
 
+	// ListActors returns the actors that have auto instances (what a
+	// rollback removes), in byte order, those after after ("" from the
+	// first), at most limit. It reads one index entry per actor, not one
+	// per instance.
+	ListActors(ctx context.Context, after string, limit int) ([]string, error)
+	// CountInstances counts instance collections, those of actor when it
+	// is not empty: what Verify checks.
+	CountInstances(ctx context.Context, actor string) (int64, error)
+
 	// SchemaVersion returns the version the store's schema is at and the
 	// newest version this build knows: a server is ready only when they
 	// are equal.
@@ -255,12 +264,19 @@ type Surfaces struct {
 }
 
 // InstanceFilter selects rows of the per-instance view, a page at a time.
-// Zero fields do not filter. Rows come in creation order.
+// Zero fields do not filter. Rows come in creation order, except under a
+// Prefix: then in key order, which the key index serves at any size (in
+// creation order, the first page under a prefix whose instances are the
+// newest read every older one first).
 type InstanceFilter struct {
 	Actor       string
 	TemplateKey string
 	Prefix      string // instance prefix: keys under AutoInstancePrefix(Prefix)
 	EventID     string
+	// AfterKey is where a page under a Prefix starts: the rows whose keys
+	// sort after it ("" from the first). The engine sets it from the
+	// page's cursor.
+	AfterKey string `json:"-"`
 	PageRequest
 }
 

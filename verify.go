@@ -2,6 +2,7 @@ package iu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 )
@@ -45,11 +46,35 @@ func (e *Engine) Verify(ctx context.Context, actor string) (*VerifyReport, error
 	return e.verify(ctx, actor, true)
 }
 
+// VerifyProgress is Verify for a caller that shows progress: progress is
+// called first with how many instances there are to check, then every few
+// thousand instances and at the end with how many were checked. It runs in the caller's goroutine, inside the
+// read transaction: it must return quickly.
+func (e *Engine) VerifyProgress(ctx context.Context, actor string, progress func(checked, total int64)) (*VerifyReport, error) {
+	return e.verifyWith(ctx, actor, true, progress)
+}
+
 // verify is Verify; the orphan count, a scan of every table, is skipped
 // when orphans is false (a bulk report shows only the digest invariant).
 func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*VerifyReport, error) {
+	return e.verifyWith(ctx, actor, orphans, nil)
+}
+
+// verifyProgressEvery is how many instances verify checks between two
+// calls of its progress function.
+const verifyProgressEvery = 4096
+
+func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, progress func(checked, total int64)) (*VerifyReport, error) {
 	rep := &VerifyReport{Diverging: []Divergence{}}
 	err := e.store.View(ctx, func(tx Tx) error {
+		var total int64
+		if progress != nil {
+			var err error
+			if total, err = tx.CountInstances(ctx, actor); err != nil {
+				return err
+			}
+			progress(0, total)
+		}
 		templates, err := tx.ListTemplateGraphs(ctx)
 		if err != nil {
 			return err
@@ -58,36 +83,8 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 		if err != nil {
 			return err
 		}
-		// Hash each stored piece once: the id its content really has.
-		real := make(map[Digest]Digest, len(stored))
-		for id, p := range stored {
-			real[id] = p.ID()
-		}
-		recompute := func(slots []Slot) (Digest, []string) {
-			var why []string
-			rs := make([]Slot, len(slots))
-			for i, s := range slots {
-				rs[i] = s
-				r, ok := real[s.Piece]
-				switch {
-				case !ok:
-					why = append(why, fmt.Sprintf("slot %q: piece %s is missing", s.ID, s.Piece))
-				case r != s.Piece:
-					why = append(why, fmt.Sprintf("slot %q: piece %s does not match its stored content (hashes to %s)", s.ID, s.Piece, r))
-				}
-				rs[i].Piece = r
-			}
-			return GraphDigest(rs), why
-		}
-		templateReal := make(map[string]Digest, len(templates))
-		templateWhy := make(map[string][]string, len(templates))
-		for k, t := range templates {
-			d, why := recompute(t.Slots)
-			if d != t.Digest {
-				why = append(why, fmt.Sprintf("template %s: stored graph hashes to %s, not its digest %s", k, d, t.Digest))
-			}
-			templateReal[k], templateWhy[k] = d, why
-		}
+		recompute := recomputer(stored)
+		templateWhy := templateProblems(templates, recompute)
 		// Stores may hand many instances the very same (read-only) slots
 		// slice when their stored rows are identical; check such a graph once.
 		type graphID struct {
@@ -100,6 +97,9 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 		checked := make(map[graphID][]string)
 		err = tx.ScanInstanceGraphs(ctx, actor, func(g *InstanceGraph) error {
 			rep.Total++
+			if progress != nil && rep.Total%verifyProgressEvery == 0 {
+				progress(rep.Total, total)
+			}
 			var why []string
 			if len(g.Slots) > 0 {
 				id := graphID{&g.Slots[0], len(g.Slots), g.TemplateKey, g.TemplateDigest, g.Digest, g.HasLineage}
@@ -123,8 +123,14 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 			}
 			return nil
 		})
-		if err != nil || !orphans {
+		if err != nil {
 			return err
+		}
+		if progress != nil {
+			progress(rep.Total, total)
+		}
+		if !orphans {
+			return nil
 		}
 		rep.Orphans, err = tx.CountOrphans(ctx)
 		return err
@@ -133,6 +139,88 @@ func (e *Engine) verify(ctx context.Context, actor string, orphans bool) (*Verif
 		return nil, err
 	}
 	return rep, nil
+}
+
+// recomputer returns a function that recomputes a graph's digest from the
+// stored pieces' real content, saying which pieces are missing or do not
+// match their ids. Each stored piece is hashed once.
+func recomputer(stored map[Digest]Piece) func([]Slot) (Digest, []string) {
+	real := make(map[Digest]Digest, len(stored))
+	for id, p := range stored {
+		real[id] = p.ID()
+	}
+	return func(slots []Slot) (Digest, []string) {
+		var why []string
+		rs := make([]Slot, len(slots))
+		for i, s := range slots {
+			rs[i] = s
+			r, ok := real[s.Piece]
+			switch {
+			case !ok:
+				why = append(why, fmt.Sprintf("slot %q: piece %s is missing", s.ID, s.Piece))
+			case r != s.Piece:
+				why = append(why, fmt.Sprintf("slot %q: piece %s does not match its stored content (hashes to %s)", s.ID, s.Piece, r))
+			}
+			rs[i].Piece = r
+		}
+		return GraphDigest(rs), why
+	}
+}
+
+// templateProblems checks each template's own graph: what is wrong with a
+// template is wrong with every instance of it.
+func templateProblems(templates map[string]*Template, recompute func([]Slot) (Digest, []string)) map[string][]string {
+	out := make(map[string][]string, len(templates))
+	for k, t := range templates {
+		d, why := recompute(t.Slots)
+		if d != t.Digest {
+			why = append(why, fmt.Sprintf("template %s: stored graph hashes to %s, not its digest %s", k, d, t.Digest))
+		}
+		out[k] = why
+	}
+	return out
+}
+
+// VerifyInstance checks one instance as Verify checks each: its digest
+// recomputed from its stored membership rows and piece bodies, against the
+// template's digest, the one lineage recorded and its own stored digest,
+// and the shared graph. It returns why it diverges, nothing when it
+// matches; ErrNotFound if there is no such instance.
+func (e *Engine) VerifyInstance(ctx context.Context, key string) ([]string, error) {
+	var why []string
+	err := e.store.View(ctx, func(tx Tx) error {
+		rec, err := tx.GetInstance(ctx, key)
+		if err != nil {
+			return err
+		}
+		templates := map[string]*Template{}
+		ids := make([]Digest, 0, 2*len(rec.Slots))
+		for _, s := range rec.Slots {
+			ids = append(ids, s.Piece)
+		}
+		if rec.TemplateKey != "" {
+			t, err := tx.GetTemplate(ctx, rec.TemplateKey)
+			switch {
+			case err == nil:
+				templates[t.Key] = t
+				for _, s := range t.Slots {
+					ids = append(ids, s.Piece)
+				}
+			case !errors.Is(err, ErrUnknownTemplate):
+				return err
+			}
+		}
+		stored, err := tx.GetPieces(ctx, ids)
+		if err != nil {
+			return err
+		}
+		recompute := recomputer(stored)
+		g := &InstanceGraph{Key: rec.Key, Digest: rec.Digest, HasLineage: rec.TemplateKey != "",
+			TemplateKey: rec.TemplateKey, TemplateDigest: rec.TemplateDigest, Slots: rec.Slots}
+		why = checkInstance(g, templates, templateProblems(templates, recompute), recompute)
+		return nil
+	})
+	return why, err
 }
 
 func checkInstance(g *InstanceGraph, templates map[string]*Template, templateWhy map[string][]string, recompute func([]Slot) (Digest, []string)) []string {

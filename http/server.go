@@ -54,6 +54,11 @@ type Config struct {
 	// CacheTTL bounds how long triggers and tokens changed through another
 	// server (sharing the database) take to be seen here (default 1 s).
 	CacheTTL time.Duration
+
+	// Console, if set, serves every path that is not the API's (/v1/...,
+	// /metrics, /healthz, /readyz, /openapi.json): the ops console. It
+	// does its own authentication; the server only routes to it.
+	Console nethttp.Handler
 }
 
 func (c *Config) defaults() {
@@ -119,7 +124,8 @@ func (s *Server) AddReadyCheck(name string, check func(context.Context) error) {
 }
 
 // Batcher returns the server's group-commit batcher, for other intakes to
-// submit through: their events then share transactions with HTTP's.
+// submit through: their events then share transactions with HTTP's (and
+// its Activity, what the console charts, counts them all).
 func (s *Server) Batcher() *iu.Batcher { return s.batcher }
 
 // Register adds collectors to the registry that GET /metrics serves.
@@ -305,8 +311,13 @@ type route struct {
 	handle  func(*call) error
 }
 
-// ServeHTTP dispatches to the route, or answers 404 or 405 as JSON.
+// ServeHTTP dispatches to the route, or to the console for paths outside
+// the API, or answers 404 or 405 as JSON.
 func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
+	if s.cfg.Console != nil && !isAPIPath(r.URL.Path) {
+		s.cfg.Console.ServeHTTP(w, r)
+		return
+	}
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
 		s.mux.ServeHTTP(w, r) // sets the path values
@@ -324,6 +335,16 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	writeJSON(w, nethttp.StatusNotFound, errorDoc{errorBody{Code: iu.CodeNotFound, Message: fmt.Sprintf("no route %s %s (GET /openapi.json lists them)", r.Method, r.URL.Path)}})
+}
+
+// isAPIPath reports whether path belongs to the API rather than to the
+// console: a mistyped API path must get the API's JSON 404, not a page.
+func isAPIPath(path string) bool {
+	switch path {
+	case "/v1", "/metrics", "/healthz", "/readyz", "/openapi.json":
+		return true
+	}
+	return strings.HasPrefix(path, "/v1/")
 }
 
 // statusRecorder captures what the mux's fallback handler would answer.

@@ -804,16 +804,48 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 	} else {
 		where = append(where, "l.mode = 'auto'")
 	}
-	where = append(where, "l.instance_id > "+arg(after))
-	if f.Actor != "" {
-		where = append(where, "l.actor = "+arg(f.Actor))
-	}
-	if f.TemplateKey != "" {
-		where = append(where, "l.template_key = "+arg(f.TemplateKey))
-	}
+	order := "l.instance_id"
 	if f.Prefix != "" {
+		// Key order, from where the last page ended: a range of the key
+		// index, whatever the size of the store.
 		p := iu.AutoInstancePrefix(f.Prefix)
-		where = append(where, "c.collection_key >= "+arg(p)+" AND c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
+		if f.AfterKey >= p {
+			where = append(where, "c.collection_key > "+arg(f.AfterKey))
+		} else {
+			where = append(where, "c.collection_key >= "+arg(p))
+		}
+		where = append(where, "c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
+		order = "c.collection_key"
+	} else {
+		// Said of both tables: the planner does not carry an inequality
+		// across the join's equality, and merged from the first
+		// collection (0.1 s for a page in the middle of a million).
+		a := arg(after)
+		where = append(where, "l.instance_id > "+a, "c.collection_id > "+a)
+	}
+	// Under an actor or a template, the page is read through that
+	// column's (column, mode, instance_id) index. Written as "col = $n",
+	// the planner drops col from the order (it is a constant), walks the
+	// primary key and filters: an actor whose instances are newer than a
+	// million others' is found after 1.2 s. Written as a range of one
+	// value with col in the ORDER BY, only that index gives the order
+	// (3 ms).
+	switch {
+	case f.Actor != "":
+		a := arg(f.Actor)
+		where = append(where, "l.actor >= "+a+" AND l.actor <= "+a)
+		if order == "l.instance_id" {
+			order = "l.actor, l.instance_id"
+		}
+		if f.TemplateKey != "" {
+			where = append(where, "l.template_key = "+arg(f.TemplateKey))
+		}
+	case f.TemplateKey != "":
+		k := arg(f.TemplateKey)
+		where = append(where, "l.template_key >= "+k+" AND l.template_key <= "+k)
+		if order == "l.instance_id" {
+			order = "l.template_key, l.instance_id"
+		}
 	}
 	if f.EventID != "" {
 		where = append(where, "l.event_id = "+arg(f.EventID))
@@ -823,7 +855,7 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 		FROM iu_collection_template_instance_lineage l
 		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 		JOIN iu_piece_collection t ON t.collection_key = l.template_key
-		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY l.instance_id LIMIT ` + arg(limit)
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ` + arg(limit)
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -850,16 +882,31 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 // last page ended.
 func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, limit int) ([]iu.LogEntry, error) {
 	q, args := `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE log_id < $1`, []any{olderThan(before)}
-	if f.Actor != "" {
+	// Under a filter, the page is read through the filter's (column,
+	// log_id) index. Written as "col = $n", the planner drops col from
+	// the order (it is a constant) and walks the whole log newest first
+	// instead, filtering: an actor whose entries are older than a million
+	// others' is found after 0.4 s. Written as a range of one value with
+	// col in the ORDER BY, only that index gives the order (0.5 ms).
+	order := "log_id DESC"
+	switch {
+	case f.Actor != "":
 		args = append(args, f.Actor)
-		q += ` AND actor = $` + strconv.Itoa(len(args))
-	}
-	if f.Status != "" {
+		n := strconv.Itoa(len(args))
+		q += ` AND actor >= $` + n + ` AND actor <= $` + n
+		order = "actor DESC, log_id DESC"
+		if f.Status != "" {
+			args = append(args, string(f.Status))
+			q += ` AND status = $` + strconv.Itoa(len(args))
+		}
+	case f.Status != "":
 		args = append(args, string(f.Status))
-		q += ` AND status = $` + strconv.Itoa(len(args))
+		n := strconv.Itoa(len(args))
+		q += ` AND status >= $` + n + ` AND status <= $` + n
+		order = "status DESC, log_id DESC"
 	}
 	args = append(args, limit)
-	rows, err := t.query(ctx, q+` ORDER BY log_id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+	rows, err := t.query(ctx, q+` ORDER BY `+order+` LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -495,7 +495,13 @@ func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, lim
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
 	}
 	if f.Status != "" {
-		q, args = q+` AND status = ?`, append(args, string(f.Status))
+		// With an actor, "+status" keeps the planner on the actor's index:
+		// on the status index it walks every ok entry (0.4 s at a million).
+		col := "status"
+		if f.Actor != "" {
+			col = "+status"
+		}
+		q, args = q+` AND `+col+` = ?`, append(args, string(f.Status))
 	}
 	rows, err := t.query(ctx, q+` ORDER BY log_id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
@@ -626,29 +632,41 @@ func (t *tx) CountSurfaces(ctx context.Context, actor, prefix string) (iu.Surfac
 }
 
 func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64, limit int) ([]iu.InstanceRow, error) {
-	where := []string{"l.mode = 'auto'", "l.instance_id > ?"}
-	args := []any{after}
+	where := []string{"l.mode = 'auto'"}
+	var args []any
+	order := "l.instance_id"
+	if f.Prefix != "" {
+		// Key order, from where the last page ended: a range of the key
+		// index, whatever the size of the store.
+		p := iu.AutoInstancePrefix(f.Prefix)
+		if f.AfterKey >= p {
+			where, args = append(where, "c.collection_key > ?"), append(args, f.AfterKey)
+		} else {
+			where, args = append(where, "c.collection_key >= ?"), append(args, p)
+		}
+		where, args = append(where, "c.collection_key < ?"), append(args, iu.KeyPrefixEnd(p))
+		order = "c.collection_key"
+	} else {
+		where, args = append(where, "l.instance_id > ?"), append(args, after)
+	}
 	if f.Actor != "" {
 		where, args = append(where, "l.actor = ?"), append(args, f.Actor)
 	}
 	if f.TemplateKey != "" {
 		where, args = append(where, "l.template_key = ?"), append(args, f.TemplateKey)
 	}
-	if f.Prefix != "" {
-		p := iu.AutoInstancePrefix(f.Prefix)
-		where, args = append(where, "c.collection_key >= ? AND c.collection_key < ?"), append(args, p, iu.KeyPrefixEnd(p))
-	}
 	if f.EventID != "" {
 		where, args = append(where, "l.event_id = ?"), append(args, f.EventID)
 	}
 	// The view's own query, in creation order (instance_id, the rowid,
-	// which every lineage index carries), from where the last page ended.
+	// which every lineage index carries), from where the last page ended;
+	// under a prefix in key order.
 	q := `SELECT l.instance_id, l.instance_key, l.template_key, l.event_id, l.event_type, l.event_source, l.actor, l.created_at,
 		l.template_digest, c.digest, (c.digest = l.template_digest AND c.digest = t.digest)
 		FROM iu_collection_template_instance_lineage l
 		JOIN iu_piece_collection c ON c.collection_id = l.instance_id
 		JOIN iu_piece_collection t ON t.collection_key = l.template_key
-		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY l.instance_id LIMIT ?`
+		WHERE ` + strings.Join(where, " AND ") + ` ORDER BY ` + order + ` LIMIT ?`
 	rows, err := t.query(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, err

@@ -293,7 +293,8 @@ func (a *app) instancesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "instances [--actor A] [--template KEY] [--prefix P] [--event-id ID] [--limit N] [--after CURSOR]",
 		Short: "List auto instances (view iu_auto_instantiate_instances), in creation order",
-		Long: `List auto instances in creation order, from the view iu_auto_instantiate_instances.
+		Long: `List auto instances in creation order, from the view iu_auto_instantiate_instances;
+under --prefix in key order (the key index serves it at any size).
 At most --limit rows are printed (--limit 0 prints every row, page by page, in
 bounded memory); when more remain, the last line says how to go on (--after).`,
 		Args: cobra.NoArgs,

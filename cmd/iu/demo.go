@@ -17,15 +17,19 @@ import (
 )
 
 func (a *app) demoCommand() *cobra.Command {
-	var keep bool
+	var keep, serve bool
+	var addr string
 	cmd := &cobra.Command{
-		Use:   "demo",
+		Use:   "demo [--serve [--addr 127.0.0.1:8080]]",
 		Short: "Run the seed's 25000x bulk scale-out on a fresh embedded store and print its tables",
 		Long: `Run the seed's story end to end on a new SQLite store in a temporary directory:
 publish the example templates, make 1 durable auto instance and 4 manual lineage
 rows, then the 8 wf + 4 file bulk through the event path in one transaction, and
 print the surfaces, gates, per-template summary, digest invariant and the rollback
-dry run. The store is removed afterwards unless --keep is given. It ignores --db.`,
+dry run. The store is removed afterwards unless --keep is given. It ignores --db.
+
+With --serve it then serves the ops console (and the API) on the demo's store
+until Ctrl-C, and prints the URL and an admin token to sign in with.`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			dir, err := os.MkdirTemp("", "iu-demo-")
@@ -41,8 +45,14 @@ dry run. The store is removed afterwards unless --keep is given. It ignores --db
 				return err
 			}
 			defer s.Close()
-			if err := runDemo(cmd.Context(), a.stdout, iu.NewEngine(s), s.Describe()); err != nil {
+			e := iu.NewEngine(s)
+			if err := runDemo(cmd.Context(), a.stdout, e, s.Describe()); err != nil {
 				return err
+			}
+			if serve {
+				if err := serveDemo(cmd.Context(), a, e, path, addr); err != nil {
+					return err
+				}
 			}
 			if keep {
 				fmt.Fprintf(a.stdout, "\nThe store is kept: %s\n  sqlite3 %s 'SELECT * FROM iu_auto_instantiate_template_summary'\n  iu --db %s verify\n", path, path, path)
@@ -51,7 +61,28 @@ dry run. The store is removed afterwards unless --keep is given. It ignores --db
 		}),
 	}
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the demo's store and print its path")
+	cmd.Flags().BoolVar(&serve, "serve", false, "then serve the console on the demo's store until Ctrl-C, printing its URL and a sign-in token")
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "with --serve: listen on host:port (port 0 picks one)")
 	return cmd
+}
+
+// serveDemo serves the console and the API on the demo's store until ctx
+// ends (Ctrl-C), after making an admin token to sign in with: the demo's
+// store is throwaway, so its secret is printed rather than filed.
+func serveDemo(ctx context.Context, a *app, e *iu.Engine, path, addr string) error {
+	nt, err := e.CreateToken(ctx, "demo-admin", iu.ScopeAdmin, "iu:demo")
+	if err != nil {
+		return err
+	}
+	m := newServeMain(a.stderr)
+	m.DB, m.Addr, m.LogLevel, m.LogFormat = path, addr, "warn", "text"
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "\n== The ops console\n\nOpen %s/ and sign in with this admin token:\n\n    %s\n\nThe API is there too: iu --server %s --token %s stats\nCtrl-C stops the server.\n",
+		m.Server.URL(), nt.Secret, m.Server.URL(), nt.Secret)
+	<-ctx.Done()
+	return m.Close()
 }
 
 // runDemo tells the seed's story on e, writing it to w.

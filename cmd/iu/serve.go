@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/console"
 	iuhttp "github.com/iu-engine/iu/http"
 )
 
@@ -92,6 +93,8 @@ type serveMain struct {
 	AdminTokenFile string
 	// NATS, when its URL is set, consumes events from JetStream too.
 	NATS natsFlags
+	// Console serves the ops console at / (default true).
+	Console bool
 
 	Store     iu.Store
 	Engine    *iu.Engine
@@ -99,10 +102,11 @@ type serveMain struct {
 	TokenFile string // where a bootstrap admin token was written, or ""
 	log       *slog.Logger
 	nats      *natsIntake
+	console   *console.Console
 }
 
 func newServeMain(stderr io.Writer) *serveMain {
-	return &serveMain{Stderr: stderr, DB: defaultPath}
+	return &serveMain{Stderr: stderr, DB: defaultPath, Console: true}
 }
 
 // flags registers serve's own flags on fs.
@@ -121,6 +125,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
 	fs.StringVar(&m.AdminTokenFile, "admin-token-file", "", "where to write the admin token made when the store has none (default: STORE.token beside a SQLite store, ./iu-admin.token for PostgreSQL)")
+	fs.BoolVar(&m.Console, "console", m.Console, "serve the ops console at / (sign in with a read or admin token); --console=false serves the API only")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
 	fs.MarkHidden("cpuprofile")
 	m.NATS.register(fs, true)
@@ -193,7 +198,13 @@ func (m *serveMain) Open(ctx context.Context) error {
 	if cfg.Batch.Workers <= 0 {
 		cfg.Batch.Workers = m.Store.WriteConcurrency()
 	}
-	m.Server = iuhttp.NewServer(m.Engine, cfg, log)
+	var srv *iuhttp.Server // the console charts what its batcher answers
+	if m.Console {
+		m.console = console.New(m.Engine, console.Options{Log: log, Activity: func() iu.ActivitySnapshot { return srv.Batcher().Activity() }})
+		cfg.Console = m.console
+	}
+	srv = iuhttp.NewServer(m.Engine, cfg, log)
+	m.Server = srv
 	m.Server.Serve(ln)
 	if err := m.startNATS(); err != nil {
 		m.Close()
@@ -201,7 +212,7 @@ func (m *serveMain) Open(ctx context.Context) error {
 	}
 	b := cfg.Batch
 	log.Info("iu serve listening", append([]any{"url", m.Server.URL(), "store", m.Store.Describe(),
-		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers}, m.natsLogAttrs()...)...)
+		"batch_events", b.MaxEvents, "batch_wait", b.MaxWait, "batch_workers", b.Workers, "console", m.Console}, m.natsLogAttrs()...)...)
 	return nil
 }
 
@@ -342,6 +353,10 @@ func (m *serveMain) Close() error {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 		m.Server = nil
+		if m.console != nil {
+			m.console.Close() // running verifies end before the store closes
+			m.console = nil
+		}
 	} else if m.Store == nil {
 		return nil // closed already
 	}
@@ -367,7 +382,8 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Run the event service: CloudEvents intake, the whole API, metrics",
 		Long: `Serve iu over HTTP on --db's store: CloudEvents at POST /v1/events (binary,
 structured and batch modes), the JSON API of every command (iu --server URL ...),
-GET /metrics, /healthz, /readyz and /openapi.json.
+GET /metrics, /healthz, /readyz and /openapi.json, and the ops console at /
+(sign in with a read or admin token; --console=false turns it off).
 
 With --nats URL (env IU_NATS_URL) it also consumes CloudEvents from NATS
 JetStream: stream --nats-stream (created on --nats-subjects when missing), the
