@@ -78,7 +78,7 @@ func TestReadme(t *testing.T) {
 	}
 	strict := os.Getenv("IU_TEST_README") != ""
 	dsn := os.Getenv(pgtest.EnvDSN)
-	tools := []string{"bash", "curl", "sqlite3", "go"}
+	tools := []string{"bash", "curl", "sqlite3", "go", "nats-server"}
 	if dsn != "" {
 		tools = append(tools, "psql")
 	}
@@ -117,6 +117,9 @@ func TestReadme(t *testing.T) {
 		cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", b.text)
 		cmd.Dir, cmd.Env = work, env
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// A block that fails with a server still running in the background
+		// leaves the output pipe open: stop waiting for it soon after.
+		cmd.WaitDelay = 5 * time.Second
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
