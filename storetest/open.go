@@ -96,3 +96,4 @@ var _ = register("OpenConcurrentlyMigratesOnce", func(t *testing.T, h Harness) {
 		}
 	}
 })
+

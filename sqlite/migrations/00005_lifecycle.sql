@@ -6,7 +6,7 @@
 -- +goose Up
 -- A log entry's status may now be compensated: its instance was undone and
 -- its key stays claimed. SQLite cannot widen a CHECK in place, so the
--- table is rebuilt (its columns, their order and its index as before).
+-- table is rebuilt (its columns, their order and its indexes as before).
 CREATE TABLE iu_auto_instantiate_event_log_new (
     log_id          INTEGER PRIMARY KEY,
     idempotency_key TEXT NOT NULL UNIQUE,          -- hex sha256(template_key, source, id)
@@ -24,6 +24,7 @@ INSERT INTO iu_auto_instantiate_event_log_new SELECT * FROM iu_auto_instantiate_
 DROP TABLE iu_auto_instantiate_event_log;
 ALTER TABLE iu_auto_instantiate_event_log_new RENAME TO iu_auto_instantiate_event_log;
 CREATE INDEX iu_event_log_actor ON iu_auto_instantiate_event_log (actor);
+CREATE INDEX iu_event_log_status ON iu_auto_instantiate_event_log (status);
 
 -- One row per compensated instance: what it was, what made it, who undid
 -- it, when and why. It outlives the instance (iu history).
