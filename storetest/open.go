@@ -96,4 +96,3 @@ var _ = register("OpenConcurrentlyMigratesOnce", func(t *testing.T, h Harness) {
 		}
 	}
 })
-
