@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/bench"
 )
 
 // runNATS starts an in-process NATS server with JetStream on a port of its
@@ -71,7 +72,7 @@ func TestServeNATS(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("bench --nats: exit %d: %s%s", code, out, errs)
 		}
-		var rep benchNATSReport
+		var rep bench.NATSReport
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("%v: %s", err, out)
 		}
