@@ -71,3 +71,29 @@ func TestBenchAgainstServer(t *testing.T) {
 		}
 	})
 }
+
+// iu bench refuses, in its flags' words and with exit 2, what makes no run,
+// before it opens a store or dials anything.
+func TestBenchUsage(t *testing.T) {
+	t.Setenv("IU_SERVER", "")
+	db := filepath.Join(t.TempDir(), "absent", "iu.db")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "0"}, "-n and -c must be positive"},
+		{[]string{"-c", "-1"}, "-n and -c must be positive"},
+		{[]string{"--dup", "1"}, "--dup 1: want a fraction in [0, 1)"},
+		{[]string{"--mode", "xml"}, `--mode "xml": want binary or structured`},
+		{[]string{"--template", "nope"}, `malformed template key "nope"`},
+		{[]string{"--progress", "maybe"}, `--progress "maybe": want auto, bar or none`},
+		{[]string{"--direct", "--dup", "2"}, "--dup 2: want a fraction in [0, 1)"},
+		{[]string{"--nats", "nats://127.0.0.1:1", "-n", "3", "--invalid", "4"}, "--invalid 4: want 0 to -n"},
+		{nil, "bench needs a server (--server URL or IU_SERVER), or --direct to drive the Go API on --db"},
+	} {
+		code, out, errs := iuMain(t, append([]string{"--db", db, "bench", "--progress", "none"}, c.args...)...)
+		if code != exitUsage || out != "" || !strings.HasPrefix(errs, "iu: "+c.want) || !strings.Contains(errs, "Run 'iu bench --help' for usage.") {
+			t.Errorf("bench %v: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, out, errs, c.want)
+		}
+	}
+}
