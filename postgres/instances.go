@@ -119,14 +119,11 @@ func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string
 // and seldom repeating an event, reads only the keys it lost, afterwards.
 const maxPipelinedLookup = 256
 
-// lookUpKeys reads the log entries of keys. It is always planned for its
-// values (an unnamed statement, or force_custom_plan set around it): a
-// generic plan cached while the log was nearly empty reads the whole
-// table, and a server started on a fresh schema would keep it until
-// autovacuum analyzed the log.
-// Each key is its own index probe (a LATERAL subquery, not = ANY): with a
-// batch's thirty keys the planner took a scan of a log of a few thousand
-// rows for cheaper than thirty probes.
+// lookUpKeys reads the log entries of keys, each key its own index probe
+// (a LATERAL subquery, not = ANY), always planned for its values (an
+// unnamed statement, or force_custom_plan set around it): a generic plan
+// cached while the log was small scans it whole forever after.
+// TestRedeliveryLookupNeverScansTheLog holds it.
 const lookUpKeys = `SELECT l.* FROM unnest($1::text[]) AS k(key)
 	CROSS JOIN LATERAL (SELECT ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE idempotency_key = k.key LIMIT 1) AS l`
 

@@ -54,15 +54,10 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 const graphPage = 1000
 
 // scanGraphs reads instances in collection_id order, each with its
-// membership rows folded into one string (fields split by \x1f, rows by
-// \x1e; neither occurs in slot ids, piece ids or edges). The instances of
-// one template fold to the same string, which is parsed once.
-//
-// It runs as one cursor, fetched a page at a time, rather than as a query
-// per page ("collection_id > last ORDER BY collection_id LIMIT n"): right
-// after a bulk run, before the tables have statistics, the planner took an
-// actor's million instances for a few and answered every page by reading
-// and sorting all of them.
+// membership rows folded into one string (iu.SlotUnfolder reads it). It is
+// one cursor fetched a page at a time, not a query per page, which the
+// planner, before the tables have statistics, answered by sorting every
+// instance of the actor for each page.
 const scanGraphs = `DECLARE %s NO SCROLL CURSOR FOR
 	SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL,
 		coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
