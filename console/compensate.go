@@ -80,7 +80,11 @@ func (c *Console) handleApplyCompensate(q *request) error {
 	}
 	c.log.Info("console: instance compensated", "instance", key, "release", release, "token", q.s.tok.Name, "log_entry", rep.LogEntry)
 	p := compensatePage{Key: key, Reason: reason, Release: release, Applied: &rep, CSRF: q.s.csrf}
-	p.History, err = c.e.History(q.ctx(), key)
+	// The compensation is done: a history that cannot be read now is no
+	// reason to show the page as a failure.
+	if p.History, err = c.e.History(q.ctx(), key); err != nil {
+		c.log.Warn("console: history after a compensation", "request_id", q.id, "instance", key, "err", err)
+	}
 	l.Notice = "Compensated " + key + "."
-	return c.show(q, "compensate", l, p, err)
+	return c.show(q, "compensate", l, p, nil)
 }
