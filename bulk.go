@@ -1,297 +1,13 @@
 package iu
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"slices"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
-
-// BulkPlan is a bulk run: many events in ONE transaction, optionally with
-// gates set inside it and restored before commit.
-type BulkPlan struct {
-	Actor          string      `yaml:"actor" json:"actor"`
-	InstancePrefix string      `yaml:"instance_prefix" json:"instance_prefix,omitempty"`
-	Gates          GateChange  `yaml:"-" json:"gates,omitempty"`
-	Events         []BulkEvent `yaml:"-" json:"-"`
-	// EventsFile names an NDJSON file of events, relative to the plan file.
-	EventsFile string `yaml:"events_file" json:"events_file,omitempty"`
-}
-
-// Prefix is the plan's instance key prefix: InstancePrefix, else its
-// actor.
-func (p *BulkPlan) Prefix() string { return InstancePrefix(p.InstancePrefix, p.Actor) }
-
-// BulkEvent is one event of a bulk run and the template it instantiates.
-type BulkEvent struct {
-	Template string
-	Event    Event
-	Where    string // for messages: "events.ndjson:17" or "plan.yaml:9"
-}
-
-// bulkEventLine is the shape of one event in a plan or an NDJSON line.
-type bulkEventLine struct {
-	Template string          `yaml:"template" json:"template"`
-	ID       string          `yaml:"id" json:"id"`
-	Type     string          `yaml:"type" json:"type"`
-	Source   string          `yaml:"source" json:"source"`
-	Subject  string          `yaml:"subject" json:"subject"`
-	Time     time.Time       `yaml:"time" json:"time"`
-	Data     json.RawMessage `yaml:"-" json:"data"`
-}
-
-func (l *bulkEventLine) event(where string) (BulkEvent, error) {
-	if l.Template == "" {
-		return BulkEvent{Where: where}, Errorf(ErrInvalidEvent, "%s: template is required", where)
-	}
-	src := l.Source
-	if src == "" {
-		src = DefaultSource
-	}
-	be := BulkEvent{Template: l.Template, Where: where, Event: Event{
-		ID: l.ID, Source: src, Type: l.Type, Subject: l.Subject, Time: l.Time, Data: l.Data,
-	}}
-	if _, err := ParseTemplateKey(l.Template); err != nil {
-		return be, Errorf(ErrInvalidEvent, "%s: %v", where, err)
-	}
-	if err := be.Event.Validate(); err != nil {
-		return be, Errorf(ErrInvalidEvent, "%s: %v", where, err)
-	}
-	return be, nil
-}
-
-// planFile is the YAML shape of a plan.
-type planFile struct {
-	Actor          string          `yaml:"actor"`
-	InstancePrefix string          `yaml:"instance_prefix"`
-	Gates          map[string]bool `yaml:"gates"`
-	Events         []yaml.Node     `yaml:"events"`
-	EventsFile     string          `yaml:"events_file"`
-}
-
-// ParseBulkPlan parses a plan file (YAML or JSON). name is used in messages.
-func ParseBulkPlan(name string, data []byte) (*BulkPlan, error) {
-	fail := func(format string, args ...any) (*BulkPlan, error) {
-		return nil, Errorf(ErrInvalidInput, "%s: %s", name, fmt.Sprintf(format, args...))
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return fail("empty plan: want actor and events or events_file")
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var f planFile
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fail("empty plan: want actor and events or events_file")
-		}
-		return fail("%s", yamlDataMessage(err, data))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return fail("more than one YAML document: put one plan in each file")
-	}
-	p := &BulkPlan{Actor: f.Actor, InstancePrefix: f.InstancePrefix, EventsFile: f.EventsFile}
-	if err := CheckActor(p.Actor); err != nil {
-		return fail("%v", err)
-	}
-	if err := CheckPrefix(p.Prefix()); err != nil {
-		return fail("%v", err)
-	}
-	if f.Gates != nil {
-		g, err := ParseGateChange(f.Gates)
-		if err != nil {
-			return fail("gates: %v", err)
-		}
-		p.Gates = g
-	}
-	if (len(f.Events) == 0) == (f.EventsFile == "") {
-		return fail("give either events (a list) or events_file (an NDJSON file), not both and not neither")
-	}
-	for i := range f.Events {
-		n := &f.Events[i]
-		where := fmt.Sprintf("%s:%d", name, n.Line)
-		var l bulkEventLine
-		if err := decodeEventNode(n, &l); err != nil {
-			return fail("line %d: event %d: %v", n.Line, i+1, err)
-		}
-		be, err := l.event(where)
-		if err != nil {
-			return nil, err
-		}
-		p.Events = append(p.Events, be)
-	}
-	return p, nil
-}
-
-// decodeEventNode decodes one YAML event mapping strictly; data may be any
-// YAML value and is kept as JSON.
-func decodeEventNode(n *yaml.Node, l *bulkEventLine) error {
-	if n.Kind != yaml.MappingNode {
-		return errors.New("want a mapping with template, id and type")
-	}
-	seen := make(map[string]bool, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i].Value, n.Content[i+1]
-		if seen[k] {
-			return fmt.Errorf("%s is given twice", k)
-		}
-		seen[k] = true
-		var dst any
-		switch k {
-		case "template":
-			dst = &l.Template
-		case "id":
-			dst = &l.ID
-		case "type":
-			dst = &l.Type
-		case "source":
-			dst = &l.Source
-		case "subject":
-			dst = &l.Subject
-		case "time":
-			dst = &l.Time
-		case "data":
-			var x any
-			keepTimestampsAsText(v)
-			if err := v.Decode(&x); err != nil {
-				return fmt.Errorf("data: %s", yamlMessage(err))
-			}
-			b, err := json.Marshal(jsonable(x))
-			if err != nil {
-				return fmt.Errorf("data: %v", err)
-			}
-			l.Data = b
-			continue
-		default:
-			return fmt.Errorf("unknown field %q (want template, id, type, source, subject, time, data)", k)
-		}
-		if err := v.Decode(dst); err != nil {
-			return fmt.Errorf("%s: %s", k, yamlMessage(err))
-		}
-	}
-	return nil
-}
-
-// keepTimestampsAsText makes unquoted dates in event data decode as the text
-// the author wrote ("2025-04-07"), as they do from an NDJSON line, rather
-// than as time.Time ("2025-04-07T00:00:00Z").
-func keepTimestampsAsText(n *yaml.Node) {
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!timestamp" {
-		n.Tag = "!!str"
-	}
-	for _, c := range n.Content {
-		keepTimestampsAsText(c)
-	}
-}
-
-// jsonable converts YAML's map[string]any / map[any]any trees into values
-// encoding/json accepts.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-		return x
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[fmt.Sprint(k)] = jsonable(e)
-		}
-		return m
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-		return x
-	}
-	return v
-}
-
-// MaxNDJSONLine bounds one line of an events file: an event with the largest
-// data allowed, and room for its attributes.
-const MaxNDJSONLine = MaxDataBytes + 64<<10
-
-// ReadNDJSON streams events from r, one JSON object per line; blank lines
-// are skipped. name is used in messages ("events.ndjson:17"). Memory stays
-// flat however long the stream is.
-func ReadNDJSON(name string, r io.Reader) iter.Seq2[BulkEvent, error] {
-	return func(yield func(BulkEvent, error) bool) {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), MaxNDJSONLine)
-		line := 0
-		for sc.Scan() {
-			line++
-			b := bytes.TrimSpace(sc.Bytes())
-			if len(b) == 0 {
-				continue
-			}
-			where := fmt.Sprintf("%s:%d", name, line)
-			be, err := ParseEventLine(where, b)
-			if !yield(be, err) || err != nil {
-				return
-			}
-		}
-		if err := sc.Err(); err != nil {
-			if errors.Is(err, bufio.ErrTooLong) {
-				err = Errorf(ErrInvalidEvent, "%s:%d: line is longer than %d bytes", name, line+1, MaxNDJSONLine)
-			} else {
-				err = fmt.Errorf("read %s: %w", name, err)
-			}
-			yield(BulkEvent{}, err)
-		}
-	}
-}
-
-// ParseEventLine parses one NDJSON event line strictly.
-func ParseEventLine(where string, b []byte) (BulkEvent, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var l bulkEventLine
-	if err := dec.Decode(&l); err != nil {
-		return BulkEvent{Where: where}, Errorf(ErrInvalidEvent, "%s: %v", where, jsonMessage(err))
-	}
-	if dec.More() {
-		return BulkEvent{Where: where}, Errorf(ErrInvalidEvent, "%s: more than one JSON value on the line", where)
-	}
-	return l.event(where)
-}
-
-// jsonMessage words encoding/json's errors for people.
-func jsonMessage(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("invalid JSON at byte %d: %v", se.Offset, se)
-	case errors.As(err, &te) && te.Field == "":
-		return fmt.Sprintf("want a JSON object with template, id and type, got JSON %s", te.Value)
-	case errors.As(err, &te):
-		return fmt.Sprintf("%s: want %s, got JSON %s", te.Field, te.Type, te.Value)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "unexpected end of JSON"
-	}
-	return err.Error()
-}
-
-// SliceEvents turns a plan's inline events into a stream.
-func SliceEvents(events []BulkEvent) iter.Seq2[BulkEvent, error] {
-	return func(yield func(BulkEvent, error) bool) {
-		for _, e := range events {
-			if !yield(e, nil) {
-				return
-			}
-		}
-	}
-}
 
 // BulkCounts tallies a bulk run's answers. A replayed event counts as
 // replayed whatever its first status was.
@@ -373,126 +89,147 @@ func (e *Engine) Bulk(ctx context.Context, plan *BulkPlan, events iter.Seq2[Bulk
 	if err := CheckActor(plan.Actor); err != nil {
 		return nil, err
 	}
-	prefix := plan.Prefix()
-	if err := CheckPrefix(prefix); err != nil {
+	if err := CheckPrefix(plan.Prefix()); err != nil {
 		return nil, err
 	}
 	if events == nil {
 		events = SliceEvents(plan.Events)
 	}
-	keyPrefix := AutoInstancePrefix(prefix)
-	w := who(ctx, plan.Actor)
-	rep := &BulkReport{Actor: plan.Actor}
+	r := &bulkRun{e: e, plan: plan, keyPrefix: AutoInstancePrefix(plan.Prefix()), who: who(ctx, plan.Actor),
+		progress: progress, rep: &BulkReport{Actor: plan.Actor}}
 	var pre Surfaces
 	if err := e.store.View(ctx, func(tx Tx) (err error) {
-		pre, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix)
+		pre, err = tx.CountSurfaces(ctx, plan.Actor, r.keyPrefix)
 		return err
 	}); err != nil {
 		return nil, err
 	}
 	txStart := time.Now()
-	err := e.store.UpdateOnce(ctx, func(tx Tx) error {
-		before, err := tx.Gates(ctx)
+	if err := e.store.UpdateOnce(ctx, func(tx Tx) error { return r.transaction(ctx, tx, events) }); err != nil {
+		return nil, fmt.Errorf("bulk rolled back, nothing written: %w", err)
+	}
+	r.rep.Committed, r.rep.Committing = true, time.Since(txStart)
+	return r.rep, r.afterCommit(ctx, pre)
+}
+
+// bulkRun is one bulk run's state: its plan, what it reports, and where
+// the report goes as it goes.
+type bulkRun struct {
+	e         *Engine
+	plan      *BulkPlan
+	keyPrefix string
+	who       Who
+	progress  BulkProgress
+	rep       *BulkReport
+}
+
+// transaction is the run's one transaction: the plan's gates set, every
+// event instantiated a chunk at a time, the surfaces read back, the run
+// audited, the gates restored.
+func (r *bulkRun) transaction(ctx context.Context, tx Tx, events iter.Seq2[BulkEvent, error]) error {
+	e, plan := r.e, r.plan
+	before, err := tx.Gates(ctx)
+	if err != nil {
+		return err
+	}
+	if r.rep.Gates.InsideTx, err = e.setGates(ctx, tx, plan.Gates, r.who); err != nil {
+		return err
+	}
+	templates := make(map[string]*Template)
+	chunk := make([]BulkEvent, 0, e.chunk)
+	for be, err := range events {
 		if err != nil {
 			return err
 		}
-		if rep.Gates.InsideTx, err = e.setGates(ctx, tx, plan.Gates, w); err != nil {
-			return err
-		}
-		templates := make(map[string]*Template)
-		reqs := make([]EmitRequest, 0, e.chunk)
-		evs := make([]BulkEvent, 0, e.chunk)
-		flush := func() error {
-			if len(reqs) == 0 {
-				return nil
-			}
-			ps := make([]prepared, len(reqs))
-			for i := range reqs {
-				p, err := prepare(&reqs[i])
-				if err != nil {
-					return Errorf(ErrInvalidEvent, "%s: %v", evs[i].Where, err)
-				}
-				ps[i] = p
-			}
-			b, err := e.instantiate(ctx, tx, ps, templates)
-			if err != nil {
+		if chunk = append(chunk, be); len(chunk) == cap(chunk) {
+			if err := r.instantiate(ctx, tx, chunk, templates); err != nil {
 				return err
 			}
-			// The run reads its answers before it commits.
-			if err := tx.Settle(ctx); err != nil {
-				return err
-			}
-			for i, o := range b.resolve() {
-				if o.Err != nil {
-					return wrapAt(evs[i], o.Err)
-				}
-				rep.Counts.add(o.Result)
-				if g := o.Result.Gate; g != "" && !slices.Contains(rep.ClosedGates, g) {
-					rep.ClosedGates = append(rep.ClosedGates, g)
-				}
-				if progress != nil {
-					progress(evs[i], o.Result)
-				}
-			}
-			reqs, evs = reqs[:0], evs[:0]
-			return ctx.Err()
+			chunk = chunk[:0]
 		}
-		for be, err := range events {
-			if err != nil {
-				return err
-			}
-			reqs = append(reqs, EmitRequest{TemplateKey: be.Template, Event: be.Event, Actor: plan.Actor, Prefix: prefix})
-			evs = append(evs, be)
-			if len(reqs) == cap(reqs) {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := flush(); err != nil {
-			return err
-		}
-		if rep.ReadBack, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix); err != nil {
-			return err
-		}
-		c := rep.Counts
-		if err := e.audit(ctx, tx, w, AuditBulk, plan.Actor, "%d events: ok %d, replayed %d, shadow %d, gated %d",
-			c.Total(), c.OK, c.Replayed, c.Shadow, c.Gated); err != nil {
-			return err
-		}
-		restore := GateChange{}
-		for name := range plan.Gates {
-			restore[name] = before.Get(name)
-		}
-		_, err = e.setGates(ctx, tx, restore, w)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bulk rolled back, nothing written: %w", err)
 	}
-	rep.Committed = true
-	rep.Committing = time.Since(txStart)
+	if err := r.instantiate(ctx, tx, chunk, templates); err != nil {
+		return err
+	}
+	if r.rep.ReadBack, err = tx.CountSurfaces(ctx, plan.Actor, r.keyPrefix); err != nil {
+		return err
+	}
+	c := r.rep.Counts
+	if err := e.audit(ctx, tx, r.who, AuditBulk, plan.Actor, "%d events: ok %d, replayed %d, shadow %d, gated %d",
+		c.Total(), c.OK, c.Replayed, c.Shadow, c.Gated); err != nil {
+		return err
+	}
+	restore := GateChange{}
+	for name := range plan.Gates {
+		restore[name] = before.Get(name)
+	}
+	_, err = e.setGates(ctx, tx, restore, r.who)
+	return err
+}
+
+// instantiate applies one chunk of events and counts and reports their
+// answers; an event's error stops the run, naming the event.
+func (r *bulkRun) instantiate(ctx context.Context, tx Tx, chunk []BulkEvent, templates map[string]*Template) error {
+	if len(chunk) == 0 {
+		return nil
+	}
+	ps := make([]prepared, len(chunk))
+	for i, be := range chunk {
+		p, err := prepare(&EmitRequest{TemplateKey: be.Template, Event: be.Event, Actor: r.plan.Actor, Prefix: r.plan.Prefix()})
+		if err != nil {
+			return Errorf(ErrInvalidEvent, "%s: %v", be.Where, err)
+		}
+		ps[i] = p
+	}
+	b, err := r.e.instantiate(ctx, tx, ps, templates)
+	if err != nil {
+		return err
+	}
+	// The run reads its answers before it commits.
+	if err := tx.Settle(ctx); err != nil {
+		return err
+	}
+	for i, o := range b.resolve() {
+		if o.Err != nil {
+			return wrapAt(chunk[i], o.Err)
+		}
+		r.rep.Counts.add(o.Result)
+		if g := o.Result.Gate; g != "" && !slices.Contains(r.rep.ClosedGates, g) {
+			r.rep.ClosedGates = append(r.rep.ClosedGates, g)
+		}
+		if r.progress != nil {
+			r.progress(chunk[i], o.Result)
+		}
+	}
+	return ctx.Err()
+}
+
+// afterCommit completes the report once the run has committed: its
+// surfaces and the gates counted again on a fresh connection (the
+// durability check), and the actor's instances verified.
+func (r *bulkRun) afterCommit(ctx context.Context, pre Surfaces) error {
+	rep := r.rep
 	var post Surfaces
-	if err := e.store.ViewFresh(ctx, func(tx Tx) (err error) {
-		if post, err = tx.CountSurfaces(ctx, plan.Actor, keyPrefix); err != nil {
+	if err := r.e.store.ViewFresh(ctx, func(tx Tx) (err error) {
+		if post, err = tx.CountSurfaces(ctx, r.plan.Actor, r.keyPrefix); err != nil {
 			return err
 		}
 		rep.Gates.PostCommit, err = tx.Gates(ctx)
 		return err
 	}); err != nil {
-		return rep, fmt.Errorf("bulk committed; reading it back on a fresh connection: %w", err)
+		return fmt.Errorf("bulk committed; reading it back on a fresh connection: %w", err)
 	}
 	rep.Surfaces.EventLog = delta(pre.EventLog, post.EventLog)
 	rep.Surfaces.Lineage = delta(pre.Lineage, post.Lineage)
 	rep.Surfaces.Instances = delta(pre.Instances, post.Instances)
 	verifyStart := time.Now()
-	v, err := e.verify(ctx, plan.Actor, false)
+	v, err := r.e.verify(ctx, r.plan.Actor, false)
 	if err != nil {
-		return rep, fmt.Errorf("bulk committed; verify: %w", err)
+		return fmt.Errorf("bulk committed; verify: %w", err)
 	}
 	rep.Verifying = time.Since(verifyStart)
 	rep.Digest = v.VerifySummary
-	return rep, nil
+	return nil
 }
 
 // wrapAt prefixes an event's error with where the event came from, keeping

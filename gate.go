@@ -2,6 +2,7 @@ package iu
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -130,4 +131,71 @@ type GateAuditEntry struct {
 	ChangedBy string `json:"changed_by"`
 	Claimed   string `json:"claimed_actor,omitempty"`
 	ChangedAt Time   `json:"changed_at"`
+}
+
+// Gates returns the committed state of the gates.
+func (e *Engine) Gates(ctx context.Context) (Gates, error) {
+	var g Gates
+	err := e.store.View(ctx, func(tx Tx) (err error) {
+		g, err = tx.Gates(ctx)
+		return err
+	})
+	return g, err
+}
+
+// SetGates changes gates and returns the new state. Each change is audited
+// under the principal, with actor kept as what the client claimed; a gate
+// set to the value it has is not a change and records nothing.
+func (e *Engine) SetGates(ctx context.Context, change GateChange, actor string) (Gates, error) {
+	w, err := claim(ctx, actor)
+	if err != nil {
+		return Gates{}, err
+	}
+	if len(change) == 0 {
+		return Gates{}, Errorf(ErrInvalidInput, "no gate to set: give NAME=true or NAME=false")
+	}
+	var g Gates
+	err = e.update(ctx, func(tx Tx) (err error) {
+		g, err = e.setGates(ctx, tx, change, w)
+		return err
+	})
+	return g, err
+}
+
+// setGates applies the part of change that changes something, audited
+// under w, and returns the gates as they are then.
+func (e *Engine) setGates(ctx context.Context, tx Tx, change GateChange, w Who) (Gates, error) {
+	g, err := tx.Gates(ctx)
+	if err != nil {
+		return Gates{}, err
+	}
+	real := GateChange{}
+	for name, on := range change {
+		if g.Get(name) != on {
+			real[name] = on
+			g.Set(name, on)
+		}
+	}
+	if len(real) == 0 {
+		return g, nil
+	}
+	return g, tx.SetGates(ctx, real, w, e.clock())
+}
+
+// GateAudit returns the gates' audit trail newest first, a page at a time.
+func (e *Engine) GateAudit(ctx context.Context, r PageRequest) (Page[GateAuditEntry], error) {
+	limit, err := r.limit()
+	if err != nil {
+		return Page[GateAuditEntry]{}, err
+	}
+	before, err := parseSeqCursor(r.After)
+	if err != nil {
+		return Page[GateAuditEntry]{}, err
+	}
+	var rows []GateAuditEntry
+	err = e.store.View(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListGateAudit(ctx, before, limit+1)
+		return err
+	})
+	return pageOf(rows, limit, func(a *GateAuditEntry) string { return seqCursor(a.Seq) }), err
 }

@@ -349,3 +349,46 @@ var _ = register("MigrateWhileEventsArrive", func(t *testing.T, h Harness) {
 })
 
 func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
+
+// flaky is a store whose first write transactions fail as a transient
+// failure would (a serialization failure, a deadlock): the engine runs
+// them again, with backoff, up to its bound.
+type flaky struct {
+	iu.Store
+	failures int32
+}
+
+func (f *flaky) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	if atomic.AddInt32(&f.failures, -1) >= 0 {
+		return iu.Errorf(iu.ErrRetryable, "a transient failure, injected")
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+// Transient failures are retried from the start, on every store (only
+// PostgreSQL's produce them for real): an emit that fails twice then
+// succeeds is one instance; one that keeps failing gives up, unavailable,
+// having written nothing.
+var _ = register("TransientFailuresAreRetried", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	e := iu.NewEngine(&flaky{Store: v.s, failures: 2}, iu.WithMaxRetries(3))
+	r, err := e.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event("t-1"), Actor: "alice"})
+	if err != nil || !r.Created() {
+		t.Fatalf("an emit that failed twice, then went through: %+v %v", r, err)
+	}
+	before := v.counts()
+	e = iu.NewEngine(&flaky{Store: v.s, failures: 100}, iu.WithMaxRetries(3))
+	_, err = e.Emit(v.ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event("t-2"), Actor: "alice"})
+	if !errors.Is(err, iu.ErrUnavailable) || !contains(err, "gave up after 4 attempts") {
+		t.Fatalf("an emit that keeps failing: %v, want ErrUnavailable after 4 attempts", err)
+	}
+	v.sameCounts(before, "an emit that kept failing")
+	// A caller that goes away stops the retries.
+	ctx, cancel := context.WithCancel(v.ctx)
+	cancel()
+	if _, err := e.Emit(ctx, iu.EmitRequest{TemplateKey: wfKey, Event: event("t-3"), Actor: "alice"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("retries after the caller went away: %v", err)
+	}
+})

@@ -1,0 +1,172 @@
+package postgres
+
+// Rollback by actor, and what verify reads: instance graphs, template graphs, orphans.
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/iu-engine/iu"
+)
+
+// rollbackCount counts what rolling back an actor deletes.
+const rollbackCount = `SELECT
+	(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = $1),
+	(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto'),
+	(SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE l.actor = $1 AND l.mode = 'auto'
+		AND EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id)),
+	(SELECT coalesce(sum((SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = l.instance_id)), 0)
+		FROM iu_collection_template_instance_lineage l WHERE l.actor = $1 AND l.mode = 'auto')`
+
+// rollbackApply deletes an actor's auto instantiations in ONE statement:
+// every part sees the same snapshot, so an emit that commits meanwhile is
+// either wholly deleted or wholly kept, never split into orphans.
+const rollbackApply = `WITH doomed AS (
+		DELETE FROM iu_collection_template_instance_lineage WHERE actor = $1 AND mode = 'auto' RETURNING instance_id
+	), log AS (
+		DELETE FROM iu_auto_instantiate_event_log WHERE actor = $1 RETURNING 1
+	), coll AS (
+		DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_id = ANY (ARRAY(SELECT instance_id FROM doomed))
+		RETURNING 1
+	), mem AS (
+		DELETE FROM iu_collection_membership WHERE collection_id = ANY (ARRAY(SELECT instance_id FROM doomed)) RETURNING 1
+	)
+	SELECT (SELECT count(*) FROM log), (SELECT count(*) FROM doomed), (SELECT count(*) FROM coll), (SELECT count(*) FROM mem)`
+
+func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
+	var c iu.RollbackCounts
+	q := rollbackCount
+	if apply {
+		if !t.write {
+			return c, errReadOnly
+		}
+		q = rollbackApply
+	}
+	err := t.long(ctx, func() error {
+		return t.queryRow(ctx, q, []any{actor}, &c.LogRows, &c.LineageRows, &c.Instances, &c.Memberships)
+	})
+	return c, err
+}
+
+// graphPage is how many instances ScanInstanceGraphs fetches per round
+// trip: memory stays flat however many instances there are, and no result
+// set is open while fn runs.
+const graphPage = 1000
+
+// scanGraphs reads instances in collection_id order, each with its
+// membership rows folded into one string (iu.SlotUnfolder reads it). It is
+// one cursor fetched a page at a time, not a query per page, which the
+// planner, before the tables have statistics, answered by sorting every
+// instance of the actor for each page.
+const scanGraphs = `DECLARE %s NO SCROLL CURSOR FOR
+	SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL,
+		coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		coalesce((SELECT string_agg(s.row, chr(30)) FROM (
+			SELECT m.slot || chr(31) || m.piece_id || chr(31) || m.after_slots AS row
+			FROM iu_collection_membership m WHERE m.collection_id = c.collection_id ORDER BY m.collection_id, m.slot) s), '')
+	FROM iu_piece_collection c
+	LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
+	WHERE c.collection_kind = 'instance' %s
+	ORDER BY c.collection_id`
+
+func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
+	var args []any
+	filter := ""
+	if actor != "" {
+		filter = "AND c.actor = $1"
+		args = append(args, actor)
+	}
+	t.cursors++
+	cursor := fmt.Sprintf("iu_graphs_%d", t.cursors)
+	t.hold(queued{sql: fmt.Sprintf(scanGraphs, cursor, filter), args: args})
+	fetch := fmt.Sprintf("FETCH %d FROM %s", graphPage, cursor)
+	var unfold iu.SlotUnfolder
+	page := make([]*iu.InstanceGraph, 0, graphPage)
+	for {
+		page = page[:0]
+		rows, err := t.query(ctx, fetch)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			g := &iu.InstanceGraph{}
+			var digest, tdigest string
+			var folded []byte
+			if err := rows.Scan(&g.Key, &digest, &g.HasLineage, &g.TemplateKey, &tdigest, &folded); err != nil {
+				rows.Close()
+				return t.s.translate(ctx, err)
+			}
+			g.Digest, g.TemplateDigest = parseDigest(digest), parseDigest(tdigest)
+			g.Slots = unfold.Unfold(string(folded))
+			page = append(page, g)
+		}
+		if err := rows.Err(); err != nil {
+			return t.s.translate(ctx, err)
+		}
+		for _, g := range page {
+			if err := fn(g); err != nil {
+				return err
+			}
+		}
+		if len(page) < graphPage {
+			t.hold(queued{sql: "CLOSE " + cursor})
+			return nil
+		}
+	}
+}
+
+// ListTemplateGraphs reads each template's memberships with a correlated
+// subquery, so they are found through the primary key whatever the
+// statistics say (as a join, the statement was planned as a scan of every
+// membership row right after a bulk run).
+func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.digest, c.emit_mode,
+		(SELECT array_agg(m.slot ORDER BY m.position) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id),
+		(SELECT array_agg(m.piece_id ORDER BY m.position) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id),
+		(SELECT array_agg(m.after_slots ORDER BY m.position) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
+		FROM iu_piece_collection c WHERE c.collection_kind = 'template'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]*iu.Template)
+	for rows.Next() {
+		var key, title, digest, mode string
+		var slots, pieces, afters []string
+		if err := rows.Scan(&key, &title, &digest, &mode, &slots, &pieces, &afters); err != nil {
+			return nil, t.s.translate(ctx, err)
+		}
+		tp := &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Digest: parseDigest(digest)}
+		for i := range slots {
+			tp.Slots = append(tp.Slots, iu.Slot{ID: slots[i], Piece: parseDigest(pieces[i]), After: iu.ParseEdgesText(afters[i])})
+		}
+		out[key] = tp
+	}
+	return out, t.s.translate(ctx, rows.Err())
+}
+
+// CountOrphans counts rows that point at something missing. A membership or
+// lineage row whose collection_id names a collection with another key
+// counts too. Memberships are counted with outer joins, which the planner
+// turns into one pass with hash lookups; "NOT EXISTS (...) OR NOT EXISTS
+// (...)" was run as an index lookup per membership row (15 s at a million
+// instances).
+func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
+	var o iu.Orphans
+	err := t.long(ctx, func() error {
+		return t.queryRow(ctx, `SELECT
+			(SELECT count(*) FROM iu_collection_membership m
+				LEFT JOIN iu_piece_collection c ON c.collection_id = m.collection_id AND c.collection_key = m.collection_key
+				LEFT JOIN iu_piece p ON p.piece_id = m.piece_id
+				WHERE c.collection_id IS NULL OR p.piece_id IS NULL),
+			(SELECT count(*) FROM iu_collection_template_instance_lineage l
+				WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id AND c.collection_key = l.instance_key)),
+			(SELECT count(*) FROM iu_auto_instantiate_event_log e
+				WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
+			(SELECT count(*) FROM iu_piece_collection c
+				WHERE c.collection_kind = 'instance'
+				  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_id = c.collection_id))`,
+			nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
+	})
+	return o, err
+}

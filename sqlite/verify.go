@@ -1,0 +1,128 @@
+package sqlite
+
+import (
+	"context"
+	"strings"
+
+	"github.com/iu-engine/iu"
+)
+
+func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
+	// One row per instance, its membership rows folded into one string
+	// (fields split by \x1f, rows by \x1e; neither can occur in slot ids,
+	// piece ids or edges). Instances of one template fold to the same
+	// string: it is parsed once, and the engine checks that graph once.
+	q := `SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		coalesce((SELECT group_concat(m.slot || char(31) || m.piece_id || char(31) || m.after_slots, char(30) ORDER BY m.slot)
+		          FROM iu_collection_membership m WHERE m.collection_id = c.collection_id), '')
+		FROM iu_piece_collection c
+		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
+		WHERE c.collection_kind = 'instance'`
+	var args []any
+	if actor != "" {
+		q += ` AND c.actor = ?`
+		args = append(args, actor)
+	}
+	q += ` ORDER BY c.collection_id`
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var unfold iu.SlotUnfolder
+	for rows.Next() {
+		var key, digest, tkey, tdigest, folded string
+		var has bool
+		if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &folded); err != nil {
+			return err
+		}
+		g := &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
+		g.Digest, _ = iu.ParseDigest(digest)
+		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
+		g.Slots = unfold.Unfold(folded)
+		if err := fn(g); err != nil {
+			return err
+		}
+	}
+	return t.s.translate(rows.Err())
+}
+
+func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, error) {
+	rows, err := t.query(ctx, `SELECT c.collection_key, c.title, c.digest, c.emit_mode, m.slot, m.piece_id, m.after_slots
+		FROM iu_piece_collection c JOIN iu_collection_membership m ON m.collection_id = c.collection_id
+		WHERE c.collection_kind = 'template' ORDER BY c.collection_key, m.position`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]*iu.Template)
+	for rows.Next() {
+		var key, title, digest, mode, slot, piece, after string
+		if err := rows.Scan(&key, &title, &digest, &mode, &slot, &piece, &after); err != nil {
+			return nil, err
+		}
+		tp, ok := out[key]
+		if !ok {
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode)}
+			tp.Digest, _ = iu.ParseDigest(digest)
+			out[key] = tp
+		}
+		s := iu.Slot{ID: slot, After: iu.ParseEdgesText(after)}
+		s.Piece, _ = iu.ParseDigest(piece)
+		tp.Slots = append(tp.Slots, s)
+	}
+	return out, rows.Err()
+}
+
+func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
+	var o iu.Orphans
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_collection_membership m
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = m.collection_id AND c.collection_key = m.collection_key)
+			   OR NOT EXISTS (SELECT 1 FROM iu_piece p WHERE p.piece_id = m.piece_id)),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage l
+			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id AND c.collection_key = l.instance_key)),
+		(SELECT count(*) FROM iu_auto_instantiate_event_log e
+			WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
+		(SELECT count(*) FROM iu_piece_collection c
+			WHERE c.collection_kind = 'instance'
+			  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_id = c.collection_id))`,
+		nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
+	return o, err
+}
+
+func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
+	var c iu.RollbackCounts
+	err := t.queryRow(ctx, `SELECT
+		(SELECT count(*) FROM iu_auto_instantiate_event_log WHERE actor = ?),
+		(SELECT count(*) FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'),
+		(SELECT count(*) FROM iu_piece_collection c JOIN iu_collection_template_instance_lineage l
+			ON l.instance_id = c.collection_id WHERE l.actor = ? AND l.mode = 'auto'),
+		(SELECT count(*) FROM iu_collection_membership m JOIN iu_collection_template_instance_lineage l
+			ON l.instance_id = m.collection_id WHERE l.actor = ? AND l.mode = 'auto')`,
+		[]any{actor, actor, actor, actor}, &c.LogRows, &c.LineageRows, &c.Instances, &c.Memberships)
+	if err != nil || !apply {
+		return c, err
+	}
+	// Keep the instance keys before lineage, which names them, is deleted.
+	steps := []string{
+		`CREATE TEMP TABLE IF NOT EXISTS iu_rollback_ids (instance_id INTEGER PRIMARY KEY)`,
+		`DELETE FROM temp.iu_rollback_ids`,
+		`INSERT INTO temp.iu_rollback_ids SELECT instance_id FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
+		`DELETE FROM iu_auto_instantiate_event_log WHERE actor = ?1`,
+		`DELETE FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
+		// Memberships go with their collection (ON DELETE CASCADE).
+		`DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_id IN (SELECT instance_id FROM temp.iu_rollback_ids)`,
+		`DELETE FROM temp.iu_rollback_ids`,
+	}
+	for _, q := range steps {
+		var args []any
+		if strings.Contains(q, "?1") {
+			args = []any{actor}
+		}
+		if _, err := t.exec(ctx, q, args...); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
