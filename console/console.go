@@ -60,15 +60,16 @@ type Options struct {
 
 // Console serves the ops console. Create it with New.
 type Console struct {
-	e        *iu.Engine
-	opt      Options
-	log      *slog.Logger
-	mux      *http.ServeMux
-	pages    pageSet
-	sessions sessions
-	tokens   tokenCheck
-	jobs     verifyJobs
-	summary  summaryCache
+	e          *iu.Engine
+	opt        Options
+	log        *slog.Logger
+	mux        *http.ServeMux
+	pages      pageSet
+	sessions   sessions
+	tokens     tokenCheck
+	jobs       verifyJobs
+	migrations migrateJobs
+	summary    summaryCache
 }
 
 // New returns a console over e.
@@ -95,6 +96,7 @@ func New(e *iu.Engine, opt Options) *Console {
 	c.tokens.ttl = opt.TokenRecheck
 	c.summary.ttl = opt.SummaryTTL
 	c.jobs.init()
+	c.migrations.init()
 	c.mux = http.NewServeMux()
 	for _, rt := range c.routes() {
 		c.mux.Handle(rt.method+" "+rt.pattern, c.wrap(rt))
@@ -134,9 +136,14 @@ func (c *Console) routes() []route {
 		{"GET", "/templates", signedIn, c.handleTemplates},
 		{"GET", "/templates/{key...}", signedIn, c.handleTemplate},
 		{"POST", "/templates/mode", adminOnly, c.handleSetMode},
+		{"GET", "/migrate", adminOnly, c.handleMigrate},
+		{"GET", "/live/migrate", adminOnly, c.handleMigrateLive},
+		{"POST", "/migrate", adminOnly, c.handleApplyMigrate},
 
 		{"GET", "/instances", signedIn, c.handleInstances},
 		{"GET", "/instances/{key...}", signedIn, c.handleInstance},
+		{"GET", "/compensate", adminOnly, c.handleCompensate},
+		{"POST", "/compensate", adminOnly, c.handleApplyCompensate},
 
 		{"GET", "/events", signedIn, c.handleEvents},
 

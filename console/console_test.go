@@ -214,7 +214,8 @@ func (f *fixture) state() string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return fmt.Sprintf("gates %+v mode %s triggers %d tokens %d revoked %d instances %d", g, tp.EmitMode, len(trg), len(tok), revoked, len(rows.Items))
+	return fmt.Sprintf("gates %+v mode %s triggers %d tokens %d revoked %d instances %d on v2 %d compensations %d migrations %d", g, tp.EmitMode, len(trg), len(tok), revoked, len(rows.Items),
+		f.onTemplate(wfKey), f.count(`SELECT count(*) FROM iu_compensation`), f.count(`SELECT count(*) FROM iu_instance_migration`))
 }
 
 // pages are every GET route, with whether it needs admin.
@@ -226,6 +227,7 @@ var pages = []struct {
 	{"/instances", false}, {"/instances?actor=alice&template=" + wfKey, false}, {"/events", false}, {"/events?status=ok&actor=bob", false},
 	{"/gates", false}, {"/verify", false}, {"/triggers", false}, {"/audit", false},
 	{"/rollback", true}, {"/rollback?actor=alice", true}, {"/tokens", true},
+	{"/compensate", true}, {"/migrate?from=" + wfKey, true},
 }
 
 func TestPagesByScope(t *testing.T) {
@@ -304,6 +306,8 @@ func (f *fixture) posts() []struct {
 		{"/gates", url.Values{"gate": {iu.GateComposer}, "enabled": {"false"}, "confirmed": {"yes"}}, true},
 		{"/templates/mode", url.Values{"key": {fileKey}, "mode": {"shadow"}, "confirmed": {"yes"}}, true},
 		{"/rollback", url.Values{"actor": {"alice"}, "confirm": {"alice"}}, true},
+		{"/compensate", url.Values{"key": {f.instances[0]}, "confirm": {f.instances[0]}}, true},
+		{"/migrate", url.Values{"from": {wfKey}, "to": {wf3Key}, "confirm": {"yes"}}, true},
 		{"/triggers", url.Values{"type": {"com.acme.x"}, "template": {wfKey}}, true},
 		{"/triggers/remove", url.Values{"name": {"nothing"}}, true},
 		{"/tokens", url.Values{"scope": {"read"}, "name": {"new-one"}}, true},
@@ -318,6 +322,7 @@ func (f *fixture) posts() []struct {
 // changes.
 func TestPostsNeedCSRFAndScope(t *testing.T) {
 	f := newFixture(t)
+	f.publishV3() // so that the refused migration would move instances
 	before := f.state()
 	admin, token := f.session(f.admin)
 	reader, readToken := f.session(f.reader)

@@ -71,8 +71,9 @@ func (c *Console) handleInstances(q *request) error {
 	return c.show(q, "instances", layout{Title: "Instances"}, p, err)
 }
 
-// instancePage is one instance: its lineage, whether it verifies, and
-// the instance rendered.
+// instancePage is one instance: its lineage, whether it verifies, the
+// instance rendered, and its history. A key whose instance was compensated
+// has a page still, with its history alone.
 type instancePage struct {
 	Key            string
 	Title          string
@@ -87,6 +88,12 @@ type instancePage struct {
 	Pieces         int
 	Problems       []string // why it does not verify; none when it does
 	Rendered       *iu.Rendered
+	History        []iu.HistoryEntry
+	// Gone is the compensation that ended the instance, when the key names
+	// none now.
+	Gone *iu.HistoryEntry
+	// The Compensate form, for admin.
+	Admin bool
 }
 
 func (c *Console) instanceData(ctx context.Context, key string) (instancePage, error) {
@@ -94,7 +101,7 @@ func (c *Console) instanceData(ctx context.Context, key string) (instancePage, e
 	rec, err := c.e.GetInstance(ctx, key)
 	if err != nil {
 		if iu.ErrorCode(err) == iu.CodeNotFound {
-			return p, httpError(http.StatusNotFound, "There is no instance %s (it may have been rolled back).", key)
+			return c.goneInstanceData(ctx, p)
 		}
 		return p, err
 	}
@@ -109,12 +116,39 @@ func (c *Console) instanceData(ctx context.Context, key string) (instancePage, e
 	if p.Rendered, err = c.e.Render(ctx, key); err != nil {
 		return p, err
 	}
+	if p.History, err = c.e.History(ctx, key); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// goneInstanceData is the page of a key that names no instance: its
+// history if it had one (it was compensated), else not found.
+func (c *Console) goneInstanceData(ctx context.Context, p instancePage) (instancePage, error) {
+	h, err := c.e.History(ctx, p.Key)
+	switch {
+	case iu.ErrorCode(err) == iu.CodeNotFound:
+		return p, httpError(http.StatusNotFound, "There is no instance %s (it may have been rolled back).", p.Key)
+	case err != nil:
+		return p, err
+	}
+	p.History = h
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].What == "compensated" {
+			p.Gone = &h[i]
+			break
+		}
+	}
+	if p.Gone == nil { // migrated, then rolled back: history without an end
+		return p, httpError(http.StatusNotFound, "There is no instance %s now (it may have been rolled back); its history is below.", p.Key)
+	}
 	return p, nil
 }
 
 func (c *Console) handleInstance(q *request) error {
 	key := q.r.PathValue("key")
 	p, err := c.instanceData(q.ctx(), key)
+	p.Admin = q.s.tok.Scope == iu.ScopeAdmin
 	return c.show(q, "instance", layout{Title: key, Nav: "instances"}, p, err)
 }
 

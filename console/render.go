@@ -54,6 +54,7 @@ type pageSet map[string]*template.Template
 var pageNames = []string{
 	"error", "signin", "overview", "templates", "template", "instances", "instance",
 	"events", "gates", "audit", "confirm", "verify", "rollback", "triggers", "tokens",
+	"compensate", "migrate",
 }
 
 func mustParsePages() pageSet {

@@ -63,7 +63,11 @@ type templatePage struct {
 	InstancesLastHour int64
 	Slots             []slotRow
 	Graph             graph
-	// The mode switch, for admin.
+	// The other published versions, the latest last: admin may migrate
+	// this version's instances to one of them.
+	Versions []iu.TemplateInfo
+	Latest   string
+	// The mode switch and the Migrate form, for admin.
 	Admin bool
 	CSRF  string
 }
@@ -96,6 +100,12 @@ func (c *Console) templateData(ctx context.Context, key string) (templatePage, e
 		return p, err
 	}
 	p.Instances, p.InstancesLastHour = counts[key].InstanceCount, counts[key].InstancesLastHour
+	if p.Versions, err = otherVersions(ctx, c.e, key); err != nil {
+		return p, err
+	}
+	if n := len(p.Versions); n > 0 {
+		p.Latest = p.Versions[n-1].Key
+	}
 	return p, nil
 }
 

@@ -129,9 +129,12 @@ func (vj *verifyJobs) close() {
 	vj.wg.Wait()
 }
 
-// Close stops the console's background work (running verifies) and waits
-// for it. The store must stay open until it returns.
-func (c *Console) Close() { c.jobs.close() }
+// Close stops the console's background work (running verifies and
+// migrations) and waits for it. The store must stay open until it returns.
+func (c *Console) Close() {
+	c.jobs.close()
+	c.migrations.close()
+}
 
 // verifyPage is the verify form and, once one was started, its job.
 type verifyPage struct {

@@ -271,14 +271,19 @@ func (tb *tab) signIn(secret string) {
 	tb.do("sign in", chromedp.Focus(chromedp.CSS("#token")), chromedp.SendKeys(chromedp.CSS("#token"), secret+"\r"))
 }
 
-func (tb *tab) screenshot(name string) {
+// screenshot writes the page, or only the element sel, to docs/name.
+func (tb *tab) screenshot(name string, sel ...string) {
 	tb.t.Helper()
 	if !*screenshots {
 		return
 	}
 	ctx, cancel := context.WithTimeout(tb.ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	shot := chromedp.FullScreenshot(100)
+	if len(sel) > 0 {
+		shot = chromedp.Screenshot(chromedp.CSS(sel[0]))
+	}
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		tb.t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -342,6 +347,8 @@ func TestConsoleBrowser(t *testing.T) {
 			f := newConsoleFixture(t, b.db(t))
 			t.Run("SignInByScope", func(t *testing.T) { consoleSignIn(t, browser, f) })
 			t.Run("Admin", func(t *testing.T) { consoleAdmin(t, browser, f, b.name == "sqlite") })
+			// A store of its own: Admin rolled the bulk actor back.
+			t.Run("Lifecycle", func(t *testing.T) { consoleLifecycle(t, browser, newConsoleFixture(t, b.db(t)), b.name == "sqlite") })
 		})
 	}
 }
@@ -590,5 +597,184 @@ func consoleAdmin(t *testing.T, browser context.Context, f *consoleFixture, shoo
 	tb.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	for _, page := range []string{"/", "/templates/" + wfKey, "/instances", "/gates", "/rollback", "/tokens"} {
 		tb.open(page) // checkA11y fails a page wider than a phone
+	}
+}
+
+// consoleLifecycle: an instance compensated from its page (preview, typed
+// confirmation, apply; then its history shows it, under the token's
+// name), the instances of onboarding/v2 migrated to v3 from the template's
+// page (preview with the graph difference, then apply with progress), and
+// read scope seeing the history but no control.
+func consoleLifecycle(t *testing.T, browser context.Context, f *consoleFixture, shoot bool) {
+	ctx := context.Background()
+	e := f.srv.m.Engine
+	const wf3Key = "tpl:wf:onboarding/v3"
+	onTemplate := func(key string) int {
+		t.Helper()
+		p, err := e.Instances(ctx, iu.InstanceFilter{TemplateKey: key, PageRequest: iu.PageRequest{Limit: iu.MaxPageSize}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p.Items)
+	}
+	page, err := e.Instances(ctx, iu.InstanceFilter{Actor: "iu-core-25000x-bulk", TemplateKey: wfKey, PageRequest: iu.PageRequest{Limit: 2}})
+	if err != nil || len(page.Items) != 2 {
+		t.Fatalf("instances of the bulk actor: %+v, %v", page.Items, err)
+	}
+	key, other := page.Items[0].InstanceKey, page.Items[1].InstanceKey
+
+	tb := newTab(t, browser, f.srv.url)
+	tb.signIn(f.admin)
+	tb.waitTitle("Overview")
+
+	// The instance's page: its history, and the Compensate form.
+	tb.open("/instances/" + key)
+	if got := tb.text("#history-h + .table-wrap tbody"); !strings.Contains(got, "created") || !strings.Contains(got, "iu-core-25000x-bulk") {
+		t.Errorf("the history of %s: %q, want its making by an event", key, got)
+	}
+	tb.do("preview the compensation", chromedp.SendKeys(chromedp.CSS("#reason"), "hired by mistake"),
+		chromedp.Click(chromedp.CSS(`form[action="/compensate"] button`)))
+	tb.waitTitle("Compensate " + key)
+	if got := tb.text("#preview-h + dl + .table-wrap tbody"); got != "Lineage rows 1 Instances 1 Memberships 8" {
+		t.Errorf("the compensation preview %q, want 1/1/8", got)
+	}
+	if got := tb.text("#log-entry"); !strings.Contains(got, "stays, with the status compensated") {
+		t.Errorf("the preview says of the log entry %q", got)
+	}
+	if shoot {
+		tb.screenshot("console-compensate.png", "main")
+	}
+	if _, err := e.GetInstance(ctx, key); err != nil {
+		t.Fatalf("the preview compensated %s: %v", key, err)
+	}
+	tb.do("apply with a wrong key", chromedp.SendKeys(chromedp.CSS("#confirm"), "tpl-inst:auto:nothing"), chromedp.Click(chromedp.CSS("button.danger")))
+	tb.waitText("[role=alert]", "Nothing was compensated")
+	if _, err := e.GetInstance(ctx, key); err != nil {
+		t.Fatalf("a refused apply compensated %s: %v", key, err)
+	}
+	tb.do("apply", chromedp.SendKeys(chromedp.CSS("#confirm"), key), chromedp.Click(chromedp.CSS("button.danger")))
+	tb.waitText("#applied-h", key)
+	if got := tb.text("#applied-h + .table-wrap tbody"); got != "Lineage rows 1 Instances 1 Memberships 8" {
+		t.Errorf("the compensation applied %q, want 1/1/8", got)
+	}
+	if _, err := e.GetInstance(ctx, key); iu.ErrorCode(err) != iu.CodeNotFound {
+		t.Errorf("%s after the compensation: %v, want not found", key, err)
+	}
+	h, err := e.History(ctx, key)
+	if err != nil || len(h) != 2 || h[1].What != "compensated" || h[1].By != "ops-admin" || h[1].Claimed != "" {
+		t.Errorf("the history in the store: %+v, %v; want created, then compensated by ops-admin", h, err)
+	}
+	// Its page is its history now.
+	tb.do("open the instance's page", chromedp.Click(chromedp.CSS(`main p:last-of-type a[href^="/instances/"]`)))
+	tb.waitTitle(key)
+	tb.waitText("main p.lead", "it was compensated")
+	if got := tb.text("#history-h + .table-wrap tbody tr:last-child"); !strings.Contains(got, "compensated") || !strings.Contains(got, "ops-admin") || !strings.Contains(got, "hired by mistake") {
+		t.Errorf("the last history row %q, want the compensation by ops-admin with its reason", got)
+	}
+	if n := tb.count(`form[action="/compensate"]`); n != 0 {
+		t.Errorf("a compensated instance is offered Compensate again")
+	}
+
+	// Migrate the onboarding checklist's instances to v3.
+	publishExample(t, e, "../../examples/lifecycle/onboarding-v3.yaml")
+	// The seed story's v2 instances: auto ones (listed by template) and
+	// three composed by hand (not listed: they have no lineage).
+	auto := onTemplate(wfKey)
+	dry, err := e.Migrate(iu.NewContextWithPrincipal(ctx, "tester"), iu.MigrateRequest{From: wfKey, To: wf3Key}, nil)
+	if err != nil || auto == 0 || dry.Instances != int64(auto)+3 {
+		t.Fatalf("v2 has %d auto instances and the dry run counts %+v, %v; want them and the 3 manual ones", auto, dry, err)
+	}
+	n := dry.Instances
+	tb.open("/templates/" + wfKey)
+	if got := tb.eval(`document.querySelector('form[action="/migrate"] select').value`); got != wf3Key {
+		t.Errorf("the version offered is %q, want %s", got, wf3Key)
+	}
+	tb.do("preview the migration", chromedp.Click(chromedp.CSS(`form[action="/migrate"] button`)))
+	tb.waitTitle("Migrate " + wfKey)
+	if got := tb.text("#preview-h + dl.cards"); !strings.Contains(got, fmt.Sprintf("instances to move %d", n)) || !strings.Contains(got, "slots added 1") || !strings.Contains(got, "slots changed 1") {
+		t.Errorf("the migration preview %q, want %d instances, 1 slot added, 1 changed", got, n)
+	}
+	diff := tb.text("#diff-h + .table-wrap tbody")
+	for _, want := range []string{"security-training added", "security and privacy training", "first-day changed: its edges", "after laptop, security-training, buddy"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("the graph difference %q lacks %q", diff, want)
+		}
+	}
+	if shoot {
+		tb.screenshot("console-migrate.png", "main")
+	}
+	if got := onTemplate(wfKey); got != auto {
+		t.Fatalf("the preview moved instances: %d on v2, was %d", got, auto)
+	}
+	tb.do("apply unconfirmed", chromedp.Evaluate[chromedp.Void](`document.querySelector("#confirm").required = false`), chromedp.Click(chromedp.CSS("button.danger")))
+	tb.waitText("[role=alert]", "Nothing was moved")
+	tb.do("apply", chromedp.Click(chromedp.CSS("#confirm")), chromedp.Click(chromedp.CSS("button.danger")))
+	tb.waitTitle("Migrate " + wfKey + " to " + wf3Key)
+	tb.waitText("#job p.ok", fmt.Sprintf("%d instances moved to %s", n, wf3Key))
+	if got := tb.text("#job dl.cards"); !strings.Contains(got, fmt.Sprintf("moved %d", n)) {
+		t.Errorf("the migration's result %q, want %d moved", got, n)
+	}
+	job := tb.eval(`location.href`)
+	if onTemplate(wfKey) != 0 || onTemplate(wf3Key) != auto {
+		t.Errorf("after the migration %d on v2 and %d on v3, want 0 and %d", onTemplate(wfKey), onTemplate(wf3Key), auto)
+	}
+	// A reload shows the same job; it does not migrate again.
+	tb.do("reload", chromedp.Reload())
+	tb.waitText("#job p.ok", "instances moved")
+	if got := tb.eval(`location.href`); got != job {
+		t.Errorf("after a reload the page is %s, want %s", got, job)
+	}
+	h, err = e.History(ctx, other)
+	if err != nil || len(h) != 2 || h[1].What != "migrated" || h[1].By != "ops-admin" || h[1].TemplateKey != wf3Key {
+		t.Errorf("the history of a migrated instance: %+v, %v; want one migration to v3 by ops-admin", h, err)
+	}
+	if rep, err := e.Verify(ctx, ""); err != nil || !rep.OK() {
+		t.Errorf("verify after the migration: %+v, %v", rep, err)
+	}
+	tb.open("/instances/" + other)
+	if got := tb.text("#history-h + .table-wrap tbody tr:last-child"); !strings.Contains(got, "migrated") || !strings.Contains(got, "ops-admin") || !strings.Contains(got, wf3Key) {
+		t.Errorf("the migrated instance's last history row %q", got)
+	}
+	if got := tb.text("#lineage-h + dl"); !strings.Contains(got, wf3Key) {
+		t.Errorf("the migrated instance's lineage %q, want %s", got, wf3Key)
+	}
+
+	// At a phone's width the new pages fit.
+	tb.do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	for _, p := range []string{"/instances/" + other, "/instances/" + key, "/compensate?key=" + other, "/templates/" + wf3Key, "/migrate?from=" + wf3Key + "&to=" + wfKey, job[len(f.srv.url):]} {
+		tb.open(p)
+	}
+
+	// Read scope sees the history, and no control.
+	rd := newTab(t, browser, f.srv.url)
+	rd.signIn(f.reader)
+	rd.waitTitle("Overview")
+	for _, p := range []string{"/instances/" + other, "/instances/" + key, "/templates/" + wf3Key, "/templates/" + wfKey} {
+		rd.open(p)
+		if n := rd.count(`form[action="/compensate"], form[action="/migrate"], form[method=post]:not([action="/signout"]) button`); n != 0 {
+			t.Errorf("read scope is offered %d lifecycle controls on %s", n, p)
+		}
+	}
+	rd.open("/instances/" + other)
+	if n := rd.count("#history-h + .table-wrap tbody tr"); n != 2 {
+		t.Errorf("read scope sees %d history rows, want 2", n)
+	}
+	rd.open("/compensate?key=" + other)
+	rd.waitText("[role=alert]", "needs an admin token")
+}
+
+// publishExample publishes a template file of the repository.
+func publishExample(t *testing.T, e *iu.Engine, name string) {
+	t.Helper()
+	data, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := iu.ParseTemplateFile(name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PublishTemplates(context.Background(), []*iu.Template{tp}, "tester"); err != nil {
+		t.Fatal(err)
 	}
 }
