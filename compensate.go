@@ -81,7 +81,7 @@ func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (Compens
 	if err := checkText("reason", req.Reason, maxReasonBytes); err != nil {
 		return CompensateReport{}, err
 	}
-	w, err := claim(ctx, req.Actor)
+	w, err := claimIfApplied(ctx, req.Actor, req.Apply)
 	if err != nil {
 		return CompensateReport{}, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // HistoryEntry is one thing that happened to an instance.
@@ -44,31 +43,37 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 		}
 		// Each compensation ends one life of the key (a released event may
 		// make it again); the instance, if it is there, is the last life.
-		// A life that was migrated was made from the template its first
-		// migration moved it from.
-		madeFrom := func(born, ended Time, key string, digest Digest) (string, Digest) {
-			for _, m := range ms {
-				if !m.At.Before(born.Time) && (ended.IsZero() || !m.At.After(ended.Time)) {
-					return m.FromKey, m.FromDigest
-				}
+		// Lives are told in order, each with its migrations (both lists are
+		// in the order they were written), since a life may end and the next
+		// begin within one clock tick. A life that was migrated was made
+		// from the template its first migration moved it from.
+		life := func(born Time, mode Mode, actor, key string, digest Digest, ev *Event, ended *Compensation) {
+			var mine []InstanceMigration
+			for len(ms) > 0 && (ended == nil || !ms[0].At.After(ended.At.Time)) {
+				mine, ms = append(mine, ms[0]), ms[1:]
 			}
-			return key, digest
+			if len(mine) > 0 {
+				key, digest = mine[0].FromKey, mine[0].FromDigest
+			}
+			out = append(out, birth(born, mode, actor, key, digest, ev))
+			for _, m := range mine {
+				out = append(out, migrated(m))
+			}
+			if ended != nil {
+				out = append(out, HistoryEntry{At: ended.At, What: "compensated", By: ended.By, Claimed: ended.Claimed, TemplateKey: ended.TemplateKey,
+					Digest: ended.TemplateDigest, Detail: describeCompensation(*ended)})
+			}
 		}
-		for _, c := range cs {
-			k, d := madeFrom(c.InstanceAt, c.At, c.TemplateKey, c.TemplateDigest)
-			out = append(out, birth(c.InstanceAt, c.Mode, c.Actor, k, d, &Event{ID: c.EventID, Source: c.EventSource, Type: c.EventType}))
+		for i := range cs {
+			c := &cs[i]
+			life(c.InstanceAt, c.Mode, c.Actor, c.TemplateKey, c.TemplateDigest, &Event{ID: c.EventID, Source: c.EventSource, Type: c.EventType}, c)
 		}
 		if in != nil {
-			k, d := madeFrom(in.CreatedAt, Time{}, in.TemplateKey, in.TemplateDigest)
-			out = append(out, birth(in.CreatedAt, in.Mode, in.Actor, k, d, in.Event))
+			life(in.CreatedAt, in.Mode, in.Actor, in.TemplateKey, in.TemplateDigest, in.Event, nil)
 		}
+		// Migrations of a life that a rollback ended, which leaves no record.
 		for _, m := range ms {
-			out = append(out, HistoryEntry{At: m.At, What: "migrated", By: m.By, Claimed: m.Claimed, TemplateKey: m.ToKey, Digest: m.ToDigest,
-				Detail: fmt.Sprintf("from %s (%s) to %s", m.FromKey, m.FromDigest, m.ToKey)})
-		}
-		for _, c := range cs {
-			out = append(out, HistoryEntry{At: c.At, What: "compensated", By: c.By, Claimed: c.Claimed, TemplateKey: c.TemplateKey,
-				Digest: c.TemplateDigest, Detail: describeCompensation(c)})
+			out = append(out, migrated(m))
 		}
 		if len(out) == 0 {
 			return Errorf(ErrNotFound, "no instance %q, and none ever compensated or migrated under that key", key)
@@ -78,8 +83,12 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 	if err != nil {
 		return nil, err
 	}
-	slices.SortStableFunc(out, func(a, b HistoryEntry) int { return a.At.Compare(b.At.Time) })
 	return out, nil
+}
+
+func migrated(m InstanceMigration) HistoryEntry {
+	return HistoryEntry{At: m.At, What: "migrated", By: m.By, Claimed: m.Claimed, TemplateKey: m.ToKey, Digest: m.ToDigest,
+		Detail: fmt.Sprintf("from %s (%s) to %s", m.FromKey, m.FromDigest, m.ToKey)}
 }
 
 // birth is the entry of an instance's making.

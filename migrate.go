@@ -129,7 +129,7 @@ const DefaultMigrateBatch = 1000
 // the instances already on the target are no longer the source's. Without
 // Apply it only counts and compares the graphs.
 func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress MigrateProgress) (*MigrateReport, error) {
-	w, err := claim(ctx, req.Claimed)
+	w, err := claimIfApplied(ctx, req.Claimed, req.Apply)
 	if err != nil {
 		return nil, err
 	}

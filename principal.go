@@ -41,6 +41,16 @@ func claim(ctx context.Context, actor string) (Who, error) {
 	return who(ctx, actor), nil
 }
 
+// claimIfApplied is claim for an operation that writes only when apply: a dry
+// run attributes nothing, so it needs no actor, though one it is given must
+// be valid.
+func claimIfApplied(ctx context.Context, actor string, apply bool) (Who, error) {
+	if !apply && actor == "" {
+		return Who{}, nil
+	}
+	return claim(ctx, actor)
+}
+
 // who attributes a change: to the principal in ctx, with the actor the
 // caller named kept as claimed; without a principal (the Go API), to the
 // actor named; with neither, to "iu".

@@ -47,9 +47,10 @@ var _ = register("CompensateKeepsTheKeyClaimed", func(t *testing.T, h Harness) {
 	other := v.mustEmit(wfKey, "c-2", "alice")
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 
-	// A dry run says what would go and writes nothing.
+	// A dry run says what would go and writes nothing; it attributes
+	// nothing, so it needs neither a principal nor an actor.
 	before := v.counts()
-	dry, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Reason: "wrong hire"})
+	dry, err := v.e.Compensate(v.ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Reason: "wrong hire"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +176,10 @@ var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h H
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 	req := iu.MigrateRequest{From: wfKey, To: wf3Key}
 
-	// A dry run counts and compares, and writes nothing.
+	// A dry run counts and compares, and writes nothing (and, attributing
+	// nothing, needs no principal).
 	before := v.counts()
-	dry, err := v.e.Migrate(ctx, req, nil)
+	dry, err := v.e.Migrate(v.ctx, req, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
