@@ -151,14 +151,20 @@ type Tx interface {
 	RollbackActor(ctx context.Context, actor string, apply bool) (RollbackCounts, error)
 
 	// ScanInstanceGraphs calls fn for each instance collection (those of
-	// actor when it is not empty) in storage order, with the graph as stored.
+	// actor when it is not empty) in storage order, with the graph as
+	// stored. Instances whose membership rows are the same may share one
+	// Slots slice, which fn must not change.
 	ScanInstanceGraphs(ctx context.Context, actor string, fn func(*InstanceGraph) error) error
 	// ListTemplateGraphs returns every template's stored graph by key.
 	ListTemplateGraphs(ctx context.Context) (map[string]*Template, error)
 	// ListPieces returns every stored piece; verify hashes each once.
 	ListPieces(ctx context.Context) (map[Digest]Piece, error)
-	// CountOrphans counts rows that point at something missing.
-	CountOrphans(ctx context.Context) (Orphans, error)
+	// CountGraphRows starts counting what GraphRowCounts holds, as of the
+	// transaction's snapshot, and returns the function that waits for the
+	// counts. A store may count on a connection of its own meanwhile, so
+	// the caller goes on with its other reads first; it waits before the
+	// transaction ends.
+	CountGraphRows(ctx context.Context) (wait func() (GraphRowCounts, error))
 
 	// ListTriggers returns triggers ordered by name, those after the name
 	// after ("" from the first), at most limit (0: all of them).
@@ -249,11 +255,25 @@ type Instance struct {
 // InstanceGraph is what verify reads of one instance.
 type InstanceGraph struct {
 	Key            string
+	Actor          string
 	Digest         Digest // as stored on the collection
-	HasLineage     bool
+	HasLineage     bool   // a lineage row names the collection's id
+	LineageKeyOK   bool   // and the collection's key
 	TemplateKey    string
 	TemplateDigest Digest // as recorded in lineage
-	Slots          []Slot // from membership rows
+	Slots          []Slot // from the membership rows with the collection's key
+	// Strays counts the membership rows under the collection's id that
+	// name another key: they are not the instance's.
+	Strays int64
+}
+
+// GraphRowCounts is what verify counts across the whole store besides the
+// rows it reaches from the collections: the rows of the membership and
+// lineage tables, and the ok log rows whose instance is missing.
+type GraphRowCounts struct {
+	Memberships   int64
+	Lineage       int64
+	OrphanLogRows int64
 }
 
 // Surfaces counts the three surfaces of a bulk run.

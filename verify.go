@@ -67,6 +67,16 @@ const verifyProgressEvery = 4096
 func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, progress func(checked, total int64)) (*VerifyReport, error) {
 	rep := &VerifyReport{Diverging: []Divergence{}}
 	err := e.store.View(ctx, func(tx Tx) error {
+		// Orphans are what a pass over every instance does not reach: the
+		// tables' row counts less the rows reached. The store counts while
+		// the instances are checked. A verify of one actor's instances so
+		// reads them all, and checks the actor's.
+		scanActor := actor
+		var countRows func() (GraphRowCounts, error)
+		if orphans {
+			scanActor = ""
+			countRows = tx.CountGraphRows(ctx)
+		}
 		var total int64
 		if progress != nil {
 			var err error
@@ -85,8 +95,21 @@ func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, pro
 		}
 		recompute := recomputer(stored)
 		templateWhy := templateProblems(templates, recompute)
-		// Stores may hand many instances the very same (read-only) slots
-		// slice when their stored rows are identical; check such a graph once.
+		missing := func(slots []Slot) (n int64) {
+			for _, s := range slots {
+				if _, ok := stored[s.Piece]; !ok {
+					n++
+				}
+			}
+			return n
+		}
+		var reached reachedRows
+		for _, t := range templates {
+			reached.memberships += int64(len(t.Slots))
+			reached.missingPieces += missing(t.Slots)
+		}
+		// Stores may hand instances whose membership rows are the same the
+		// very same slots slice; such a graph is checked once.
 		type graphID struct {
 			first *Slot
 			n     int
@@ -94,32 +117,40 @@ func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, pro
 			td, d Digest
 			has   bool
 		}
-		checked := make(map[graphID][]string)
-		err = tx.ScanInstanceGraphs(ctx, actor, func(g *InstanceGraph) error {
+		type verdict struct {
+			why     []string
+			missing int64
+		}
+		checked := make(map[graphID]verdict)
+		err = tx.ScanInstanceGraphs(ctx, scanActor, func(g *InstanceGraph) error {
+			var v verdict
+			if len(g.Slots) > 0 {
+				id := graphID{&g.Slots[0], len(g.Slots), g.TemplateKey, g.TemplateDigest, g.Digest, g.HasLineage}
+				var ok bool
+				if v, ok = checked[id]; !ok {
+					v = verdict{checkInstance(g, templates, templateWhy, recompute), missing(g.Slots)}
+					if len(checked) < 10000 {
+						checked[id] = v
+					}
+				}
+			} else {
+				v.why = checkInstance(g, templates, templateWhy, recompute)
+			}
+			reached.add(g, v.missing)
+			if actor != "" && g.Actor != actor {
+				return nil
+			}
 			rep.Total++
 			if progress != nil && rep.Total%verifyProgressEvery == 0 {
 				progress(rep.Total, total)
 			}
-			var why []string
-			if len(g.Slots) > 0 {
-				id := graphID{&g.Slots[0], len(g.Slots), g.TemplateKey, g.TemplateDigest, g.Digest, g.HasLineage}
-				var ok bool
-				if why, ok = checked[id]; !ok {
-					why = checkInstance(g, templates, templateWhy, recompute)
-					if len(checked) < 10000 {
-						checked[id] = why
-					}
-				}
-			} else {
-				why = checkInstance(g, templates, templateWhy, recompute)
-			}
-			if len(why) == 0 {
+			if len(v.why) == 0 {
 				rep.Matches++
 				return nil
 			}
 			rep.Diverges++
 			if len(rep.Diverging) < MaxDivergingListed {
-				rep.Diverging = append(rep.Diverging, Divergence{InstanceKey: g.Key, TemplateKey: g.TemplateKey, Reasons: why})
+				rep.Diverging = append(rep.Diverging, Divergence{InstanceKey: g.Key, TemplateKey: g.TemplateKey, Reasons: v.why})
 			}
 			return nil
 		})
@@ -132,13 +163,52 @@ func (e *Engine) verifyWith(ctx context.Context, actor string, orphans bool, pro
 		if !orphans {
 			return nil
 		}
-		rep.Orphans, err = tx.CountOrphans(ctx)
+		counts, err := countRows()
+		rep.Orphans = reached.orphans(counts)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return rep, nil
+}
+
+// reachedRows tallies the rows a pass over every instance reaches from the
+// collections, and those it reaches that are orphans.
+type reachedRows struct {
+	memberships   int64 // under a collection's id
+	strays        int64 // of those, naming another collection's key
+	missingPieces int64 // of the others, naming a piece that is missing
+	lineage       int64 // naming an instance's id
+	lineageStrays int64 // of those, naming another key
+	noLineage     int64 // instances without a lineage row
+}
+
+func (r *reachedRows) add(g *InstanceGraph, missingPieces int64) {
+	r.memberships += int64(len(g.Slots)) + g.Strays
+	r.strays += g.Strays
+	r.missingPieces += missingPieces
+	switch {
+	case !g.HasLineage:
+		r.noLineage++
+	case !g.LineageKeyOK:
+		r.lineage++
+		r.lineageStrays++
+	default:
+		r.lineage++
+	}
+}
+
+// orphans: a membership row is an orphan when no collection has its id
+// and key, or its piece is missing; a lineage row when no instance has its
+// id and key; an instance when no lineage row has its id.
+func (r *reachedRows) orphans(all GraphRowCounts) Orphans {
+	return Orphans{
+		Memberships: all.Memberships - r.memberships + r.strays + r.missingPieces,
+		Lineage:     all.Lineage - r.lineage + r.lineageStrays,
+		EventLog:    all.OrphanLogRows,
+		Instances:   r.noLineage,
+	}
 }
 
 // recomputer returns a function that recomputes a graph's digest from the

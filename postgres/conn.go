@@ -324,6 +324,9 @@ func (s *Store) run(ctx context.Context, c *pgx.Conn, write, speculate bool, fn 
 	}
 	done := false
 	defer func() {
+		for _, f := range t.atEnd {
+			f()
+		}
 		if !done {
 			t.rollback(ctx)
 		}

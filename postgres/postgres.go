@@ -349,6 +349,20 @@ func (s *Store) pooled(ctx context.Context, write, speculate bool, fn func(iu.Tx
 	return err
 }
 
+// viewAt runs fn like View, on a pooled connection, as of a snapshot that
+// another transaction, still open, exported.
+func (s *Store) viewAt(ctx context.Context, snapshot string, fn func(*tx) error) error {
+	c, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.translate(ctx, err)
+	}
+	defer c.Release()
+	return s.run(ctx, c.Conn(), false, false, func(t *tx) error {
+		t.hold(queued{sql: "SET TRANSACTION SNAPSHOT " + quoteLiteral(snapshot)})
+		return fn(t)
+	})
+}
+
 // ViewFresh runs fn like View on a connection of its own, opened for this
 // call and closed after it: the durability check after a bulk run.
 func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
@@ -359,3 +373,8 @@ func (s *Store) ViewFresh(ctx context.Context, fn func(iu.Tx) error) error {
 	defer c.Close(context.WithoutCancel(ctx))
 	return s.run(ctx, c, false, false, func(t *tx) error { return fn(t) })
 }
+
+// quoteLiteral quotes s as an SQL string literal, for the statements that
+// take no parameters (with standard_conforming_strings, on by default
+// since PostgreSQL 9.1, a backslash is an ordinary character).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

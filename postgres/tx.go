@@ -27,6 +27,9 @@ type tx struct {
 	deferred  *deferredClaim // a claim held for COMMIT (deferred.go)
 	ended     bool           // COMMIT has run
 	cursors   int            // cursors declared, for their names
+	// atEnd runs as the transaction ends: it stops work begun on other
+	// connections from this one's snapshot.
+	atEnd []func()
 	// changedState says that the transaction changed the gates or an emit
 	// mode, which transactions assume (state.go).
 	changedState bool

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/iu-engine/iu"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // rollbackCount counts what rolling back an actor deletes.
@@ -54,20 +55,30 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 const graphPage = 1000
 
 // scanGraphs reads instances in collection_id order, each with its
-// membership rows folded into one string (iu.SlotUnfolder reads it). It is
-// one cursor fetched a page at a time, not a query per page, which the
-// planner, before the tables have statistics, answered by sorting every
-// instance of the actor for each page.
+// membership rows folded into one string (iu.SlotUnfolder reads it) and a
+// count of the rows under its id with another key. A fold that is the
+// previous instance's comes as NULL: the instances of one template fold
+// alike, and at a million instances the repeats were most of what the
+// server formatted and sent. It is one cursor fetched a page at a time,
+// not a query per page, which the planner, before the tables have
+// statistics, answered by sorting every instance of the actor for each
+// page.
 const scanGraphs = `DECLARE %s NO SCROLL CURSOR FOR
-	SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL,
-		coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
-		coalesce((SELECT string_agg(s.row, chr(30)) FROM (
-			SELECT m.slot || chr(31) || m.piece_id || chr(31) || m.after_slots AS row
-			FROM iu_collection_membership m WHERE m.collection_id = c.collection_id ORDER BY m.collection_id, m.slot) s), '')
-	FROM iu_piece_collection c
-	LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
-	WHERE c.collection_kind = 'instance' %s
-	ORDER BY c.collection_id`
+	SELECT key, actor, digest, has_lineage, lineage_key_ok, template_key, template_digest, strays,
+		CASE WHEN folded = lag(folded) OVER (ORDER BY id) THEN NULL ELSE folded END
+	FROM (SELECT c.collection_id AS id, c.collection_key AS key, c.actor, c.digest,
+			l.instance_id IS NOT NULL AS has_lineage, coalesce(l.instance_key = c.collection_key, false) AS lineage_key_ok,
+			coalesce(l.template_key, '') AS template_key, coalesce(l.template_digest, '') AS template_digest,
+			f.strays, coalesce(f.folded, '') AS folded
+		FROM iu_piece_collection c
+		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
+		CROSS JOIN LATERAL (
+			SELECT string_agg(r.row, chr(30)) FILTER (WHERE r.own) AS folded, count(*) FILTER (WHERE NOT r.own) AS strays
+			FROM (SELECT m.slot || chr(31) || m.piece_id || chr(31) || m.after_slots AS row, m.collection_key = c.collection_key AS own
+				FROM iu_collection_membership m WHERE m.collection_id = c.collection_id ORDER BY m.collection_id, m.slot) r) f
+		WHERE c.collection_kind = 'instance' %s
+		ORDER BY c.collection_id) s
+	ORDER BY id`
 
 func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
 	var args []any
@@ -81,6 +92,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 	t.hold(queued{sql: fmt.Sprintf(scanGraphs, cursor, filter), args: args})
 	fetch := fmt.Sprintf("FETCH %d FROM %s", graphPage, cursor)
 	var unfold iu.SlotUnfolder
+	var last []iu.Slot
 	page := make([]*iu.InstanceGraph, 0, graphPage)
 	for {
 		page = page[:0]
@@ -91,13 +103,16 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		for rows.Next() {
 			g := &iu.InstanceGraph{}
 			var digest, tdigest string
-			var folded []byte
-			if err := rows.Scan(&g.Key, &digest, &g.HasLineage, &g.TemplateKey, &tdigest, &folded); err != nil {
+			var folded pgtype.Text
+			if err := rows.Scan(&g.Key, &g.Actor, &digest, &g.HasLineage, &g.LineageKeyOK, &g.TemplateKey, &tdigest, &g.Strays, &folded); err != nil {
 				rows.Close()
 				return t.s.translate(ctx, err)
 			}
 			g.Digest, g.TemplateDigest = parseDigest(digest), parseDigest(tdigest)
-			g.Slots = unfold.Unfold(string(folded))
+			if folded.Valid {
+				last = unfold.Unfold(folded.String)
+			}
+			g.Slots = last
 			page = append(page, g)
 		}
 		if err := rows.Err(); err != nil {
@@ -145,28 +160,45 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 	return out, t.s.translate(ctx, rows.Err())
 }
 
-// CountOrphans counts rows that point at something missing. A membership or
-// lineage row whose collection_id names a collection with another key
-// counts too. Memberships are counted with outer joins, which the planner
-// turns into one pass with hash lookups; "NOT EXISTS (...) OR NOT EXISTS
-// (...)" was run as an index lookup per membership row (15 s at a million
-// instances).
-func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
-	var o iu.Orphans
-	err := t.long(ctx, func() error {
-		return t.queryRow(ctx, `SELECT
-			(SELECT count(*) FROM iu_collection_membership m
-				LEFT JOIN iu_piece_collection c ON c.collection_id = m.collection_id AND c.collection_key = m.collection_key
-				LEFT JOIN iu_piece p ON p.piece_id = m.piece_id
-				WHERE c.collection_id IS NULL OR p.piece_id IS NULL),
-			(SELECT count(*) FROM iu_collection_template_instance_lineage l
-				WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id AND c.collection_key = l.instance_key)),
-			(SELECT count(*) FROM iu_auto_instantiate_event_log e
-				WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
-			(SELECT count(*) FROM iu_piece_collection c
-				WHERE c.collection_kind = 'instance'
-				  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_id = c.collection_id))`,
-			nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
-	})
-	return o, err
+// CountGraphRows counts on a pooled connection of its own, in a
+// transaction that imports this one's snapshot (pg_export_snapshot), so the
+// server counts while the instances are scanned. This transaction's end
+// stops the count if nobody waited for it.
+func (t *tx) CountGraphRows(ctx context.Context) func() (iu.GraphRowCounts, error) {
+	var snapshot string
+	if err := t.queryRow(ctx, `SELECT pg_export_snapshot()`, nil, &snapshot); err != nil {
+		return func() (iu.GraphRowCounts, error) { return iu.GraphRowCounts{}, err }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	type counted struct {
+		n   iu.GraphRowCounts
+		err error
+	}
+	done := make(chan counted, 1)
+	go func() {
+		var c counted
+		c.err = t.s.viewAt(ctx, snapshot, func(o *tx) error {
+			return o.long(ctx, func() error {
+				return o.queryRow(ctx, graphRowCounts, nil, &c.n.Memberships, &c.n.Lineage, &c.n.OrphanLogRows)
+			})
+		})
+		done <- c
+	}()
+	var c *counted
+	wait := func() (iu.GraphRowCounts, error) {
+		if c == nil {
+			r := <-done
+			c = &r
+		}
+		return c.n, c.err
+	}
+	t.atEnd = append(t.atEnd, func() { cancel(); wait() })
+	return wait
 }
+
+// graphRowCounts: the first two are counted from the primary keys alone.
+const graphRowCounts = `SELECT
+	(SELECT count(*) FROM iu_collection_membership),
+	(SELECT count(*) FROM iu_collection_template_instance_lineage),
+	(SELECT count(*) FROM iu_auto_instantiate_event_log e
+		WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key))`

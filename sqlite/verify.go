@@ -10,11 +10,14 @@ import (
 func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.InstanceGraph) error) error {
 	// One row per instance, its membership rows folded into one string
 	// (fields split by \x1f, rows by \x1e; neither can occur in slot ids,
-	// piece ids or edges). Instances of one template fold to the same
-	// string: it is parsed once, and the engine checks that graph once.
-	q := `SELECT c.collection_key, c.digest, l.instance_id IS NOT NULL, coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+	// piece ids or edges), and a count of the rows under its id with
+	// another key. Instances of one template fold to the same string: it
+	// is parsed once, and the engine checks that graph once.
+	q := `SELECT c.collection_key, c.actor, c.digest, l.instance_id IS NOT NULL, coalesce(l.instance_key = c.collection_key, 0),
+		coalesce(l.template_key, ''), coalesce(l.template_digest, ''),
+		(SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id AND m.collection_key <> c.collection_key),
 		coalesce((SELECT group_concat(m.slot || char(31) || m.piece_id || char(31) || m.after_slots, char(30) ORDER BY m.slot)
-		          FROM iu_collection_membership m WHERE m.collection_id = c.collection_id), '')
+		          FROM iu_collection_membership m WHERE m.collection_id = c.collection_id AND m.collection_key = c.collection_key), '')
 		FROM iu_piece_collection c
 		LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
 		WHERE c.collection_kind = 'instance'`
@@ -31,12 +34,11 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 	defer rows.Close()
 	var unfold iu.SlotUnfolder
 	for rows.Next() {
-		var key, digest, tkey, tdigest, folded string
-		var has bool
-		if err := rows.Scan(&key, &digest, &has, &tkey, &tdigest, &folded); err != nil {
+		var digest, tdigest, folded string
+		g := &iu.InstanceGraph{}
+		if err := rows.Scan(&g.Key, &g.Actor, &digest, &g.HasLineage, &g.LineageKeyOK, &g.TemplateKey, &tdigest, &g.Strays, &folded); err != nil {
 			return err
 		}
-		g := &iu.InstanceGraph{Key: key, HasLineage: has, TemplateKey: tkey}
 		g.Digest, _ = iu.ParseDigest(digest)
 		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
 		g.Slots = unfold.Unfold(folded)
@@ -74,21 +76,19 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 	return out, rows.Err()
 }
 
-func (t *tx) CountOrphans(ctx context.Context) (iu.Orphans, error) {
-	var o iu.Orphans
-	err := t.queryRow(ctx, `SELECT
-		(SELECT count(*) FROM iu_collection_membership m
-			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = m.collection_id AND c.collection_key = m.collection_key)
-			   OR NOT EXISTS (SELECT 1 FROM iu_piece p WHERE p.piece_id = m.piece_id)),
-		(SELECT count(*) FROM iu_collection_template_instance_lineage l
-			WHERE NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_id = l.instance_id AND c.collection_key = l.instance_key)),
-		(SELECT count(*) FROM iu_auto_instantiate_event_log e
-			WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key)),
-		(SELECT count(*) FROM iu_piece_collection c
-			WHERE c.collection_kind = 'instance'
-			  AND NOT EXISTS (SELECT 1 FROM iu_collection_template_instance_lineage l WHERE l.instance_id = c.collection_id))`,
-		nil, &o.Memberships, &o.Lineage, &o.EventLog, &o.Instances)
-	return o, err
+// CountGraphRows counts when waited for, on the transaction's connection:
+// SQLite's readers do not share a snapshot.
+func (t *tx) CountGraphRows(ctx context.Context) func() (iu.GraphRowCounts, error) {
+	return func() (iu.GraphRowCounts, error) {
+		var n iu.GraphRowCounts
+		err := t.queryRow(ctx, `SELECT
+			(SELECT count(*) FROM iu_collection_membership),
+			(SELECT count(*) FROM iu_collection_template_instance_lineage),
+			(SELECT count(*) FROM iu_auto_instantiate_event_log e
+				WHERE e.status = 'ok' AND NOT EXISTS (SELECT 1 FROM iu_piece_collection c WHERE c.collection_key = e.instance_key))`,
+			nil, &n.Memberships, &n.Lineage, &n.OrphanLogRows)
+		return n, err
+	}
 }
 
 func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
