@@ -155,26 +155,34 @@ func migrateLineage(where string, n int) string {
 }
 
 // migrateRest writes what follows a batch's move: its memberships become
-// the target's graph (sent once as arrays, as InsertInstances does), its
-// collections take the target's digest and title, and each move is
-// recorded.
+// the target's graph (sent once as arrays, as InsertInstances does),
+// writing only the rows that differ, since versions share most slots; its
+// collections take the target's digest and title; and each move is
+// recorded. The rows the target adds follow in migrateMembers.
 const migrateRest = `WITH n AS MATERIALIZED (
 		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS n(id, key, from_digest)
+	), s AS MATERIALIZED (
+		SELECT * FROM unnest($11::int[], $12::text[], $13::text[], $14::text[]) AS s(pos, slot, piece, after)
 	), d AS (
-		DELETE FROM iu_collection_membership m USING n WHERE m.collection_id = n.id
+		DELETE FROM iu_collection_membership m USING n
+		WHERE m.collection_id = n.id AND m.slot NOT IN (SELECT slot FROM s)
+	), u AS (
+		UPDATE iu_collection_membership m SET position = s.pos, piece_id = s.piece, after_slots = s.after
+		FROM n, s WHERE m.collection_id = n.id AND m.slot = s.slot
+		  AND (m.position, m.piece_id, m.after_slots) IS DISTINCT FROM (s.pos, s.piece, s.after)
 	), c AS (
 		UPDATE iu_piece_collection c SET digest = $4, title = $5 FROM n WHERE c.collection_id = n.id
 	)
 	INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
 	SELECT n.key, $6, n.from_digest, $7, $4, $8, $9, $10 FROM n ORDER BY n.id`
 
-// migrateMembers inserts the batch's new memberships, in a statement of its
-// own: in one statement with the delete of the old rows it would collide
-// with them on the primary key.
+// migrateMembers inserts the target's rows that the batch's instances
+// lack, in a statement of its own, after migrateRest's writes.
 const migrateMembers = `INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
 	SELECT n.id, s.pos, s.slot, n.key, s.piece, s.after
 	FROM unnest($1::bigint[], $2::text[]) AS n(id, key), unnest($3::int[], $4::text[], $5::text[], $6::text[]) AS s(pos, slot, piece, after)
-	ORDER BY n.id, s.slot`
+	ORDER BY n.id, s.slot
+	ON CONFLICT (collection_id, slot) DO NOTHING`
 
 func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
 	if !t.write {
@@ -215,7 +223,8 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 	var sa slotArrays
 	sa.add(0, to.Slots)
 	b := &pgx.Batch{}
-	b.Queue(migrateRest, ids, keys, digests, to.Digest.String(), to.Title, rec.FromKey, to.Key, rec.At.Time, rec.By, rec.Claimed)
+	b.Queue(migrateRest, ids, keys, digests, to.Digest.String(), to.Title, rec.FromKey, to.Key, rec.At.Time, rec.By, rec.Claimed,
+		sa.pos, sa.slot, sa.piece, sa.after)
 	b.Queue(migrateMembers, ids, keys, sa.pos, sa.slot, sa.piece, sa.after)
 	if err := t.sendBatch(ctx, b); err != nil {
 		return 0, 0, 0, err

@@ -158,11 +158,19 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 		sql  string
 		args []any
 	}{
-		{`DELETE FROM iu_collection_membership WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`, nil},
-		// The target's own membership rows, copied: its piece ids and edges.
+		// The memberships become the target's own rows (its piece ids and
+		// edges), writing only where they differ: versions share most
+		// slots, and rewriting every row made migrating three times slower.
+		{`DELETE FROM iu_collection_membership WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)
+			AND slot NOT IN (SELECT slot FROM iu_collection_membership WHERE collection_id = ?)`, []any{tid}},
+		{`UPDATE iu_collection_membership AS m SET position = t.position, piece_id = t.piece_id, after_slots = t.after_slots
+			FROM iu_collection_membership t
+			WHERE m.collection_id IN (SELECT instance_id FROM temp.iu_migrating) AND t.collection_id = ? AND t.slot = m.slot
+			  AND (m.position <> t.position OR m.piece_id <> t.piece_id OR m.after_slots <> t.after_slots)`, []any{tid}},
 		{`INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
-			SELECT n.instance_id, m.slot, n.instance_key, m.position, m.piece_id, m.after_slots
-			FROM temp.iu_migrating n JOIN iu_collection_membership m ON m.collection_id = ?`, []any{tid}},
+			SELECT n.instance_id, t.slot, n.instance_key, t.position, t.piece_id, t.after_slots
+			FROM temp.iu_migrating n JOIN iu_collection_membership t ON t.collection_id = ?
+			WHERE NOT EXISTS (SELECT 1 FROM iu_collection_membership m WHERE m.collection_id = n.instance_id AND m.slot = t.slot)`, []any{tid}},
 		{`UPDATE iu_piece_collection SET digest = ?, title = ? WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`,
 			[]any{to.Digest.String(), to.Title}},
 		{`UPDATE iu_collection_template_instance_lineage SET template_key = ?, template_digest = ?

@@ -258,6 +258,21 @@ var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h H
 			t.Errorf("migrate %s to %s: %v, want a clear refusal", bad.From, bad.To, err)
 		}
 	}
+	// Back to v2 (a slot removed, one changed), an instance's rows damaged
+	// first: each instance ends with exactly the target's rows, whatever
+	// it held.
+	h.Exec(t, v.s, "DELETE FROM iu_collection_membership WHERE collection_key = '"+keys[1]+"' AND slot = 's5'")
+	h.Exec(t, v.s, "UPDATE iu_collection_membership SET after_slots = '', position = 99 WHERE collection_key = '"+keys[1]+"' AND slot = 's2'")
+	back, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wf3Key, To: wfKey, Apply: true}, nil)
+	if err != nil || back.Moved != 7 {
+		t.Fatalf("migrate back: %+v %v", back, err)
+	}
+	if rv := v.verify(""); !rv.OK() || rv.Total != 7 || rv.Matches != 7 {
+		t.Fatalf("verify after migrating back: %+v", rv)
+	}
+	if n := v.count("SELECT count(*) FROM iu_collection_membership m JOIN iu_piece_collection c ON c.collection_id = m.collection_id WHERE c.collection_kind = 'instance' AND m.position < 8"); n != 7*8 {
+		t.Fatalf("instance memberships after migrating back: %d, want 7 x 8 at the template's positions", n)
+	}
 })
 
 // A migration stopped between batches (its store fails after some) leaves
