@@ -4,9 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -49,7 +52,45 @@ func (e *Event) Validate() error {
 	if len(e.Data) > 0 && !json.Valid(e.Data) {
 		return Errorf(ErrInvalidEvent, "invalid event %q: data is not valid JSON", e.ID)
 	}
+	if why := badEscape(e.Data); why != "" {
+		return Errorf(ErrInvalidEvent, "invalid event %q: data %s", e.ID, why)
+	}
 	return nil
+}
+
+// badEscape finds a \u escape in valid JSON that names no character a
+// store can keep: \u0000 (PostgreSQL's jsonb refuses it) or half of a
+// UTF-16 surrogate pair (it is no character at all; PostgreSQL refuses it,
+// Go would read it as U+FFFD). Outside strings JSON has no backslash.
+func badEscape(data []byte) string {
+	hex4 := func(i int) rune {
+		if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+			return -1
+		}
+		v, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 32)
+		if err != nil {
+			return -1
+		}
+		return rune(v)
+	}
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' {
+			continue
+		}
+		r := hex4(i)
+		switch {
+		case r == 0:
+			return `contains \u0000, which a store cannot keep in text`
+		case utf16.IsSurrogate(r):
+			if lo := hex4(i + 6); r < 0xdc00 && lo >= 0xdc00 && lo <= 0xdfff {
+				i += 11
+				continue
+			}
+			return fmt.Sprintf(`contains \u%s, half of a UTF-16 surrogate pair without its other half`, strings.ToLower(string(data[i+2:i+6])))
+		}
+		i++ // the escaped character: \\ must not start another escape
+	}
+	return ""
 }
 
 func checkAttr(name, v string) error {

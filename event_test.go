@@ -374,6 +374,31 @@ func TestValidateRefusesDataThatIsNotUTF8(t *testing.T) {
 	}
 }
 
+// TestValidateRefusesEscapesOfNoCharacter: \u0000 and half a surrogate
+// pair are valid JSON that PostgreSQL refuses in jsonb (and Go reads as
+// U+FFFD), so an event carrying one is refused up front on every store
+// rather than failing in the database with the events batched beside it.
+func TestValidateRefusesEscapesOfNoCharacter(t *testing.T) {
+	for data, want := range map[string]string{
+		`{"n":"\u0000"}`:             `\u0000`,
+		`{"n":"\ud800"}`:             `\ud800, half of a UTF-16 surrogate pair`,
+		`{"n":"\uDC00x"}`:            `\udc00`,
+		`{"n":"\ud800\u0041"}`:       `\ud800`,
+		`{"n":"ok","m":["\udbff"]}`:  `\udbff`,
+		`{"n":"\ud83d\ude00\ud800"}`: `\ud800`,
+	} {
+		err := (&iu.Event{ID: "1", Source: "s", Type: "t", Data: json.RawMessage(data)}).Validate()
+		if !errors.Is(err, iu.ErrInvalidEvent) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%s) = %v, want ErrInvalidEvent naming %s", data, err, want)
+		}
+	}
+	for _, data := range []string{`{"n":"\ud83d\ude00"}`, `{"n":"\\u0000"}`, `{"n":"\\ud800"}`, `{"\u00e9":"\u0001\"\\"}`, `[1,2]`} {
+		if err := (&iu.Event{ID: "1", Source: "s", Type: "t", Data: json.RawMessage(data)}).Validate(); err != nil {
+			t.Errorf("Validate(%s) = %v, want it accepted", data, err)
+		}
+	}
+}
+
 func TestCheckActorAndPrefix(t *testing.T) {
 	for _, good := range []string{"iu-core-25000x-bulk", "ops@example.com", "svc:hr/importer"} {
 		if err := iu.CheckActor(good); err != nil {

@@ -76,6 +76,11 @@ func (s *Store) translate(ctx context.Context, err error) error {
 				s.desc, s.user, pe.Message)
 		case pe.Code == codeUntranslatableChar:
 			return iu.Errorf(iu.ErrInvalidEvent, "invalid event: its data holds \\u0000, which PostgreSQL's jsonb cannot store (%s)", pe.Message)
+		case strings.HasPrefix(pe.Code, "22"):
+			// A value the engine let through and the database refused (the
+			// engine refuses those it knows of first): invalid input, so
+			// that a batch is split and the request at fault fails alone.
+			return iu.Errorf(iu.ErrInvalidInput, "PostgreSQL refused a value: %s", pe.Message)
 		case pe.Code == codeDiskFull:
 			return iu.Errorf(iu.ErrStoreFull, "PostgreSQL at %s, database %q, is out of disk space: %s", s.host, s.database, pe.Message)
 		case pe.Code == codeTooManyConnections || strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P"):
