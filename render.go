@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,11 +45,15 @@ func (e *Engine) Render(ctx context.Context, key string) (*Rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	return RenderInstance(rec, pieces)
+	return renderInstance(ctx, rec, pieces)
 }
 
 // RenderInstance renders a loaded instance; see Engine.Render.
 func RenderInstance(rec *Instance, pieces map[Digest]Piece) (*Rendered, error) {
+	return renderInstance(context.Background(), rec, pieces)
+}
+
+func renderInstance(ctx context.Context, rec *Instance, pieces map[Digest]Piece) (*Rendered, error) {
 	vars := map[string]any{"instance": rec.Key, "template": rec.TemplateKey, "actor": rec.Actor, "subject": "", "data": map[string]any{}}
 	if ev := rec.Event; ev != nil {
 		vars["subject"] = ev.Subject
@@ -88,15 +94,16 @@ func RenderInstance(rec *Instance, pieces map[Digest]Piece) (*Rendered, error) {
 		out.Format = "checklist"
 	}
 	var unfilled []string
+	budget := &renderBudget{ctx: ctx, bytes: MaxRenderBytes, steps: MaxRenderSteps}
 	for n, i := range order {
 		s := rec.Slots[i]
 		p, ok := pieces[s.Piece]
 		if !ok {
 			return nil, Errorf(ErrNotFound, "instance %s: piece %s of slot %q is missing from the store (run iu verify)", rec.Key, s.Piece, s.ID)
 		}
-		text, err := fill(s.ID, p.Body, vars, &unfilled)
+		text, err := fill(s.ID, p.Body, vars, &unfilled, budget)
 		if err != nil {
-			return nil, err
+			return nil, budget.explain(rec.Key, err)
 		}
 		if kind == "wf" {
 			fmt.Fprintf(&b, "%d. [ ] %s", n+1, indent(strings.TrimSpace(text), "       "))
@@ -129,16 +136,184 @@ func RenderInstance(rec *Instance, pieces map[Digest]Piece) (*Rendered, error) {
 	return out, nil
 }
 
+// Rendering runs text that a template's author wrote over data that
+// producers sent, so it is bounded: a piece may not define or call
+// templates, nor use print, printf or println (a width in a format
+// allocates at will), and one rendering loops at most MaxRenderSteps times
+// in all and writes at most MaxRenderBytes.
+const (
+	MaxRenderBytes = 1 << 20
+	MaxRenderSteps = 100_000
+)
+
+// renderStep is the function each range loop's body calls first, to spend
+// a step of the budget.
+const renderStep = "iu_render_step"
+
+var forbiddenFuncs = map[string]string{
+	"print":   "print",
+	"printf":  "printf",
+	"println": "println",
+	"call":    "call",
+}
+
+// parsePiece parses a piece's body and checks it keeps to what rendering
+// allows.
+func parsePiece(name, body string) (*template.Template, error) {
+	t, err := template.New(name).Option("missingkey=default").
+		Funcs(template.FuncMap{renderStep: func() (string, error) { return "", nil }}).Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Templates()) > 1 {
+		return nil, fmt.Errorf("defines a template ({{define}} or {{block}}): a piece is one body")
+	}
+	if err := checkNodes(t.Tree.Root); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func checkNodes(n parse.Node) error {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Nodes {
+			if err := checkNodes(c); err != nil {
+				return err
+			}
+		}
+	case *parse.ActionNode:
+		return checkNodes(n.Pipe)
+	case *parse.IfNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.RangeNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.WithNode:
+		return checkBranch(&n.BranchNode)
+	case *parse.TemplateNode:
+		return fmt.Errorf("calls template %q: a piece is one body", n.Name)
+	case *parse.PipeNode:
+		if n == nil {
+			return nil
+		}
+		for _, c := range n.Cmds {
+			for _, a := range c.Args {
+				if err := checkNodes(a); err != nil {
+					return err
+				}
+			}
+		}
+	case *parse.ChainNode:
+		return checkNodes(n.Node)
+	case *parse.IdentifierNode:
+		if f, ok := forbiddenFuncs[n.Ident]; ok {
+			return fmt.Errorf("uses %s, which rendering does not offer: write the placeholder alone, {{ .data.NAME }}", f)
+		}
+	}
+	return nil
+}
+
+func checkBranch(b *parse.BranchNode) error {
+	for _, n := range []parse.Node{b.Pipe, b.List, b.ElseList} {
+		if err := checkNodes(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stepEachLoop makes each range loop's body spend a step first.
+func stepEachLoop(n parse.Node, step *parse.ActionNode) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			stepEachLoop(c, step)
+		}
+	case *parse.IfNode:
+		stepEachLoop(n.List, step)
+		stepEachLoop(n.ElseList, step)
+	case *parse.WithNode:
+		stepEachLoop(n.List, step)
+		stepEachLoop(n.ElseList, step)
+	case *parse.RangeNode:
+		stepEachLoop(n.List, step)
+		stepEachLoop(n.ElseList, step)
+		n.List.Nodes = append([]parse.Node{step}, n.List.Nodes...)
+	}
+}
+
+// renderBudget is what is left of one rendering's bounds.
+type renderBudget struct {
+	ctx   context.Context
+	bytes int
+	steps int
+}
+
+var (
+	errRenderBytes = errors.New("render: output bound")
+	errRenderSteps = errors.New("render: loop bound")
+)
+
+func (b *renderBudget) step() (string, error) {
+	if b.steps--; b.steps < 0 {
+		return "", errRenderSteps
+	}
+	return "", b.ctx.Err()
+}
+
+func (b *renderBudget) writer(w io.Writer) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		if len(p) > b.bytes {
+			return 0, errRenderBytes
+		}
+		b.bytes -= len(p)
+		return w.Write(p)
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// explain words a rendering stopped by its bounds.
+func (b *renderBudget) explain(key string, err error) error {
+	switch {
+	case errors.Is(err, errRenderBytes):
+		return Errorf(ErrInvalidInput, "instance %s: rendering stopped at %d bytes of text, the most one rendering writes: its pieces repeat more of the event's data than that", key, MaxRenderBytes)
+	case errors.Is(err, errRenderSteps):
+		return Errorf(ErrInvalidInput, "instance %s: rendering stopped after %d loop iterations, the most one rendering runs: its pieces loop over more of the event's data than that", key, MaxRenderSteps)
+	}
+	if cerr := b.ctx.Err(); cerr != nil && errors.Is(err, cerr) {
+		return cerr
+	}
+	return err
+}
+
 // fill fills a piece's placeholders, adding to unfilled (once each) those
 // it has no value for.
-func fill(slot, body string, vars map[string]any, unfilled *[]string) (string, error) {
-	t, err := template.New(slot).Option("missingkey=default").Parse(body)
+func fill(slot, body string, vars map[string]any, unfilled *[]string, budget *renderBudget) (string, error) {
+	t, err := parsePiece(slot, body)
 	if err != nil {
 		return "", Errorf(ErrInvalidTemplate, "slot %q: %v", slot, err)
 	}
 	keepUnfilled(t.Tree.Root, vars, unfilled)
+	step, err := template.New("").Funcs(template.FuncMap{renderStep: budget.step}).Parse("{{" + renderStep + "}}")
+	if err != nil {
+		return "", err
+	}
+	stepEachLoop(t.Tree.Root, step.Tree.Root.Nodes[0].(*parse.ActionNode))
+	t.Funcs(template.FuncMap{renderStep: budget.step})
 	var b bytes.Buffer
-	if err := t.Execute(&b, vars); err != nil {
+	if err := t.Execute(budget.writer(&b), vars); err != nil {
+		if errors.Is(err, errRenderBytes) || errors.Is(err, errRenderSteps) || budget.ctx.Err() != nil {
+			return "", err
+		}
 		return "", Errorf(ErrInvalidInput, "slot %q: filling in placeholders: %v", slot, err)
 	}
 	return b.String(), nil

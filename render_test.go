@@ -214,7 +214,7 @@ func TestRenderErrors(t *testing.T) {
 	}
 
 	// A body that parses but cannot be filled names its slot.
-	bad, err := iu.ParseTemplateFile("t.yaml", []byte("key: tpl:wf:x/v1\npieces:\n  - {id: a, kind: step, body: '{{ template \"nope\" }}'}\n"))
+	bad, err := iu.ParseTemplateFile("t.yaml", []byte("key: tpl:wf:x/v1\npieces:\n  - {id: a, kind: step, body: '{{ index .subject 99 }}'}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,5 +234,60 @@ func TestRenderNullData(t *testing.T) {
 	}
 	if !strings.Contains(r.Text, "Confirm that Ada has signed") {
 		t.Errorf("rendering:\n%s", r.Text)
+	}
+}
+
+// TestRenderIsBounded: a template's text runs over data that producers
+// send, so what one rendering may do is bounded. Constructs with no bound
+// are refused when the template is published; loops and output are
+// bounded when it renders.
+func TestRenderIsBounded(t *testing.T) {
+	piece := func(body string) []byte {
+		return []byte("key: tpl:wf:x/v1\npieces:\n  - id: a\n    kind: step\n    body: '" + body + "'\n")
+	}
+	for body, want := range map[string]string{
+		`{{ printf "%999999999d" 1 }}`:                      "uses printf",
+		`{{ println .subject }}`:                            "uses println",
+		`{{ define "x" }}y{{ end }}z`:                       "defines a template",
+		`{{ block "x" . }}y{{ end }}`:                       "defines a template",
+		`{{ template "x" }}`:                                `calls template "x"`,
+		`{{ if .data.a }}{{ print 1 }}{{ end }}`:            "uses print",
+		`{{ range .data.a }}{{ (printf "%d" 1) }}{{ end }}`: "uses printf",
+	} {
+		_, err := iu.ParseTemplateFile("t.yaml", piece(body))
+		if !errors.Is(err, iu.ErrInvalidTemplate) || !strings.Contains(err.Error(), want) {
+			t.Errorf("publishing %s: %v, want ErrInvalidTemplate saying %q", body, err, want)
+		}
+	}
+
+	xs := make([]string, 2000)
+	for i := range xs {
+		xs[i] = strconv.Itoa(i)
+	}
+	data := json.RawMessage(`{"x":[` + strings.Join(xs, ",") + `]}`)
+	ev := &iu.Event{ID: "1", Source: "s", Type: "t", Data: data}
+	for body, want := range map[string]string{
+		// 2000^3 iterations that write nothing: the loop bound stops it.
+		`{{ range .data.x }}{{ range $.data.x }}{{ range $.data.x }}{{ end }}{{ end }}{{ end }}`: "loop iterations",
+		// 2000^2 writes of 2000 bytes: the output bound stops it first.
+		`{{ range .data.x }}{{ range $.data.x }}{{ $.data.x }}{{ end }}{{ end }}`: "bytes of text",
+	} {
+		tpl, err := iu.ParseTemplateFile("t.yaml", piece(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = iu.RenderInstance(instanceOf(tpl, ev), tpl.Pieces)
+		if !errors.Is(err, iu.ErrInvalidInput) || !strings.Contains(err.Error(), want) {
+			t.Errorf("rendering %s: %v, want ErrInvalidInput saying %q", body, err, want)
+		}
+	}
+	// Within the bounds, loops render as they always did.
+	tpl, err := iu.ParseTemplateFile("t.yaml", piece(`{{ range $i, $v := .data.x }}{{ if eq $i 1999 }}last {{ $v }}{{ end }}{{ end }}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := iu.RenderInstance(instanceOf(tpl, ev), tpl.Pieces)
+	if err != nil || !strings.Contains(r.Text, "last 1999") {
+		t.Fatalf("a loop within bounds: %v\n%v", err, r)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"text/template"
 )
 
 // EmitMode says what an event does to a template: live templates are
@@ -249,7 +248,7 @@ func (s *TemplateSpec) Build() (*Template, error) {
 		if len(p.Body) > MaxBodyBytes {
 			return nil, Errorf(ErrInvalidTemplate, "%s: body is longer than %d bytes", where, MaxBodyBytes)
 		}
-		if _, err := template.New(p.ID).Option("missingkey=default").Parse(p.Body); err != nil {
+		if _, err := parsePiece(p.ID, p.Body); err != nil {
 			return nil, Errorf(ErrInvalidTemplate, "%s: body placeholder: %v", where, err)
 		}
 		piece := Piece{Kind: p.Kind, Body: p.Body}
