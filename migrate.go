@@ -194,7 +194,9 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 				return rep, err
 			}
 			rep.Moved += int64(moved)
-			rep.Batches++
+			if moved > 0 {
+				rep.Batches++
+			}
 			if progress != nil {
 				progress(rep.Moved, rep.Instances)
 			}

@@ -3,6 +3,7 @@ package iu
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // PublishTemplates publishes templates in one transaction: all or none.
@@ -43,9 +44,16 @@ func (e *Engine) PublishTemplates(ctx context.Context, templates []*Template, ac
 						k.Version++
 						next = k.String()
 					}
+					what := fmt.Sprintf("other content (stored %s, given %s)", stored.Digest, t.Digest)
+					switch {
+					case stored.Digest == t.Digest && stored.Title != t.Title:
+						what = fmt.Sprintf("another title (stored %q, given %q)", stored.Title, t.Title)
+					case stored.Digest == t.Digest:
+						what = "its pieces in another order"
+					}
 					return Errorf(ErrTemplateExists,
-						"template %s is already published with other content (stored %s, given %s); templates are immutable: publish the change as a new version, e.g. %s",
-						t.Key, stored.Digest, t.Digest, next)
+						"template %s is already published with %s; templates are immutable: publish the change as a new version, e.g. %s",
+						t.Key, what, next)
 				}
 			case errors.Is(err, ErrUnknownTemplate):
 				c := *t

@@ -37,8 +37,8 @@ func (e *Engine) EventLog(ctx context.Context, f EventFilter) (Page[LogEntry], e
 	if err != nil {
 		return Page[LogEntry]{}, err
 	}
-	if f.Status != "" && f.Status != StatusOK && f.Status != StatusShadow {
-		return Page[LogEntry]{}, Errorf(ErrInvalidInput, "status %q: the event log holds ok and shadow entries", f.Status)
+	if f.Status != "" && f.Status != StatusOK && f.Status != StatusShadow && f.Status != StatusCompensated {
+		return Page[LogEntry]{}, Errorf(ErrInvalidInput, "status %q: the event log holds ok, shadow and compensated entries", f.Status)
 	}
 	before, err := parseSeqCursor(f.After)
 	if err != nil {

@@ -279,7 +279,7 @@ func TestPagesByScope(t *testing.T) {
 		{"/instances/tpl-inst:manual:nowhere", 404, "There is no instance tpl-inst:manual:nowhere"},
 		{"/verify?job=forgotten", 404, "no longer remembered"},
 		{"/instances?after=garbage", 400, "is not a cursor of this list"},
-		{"/events?status=gated", 400, "the event log holds ok and shadow entries"},
+		{"/events?status=gated", 400, "the event log holds ok, shadow and compensated entries"},
 		{"/static/nothing.css", 404, "There is no file"},
 	} {
 		a := admin.get(c.path)

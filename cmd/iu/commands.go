@@ -354,7 +354,7 @@ func (a *app) eventsCommand() *cobra.Command {
 	var status string
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "events [--status ok|shadow] [--actor A] [--limit N] [--after CURSOR]",
+		Use:   "events [--status ok|shadow|compensated] [--actor A] [--limit N] [--after CURSOR]",
 		Short: "List the event log (iu_auto_instantiate_event_log), newest first",
 		Args:  cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {

@@ -62,7 +62,7 @@ dead-letter stream once the events stream has stored it.`,
 			w := table(a.stdout)
 			fmt.Fprintln(w, "SEQ\tTIME\tREASON\tEVENT\tSUBJECT\tERROR")
 			for _, d := range out {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Time.Format("2006-01-02T15:04:05.000Z"), d.Reason, orDash(d.EventID), d.OriginalSubject, d.Error)
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Time.Format("2006-01-02T15:04:05.000Z"), d.Reason, orDash(cell(d.EventID)), cell(d.OriginalSubject), cell(d.Error))
 			}
 			if err := w.Flush(); err != nil {
 				return err

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/iu-engine/iu"
 	iuhttp "github.com/iu-engine/iu/http"
@@ -19,6 +22,18 @@ func (a *app) printJSON(v any) error {
 }
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
+
+// cell makes text that iu did not check (a dead letter is what was
+// refused) safe for a table on a terminal: control characters (an escape
+// sequence would be obeyed; a tab or newline would break the table) and
+// bytes that are not UTF-8 are written as Go escapes.
+func cell(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
+}
 
 func (a *app) printPublish(res []iu.PublishResult) error {
 	if a.json {

@@ -114,7 +114,7 @@ func (m *serveMain) flags(fs *pflag.FlagSet) {
 	c := &m.Config
 	fs.StringVar(&m.Addr, "addr", envOr("IU_ADDR", "127.0.0.1:8080"), "listen on host:port (port 0 picks one) or unix:PATH (env IU_ADDR)")
 	fs.Int64Var(&c.MaxEventBytes, "max-event-bytes", iuhttp.DefaultMaxEventBytes, "largest POST /v1/events body")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", iuhttp.DefaultMaxBodyBytes, "largest JSON body of the other routes")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", iuhttp.DefaultMaxBodyBytes, "largest JSON body of POST /v1/templates and POST /v1/emit")
 	fs.Int64Var(&c.MaxBulkBytes, "max-bulk-bytes", iuhttp.DefaultMaxBulkBytes, "largest POST /v1/bulk body")
 	fs.IntVar(&c.Batch.MaxEvents, "batch-events", iu.DefaultBatchEvents, "group commit: most events in one transaction")
 	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "group commit: longest wait for more events to share a transaction")
