@@ -7,3 +7,11 @@ func SetWALRestartFrames(n int) (restore func()) {
 	restartFrames = n
 	return func() { restartFrames = old }
 }
+
+// SetRollbackChunk sets how many rows one statement of a rollback deletes,
+// until the returned func restores it.
+func SetRollbackChunk(n int) (restore func()) {
+	old := rollbackChunk
+	rollbackChunk = n
+	return func() { rollbackChunk = old }
+}

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"strings"
 
 	"github.com/iu-engine/iu"
 )
@@ -91,6 +90,9 @@ func (t *tx) CountGraphRows(ctx context.Context) func() (iu.GraphRowCounts, erro
 	}
 }
 
+// rollbackChunk is how many rows one statement of a rollback deletes.
+var rollbackChunk = 10000
+
 func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
 	var c iu.RollbackCounts
 	err := t.queryRow(ctx, `SELECT
@@ -104,24 +106,49 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 	if err != nil || !apply {
 		return c, err
 	}
-	// Keep the instance keys before lineage, which names them, is deleted.
+	// Keep the instance ids before lineage, which names them, is deleted.
+	// Then delete a chunk at a time: SQLite keeps each statement's undo
+	// journal in memory (temp_store), and one statement deleting a
+	// million instances' rows held 2 GiB.
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS iu_rollback_ids (instance_id INTEGER PRIMARY KEY)`,
 		`DELETE FROM temp.iu_rollback_ids`,
-		`INSERT INTO temp.iu_rollback_ids SELECT instance_id FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
-		`DELETE FROM iu_auto_instantiate_event_log WHERE actor = ?1`,
-		`DELETE FROM iu_collection_template_instance_lineage WHERE actor = ?1 AND mode = 'auto'`,
-		// Memberships go with their collection (ON DELETE CASCADE).
-		`DELETE FROM iu_piece_collection WHERE collection_kind = 'instance' AND collection_id IN (SELECT instance_id FROM temp.iu_rollback_ids)`,
-		`DELETE FROM temp.iu_rollback_ids`,
+		`INSERT INTO temp.iu_rollback_ids SELECT instance_id FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto'`,
 	}
-	for _, q := range steps {
+	for i, q := range steps {
 		var args []any
-		if strings.Contains(q, "?1") {
+		if i == 2 {
 			args = []any{actor}
 		}
 		if _, err := t.exec(ctx, q, args...); err != nil {
 			return c, err
+		}
+	}
+	chunked := []struct {
+		sql  string
+		args []any
+	}{
+		{`DELETE FROM iu_auto_instantiate_event_log WHERE rowid IN (SELECT rowid FROM iu_auto_instantiate_event_log WHERE actor = ? LIMIT ?)`, []any{actor, rollbackChunk}},
+		{`DELETE FROM iu_collection_template_instance_lineage WHERE rowid IN (SELECT rowid FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto' LIMIT ?)`, []any{actor, rollbackChunk}},
+		// Memberships go with their collection (ON DELETE CASCADE).
+		{`DELETE FROM iu_piece_collection WHERE collection_id IN (
+			SELECT instance_id FROM temp.iu_rollback_ids ORDER BY instance_id LIMIT ?)`, []any{rollbackChunk}},
+	}
+	for i, q := range chunked {
+		for {
+			res, err := t.exec(ctx, q.sql, q.args...)
+			if err != nil {
+				return c, err
+			}
+			if i == 2 { // the ids done, whether or not their collection was there
+				if res, err = t.exec(ctx, `DELETE FROM temp.iu_rollback_ids WHERE instance_id IN (
+					SELECT instance_id FROM temp.iu_rollback_ids ORDER BY instance_id LIMIT ?)`, rollbackChunk); err != nil {
+					return c, err
+				}
+			}
+			if n, err := res.RowsAffected(); err != nil || n < int64(rollbackChunk) {
+				break
+			}
 		}
 	}
 	return c, nil
