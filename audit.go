@@ -46,7 +46,7 @@ func (e *Engine) Audit(ctx context.Context, r PageRequest) (Page[AuditEntry], er
 	if err != nil {
 		return Page[AuditEntry]{}, err
 	}
-	before, err := parseSeqCursor(r.After)
+	before, err := parseBeforeCursor(r.After)
 	if err != nil {
 		return Page[AuditEntry]{}, err
 	}

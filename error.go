@@ -58,6 +58,22 @@ var (
 	ErrRetryable = errors.New("transient transaction failure")
 )
 
+// NoStore is ErrNoStore for the place named, where a store must already
+// exist and none does.
+func NoStore(where string) error {
+	return Errorf(ErrNoStore, "no iu store at %s", where)
+}
+
+// MissingGate is a gate row missing from a store, whose gates its first
+// migration made: the store was changed outside iu.
+func MissingGate(name string) error {
+	return fmt.Errorf("gate %s is missing from iu_gate (a row iu's schema made; was the store changed outside iu?)", name)
+}
+
+// ErrWriteInView is a write attempted in a read-only transaction: a bug
+// in the caller.
+var ErrWriteInView = errors.New("write in a read-only transaction")
+
 var sentinelCodes = map[error]Code{
 	ErrInvalidTemplate:     CodeInvalid,
 	ErrInvalidEvent:        CodeInvalid,

@@ -188,7 +188,7 @@ func (e *Engine) GateAudit(ctx context.Context, r PageRequest) (Page[GateAuditEn
 	if err != nil {
 		return Page[GateAuditEntry]{}, err
 	}
-	before, err := parseSeqCursor(r.After)
+	before, err := parseBeforeCursor(r.After)
 	if err != nil {
 		return Page[GateAuditEntry]{}, err
 	}

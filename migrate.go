@@ -110,6 +110,10 @@ type MigrateReport struct {
 // of how many there were to move.
 type MigrateProgress func(moved, total int64)
 
+// migratedModes are the instances a migration moves, in the order it
+// moves them: every one, auto and manual.
+var migratedModes = []Mode{ModeAuto, ModeManual}
+
 // DefaultMigrateBatch is how many instances one transaction of a migration
 // moves.
 const DefaultMigrateBatch = 1000
@@ -170,8 +174,14 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			}
 			return err
 		}
-		rep.Instances, err = tx.CountMigration(ctx, sel)
-		return err
+		for _, mode := range migratedModes {
+			n, err := tx.CountMigration(ctx, sel, mode)
+			if err != nil {
+				return err
+			}
+			rep.Instances += n
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -180,7 +190,7 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 	if !req.Apply {
 		return rep, nil
 	}
-	for _, mode := range []Mode{ModeAuto, ModeManual} {
+	for _, mode := range migratedModes {
 		var after int64
 		for {
 			var moved, seen int

@@ -2,6 +2,7 @@ package iu
 
 import (
 	"encoding/base64"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -70,6 +71,15 @@ func parseSeqCursor(c string) (int64, error) {
 		return 0, badCursor(c)
 	}
 	return n, nil
+}
+
+// parseBeforeCursor reads the cursor of a list read newest first: the
+// sequence number the next page is older than, math.MaxInt64 at the start.
+func parseBeforeCursor(c string) (int64, error) {
+	if c == "" {
+		return math.MaxInt64, nil
+	}
+	return parseSeqCursor(c)
 }
 
 // parseKeyCursor reads a key cursor; "" is the start.

@@ -52,6 +52,23 @@ type Claim struct {
 	Prior *LogEntry
 }
 
+// SplitClaims splits the entries of a Claim by what was claimed before
+// it: existing holds, by idempotency key, the stored entries of the keys
+// that were taken. priors has the prior entry of each such entry (nil
+// where the key is now this batch's); won has the instances of the
+// entries that claimed their keys, which the store writes.
+func SplitClaims(entries []LogEntry, instances []*Instance, existing map[string]LogEntry) (priors []*LogEntry, won []Instance) {
+	priors = make([]*LogEntry, len(entries))
+	for i, e := range entries {
+		if prior, taken := existing[e.IdempotencyKey]; taken {
+			priors[i] = &prior
+		} else if instances[i] != nil {
+			won = append(won, *instances[i])
+		}
+	}
+	return priors, won
+}
+
 // Tx is one transaction. Methods are batch-shaped so that a backend can turn a
 // thousand events into a handful of round trips.
 type Tx interface {
@@ -61,12 +78,12 @@ type Tx interface {
 	// trail, attributed to who. The engine passes only real changes.
 	SetGates(ctx context.Context, change GateChange, who Who, at time.Time) error
 	// ListGateAudit returns audit entries newest first, those older than
-	// before (a Seq; 0: from the newest), at most limit.
+	// before (a Seq), at most limit.
 	ListGateAudit(ctx context.Context, before int64, limit int) ([]GateAuditEntry, error)
 	// InsertAudit records a change other than a gate's.
 	InsertAudit(ctx context.Context, e AuditEntry) error
 	// ListAudit returns audit entries newest first, those older than before
-	// (a Seq; 0: from the newest), at most limit.
+	// (a Seq), at most limit.
 	ListAudit(ctx context.Context, before int64, limit int) ([]AuditEntry, error)
 
 	// GetTemplate returns a template's header and graph (Pieces is nil), or
@@ -117,9 +134,8 @@ type Tx interface {
 	// ListCompensations returns the compensations of an instance key,
 	// oldest first.
 	ListCompensations(ctx context.Context, instanceKey string) ([]Compensation, error)
-	// CountMigration counts the instances (auto and manual) that sel
-	// selects.
-	CountMigration(ctx context.Context, sel MigrationSelector) (int64, error)
+	// CountMigration counts the instances of mode that sel selects.
+	CountMigration(ctx context.Context, sel MigrationSelector, mode Mode) (int64, error)
 	// MigrateInstances moves to template to the first limit instances of
 	// mode that sel selects after the one whose Seq is after, in creation
 	// order: their memberships become to's graph, their collection's digest
@@ -140,7 +156,7 @@ type Tx interface {
 	// the rows after the Seq after that f selects, at most limit.
 	ListInstances(ctx context.Context, f InstanceFilter, after int64, limit int) ([]InstanceRow, error)
 	// ListEvents reads the event log newest first (Seq), the entries older
-	// than before (0: from the newest) that f selects, at most limit.
+	// than before that f selects, at most limit.
 	ListEvents(ctx context.Context, f EventFilter, before int64, limit int) ([]LogEntry, error)
 	// ListTemplateStats reads the per-template summary view.
 	ListTemplateStats(ctx context.Context) ([]TemplateStat, error)
@@ -167,7 +183,7 @@ type Tx interface {
 	CountGraphRows(ctx context.Context) (wait func() (GraphRowCounts, error))
 
 	// ListTriggers returns triggers ordered by name, those after the name
-	// after ("" from the first), at most limit (0: all of them).
+	// after ("" from the first), at most limit.
 	ListTriggers(ctx context.Context, after string, limit int) ([]Trigger, error)
 	// InsertTrigger stores a new trigger. It returns ErrTriggerExists if the
 	// name, or the same type, source and template, are taken.
@@ -376,6 +392,33 @@ func KeyPrefixEnd(p string) string {
 		}
 	}
 	return "\xff\xff\xff\xff"
+}
+
+// KeyRange is a range of instance keys that an index serves: the keys
+// above From (or equal to it, with FromIncluded) and below To.
+type KeyRange struct {
+	From         string
+	FromIncluded bool
+	To           string
+}
+
+// PrefixRange is the range of the instance keys under an instance prefix
+// (the keys AutoInstancePrefix(prefix) starts), those after the key after
+// when it is in the range.
+func PrefixRange(prefix, after string) KeyRange {
+	p := AutoInstancePrefix(prefix)
+	if after >= p {
+		return KeyRange{From: after, To: KeyPrefixEnd(p)}
+	}
+	return KeyRange{From: p, FromIncluded: true, To: KeyPrefixEnd(p)}
+}
+
+// FromOp is the comparison of the range's lower bound: ">=" or ">".
+func (r KeyRange) FromOp() string {
+	if r.FromIncluded {
+		return ">="
+	}
+	return ">"
 }
 
 // A store reads an instance's membership rows for verify folded into one

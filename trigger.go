@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -270,7 +271,7 @@ func (e *Engine) ListTriggers(ctx context.Context, r PageRequest) (Page[Trigger]
 func (e *Engine) Triggers(ctx context.Context) ([]Trigger, error) {
 	var out []Trigger
 	err := e.store.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListTriggers(ctx, "", 0)
+		out, err = tx.ListTriggers(ctx, "", math.MaxInt32)
 		return err
 	})
 	return out, err

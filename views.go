@@ -40,7 +40,7 @@ func (e *Engine) EventLog(ctx context.Context, f EventFilter) (Page[LogEntry], e
 	if f.Status != "" && f.Status != StatusOK && f.Status != StatusShadow && f.Status != StatusCompensated {
 		return Page[LogEntry]{}, Errorf(ErrInvalidInput, "status %q: the event log holds ok, shadow and compensated entries", f.Status)
 	}
-	before, err := parseSeqCursor(f.After)
+	before, err := parseBeforeCursor(f.After)
 	if err != nil {
 		return Page[LogEntry]{}, err
 	}

@@ -185,7 +185,7 @@ func (r *batchRows) Err() error {
 
 func (t *tx) exec(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
 	if !t.write {
-		return pgconn.CommandTag{}, errReadOnly
+		return pgconn.CommandTag{}, iu.ErrWriteInView
 	}
 	b := &pgx.Batch{}
 	b.Queue(query, args...)
@@ -223,7 +223,7 @@ func (t *tx) queryRow(ctx context.Context, query string, args []any, dest ...any
 // first error.
 func (t *tx) sendBatch(ctx context.Context, b *pgx.Batch) error {
 	if !t.write {
-		return errReadOnly
+		return iu.ErrWriteInView
 	}
 	br, err := t.batch(ctx, b)
 	if err != nil {

@@ -66,7 +66,7 @@ const lookUpKey = `SELECT ` + logColumns + ` FROM iu_auto_instantiate_event_log 
 // COMMIT (see above); several are claimed at once.
 func (t *tx) Claim(ctx context.Context, entries []iu.LogEntry, instances []*iu.Instance) ([]iu.Claim, error) {
 	if !t.write {
-		return nil, errReadOnly
+		return nil, iu.ErrWriteInView
 	}
 	claims := make([]iu.Claim, len(entries))
 	if len(entries) == 1 && len(t.pending) == 0 && t.deferred == nil {
@@ -130,15 +130,7 @@ func (t *tx) claimNow(ctx context.Context, entries []iu.LogEntry, instances []*i
 	if err != nil {
 		return nil, err
 	}
-	priors := make([]*iu.LogEntry, len(entries))
-	var won []iu.Instance
-	for i, e := range entries {
-		if prior, ok := existing[e.IdempotencyKey]; ok {
-			priors[i] = &prior
-		} else if instances[i] != nil {
-			won = append(won, *instances[i])
-		}
-	}
+	priors, won := iu.SplitClaims(entries, instances, existing)
 	if len(won) > 0 {
 		if err := t.InsertInstances(ctx, won); err != nil {
 			return nil, err

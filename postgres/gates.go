@@ -2,8 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,7 +11,7 @@ import (
 
 func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at time.Time) error {
 	if !t.write {
-		return errReadOnly
+		return iu.ErrWriteInView
 	}
 	t.changedState = true
 	names := change.Names()
@@ -34,7 +32,7 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at 
 			return t.s.translate(ctx, err)
 		}
 		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("postgres: gate %s is missing from iu_gate", name)
+			return iu.MissingGate(name)
 		}
 		if _, err := res.Exec(); err != nil {
 			return t.s.translate(ctx, err)
@@ -43,18 +41,9 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at 
 	return t.s.translate(ctx, res.Close())
 }
 
-// olderThan is the keyset condition of the lists read newest first: ids
-// below before, or every id when before is 0.
-func olderThan(before int64) int64 {
-	if before <= 0 {
-		return math.MaxInt64
-	}
-	return before
-}
-
 func (t *tx) ListGateAudit(ctx context.Context, before int64, limit int) ([]iu.GateAuditEntry, error) {
 	rows, err := t.query(ctx, `SELECT id, name, enabled, changed_by, claimed_actor, changed_at FROM iu_gate_audit
-		WHERE id < $1 ORDER BY id DESC LIMIT $2`, olderThan(before), limit)
+		WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +61,7 @@ func (t *tx) ListGateAudit(ctx context.Context, before int64, limit int) ([]iu.G
 
 func (t *tx) InsertAudit(ctx context.Context, e iu.AuditEntry) error {
 	if !t.write {
-		return errReadOnly
+		return iu.ErrWriteInView
 	}
 	t.hold(queued{sql: `INSERT INTO iu_audit (at, changed_by, claimed_actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
 		args: []any{e.At.Time, e.By, e.Claimed, e.Action, e.Subject, e.Detail}})
@@ -81,7 +70,7 @@ func (t *tx) InsertAudit(ctx context.Context, e iu.AuditEntry) error {
 
 func (t *tx) ListAudit(ctx context.Context, before int64, limit int) ([]iu.AuditEntry, error) {
 	rows, err := t.query(ctx, `SELECT id, at, changed_by, claimed_actor, action, subject, detail FROM iu_audit
-		WHERE id < $1 ORDER BY id DESC LIMIT $2`, olderThan(before), limit)
+		WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
 	if err != nil {
 		return nil, err
 	}

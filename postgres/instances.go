@@ -37,7 +37,7 @@ const maxClaimRounds = 4
 // INSERT waited for.
 func (t *tx) claimEvents(ctx context.Context, entries []iu.LogEntry) (map[string]iu.LogEntry, error) {
 	if !t.write {
-		return nil, errReadOnly
+		return nil, iu.ErrWriteInView
 	}
 	existing := make(map[string]iu.LogEntry)
 	byKey := make(map[string]*iu.LogEntry, len(entries))
@@ -189,7 +189,7 @@ func (t *tx) scanLog(ctx context.Context, rows pgx.Rows, out map[string]iu.LogEn
 			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
 			return t.s.translate(ctx, err)
 		}
-		e.Status, e.PayloadDigest = iu.Status(status), parseDigest(payload)
+		e.Status, e.PayloadDigest = iu.Status(status), iu.StoredDigest(payload)
 		out[e.IdempotencyKey] = e
 	}
 	return t.s.translate(ctx, rows.Err())
@@ -258,7 +258,7 @@ type instanceGroup struct {
 // while that table was small kept scanning it whole once it was large.)
 func (t *tx) InsertInstances(ctx context.Context, instances []iu.Instance) error {
 	if !t.write {
-		return errReadOnly
+		return iu.ErrWriteInView
 	}
 	auto := true
 	for i := range instances {
@@ -372,9 +372,9 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	rec.Digest = parseDigest(digest)
+	rec.Digest = iu.StoredDigest(digest)
 	if tkey != nil {
-		rec.TemplateKey, rec.TemplateDigest, rec.Mode = *tkey, parseDigest(deref(tdigest)), iu.Mode(deref(mode))
+		rec.TemplateKey, rec.TemplateDigest, rec.Mode = *tkey, iu.StoredDigest(deref(tdigest)), iu.Mode(deref(mode))
 	}
 	if evID != nil {
 		ev := &iu.Event{ID: *evID, Type: deref(evType), Source: deref(evSource), Subject: deref(evSubject)}
@@ -395,7 +395,7 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) 
 // ListEvents reads the event log newest first (log_id), from where the
 // last page ended.
 func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, limit int) ([]iu.LogEntry, error) {
-	q, args := `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE log_id < $1`, []any{olderThan(before)}
+	q, args := `SELECT log_id, `+logColumns+` FROM iu_auto_instantiate_event_log WHERE log_id < $1`, []any{before}
 	// Under a filter, the page is read through the filter's (column,
 	// log_id) index. Written as "col = $n", the planner drops col from
 	// the order (it is a constant) and walks the whole log newest first
@@ -433,7 +433,7 @@ func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, lim
 			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		e.Status, e.PayloadDigest = iu.Status(status), parseDigest(payload)
+		e.Status, e.PayloadDigest = iu.Status(status), iu.StoredDigest(payload)
 		out = append(out, e)
 	}
 	return out, t.s.translate(ctx, rows.Err())

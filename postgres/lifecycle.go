@@ -53,7 +53,7 @@ const deleteInstance = `WITH c AS (
 
 func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
 	if !t.write {
-		return 0, errReadOnly
+		return 0, iu.ErrWriteInView
 	}
 	var found, members int64
 	if err := t.queryRow(ctx, deleteInstance, []any{key}, &found, &members); err != nil {
@@ -97,7 +97,7 @@ func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensati
 			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		c.TemplateDigest, c.Mode = parseDigest(digest), iu.Mode(mode)
+		c.TemplateDigest, c.Mode = iu.StoredDigest(digest), iu.Mode(mode)
 		c.EventID, c.EventSource, c.EventType = deref(evID), deref(evSource), deref(evType)
 		out = append(out, c)
 	}
@@ -115,24 +115,17 @@ func migrationWhere(sel iu.MigrationSelector, mode iu.Mode, after int64) (string
 		where = append(where, "l.actor = $"+strconv.Itoa(len(args)))
 	}
 	if sel.Prefix != "" {
-		p := iu.AutoInstancePrefix(sel.Prefix)
-		args = append(args, p, iu.KeyPrefixEnd(p))
-		where = append(where, "l.instance_key >= $"+strconv.Itoa(len(args)-1)+" AND l.instance_key < $"+strconv.Itoa(len(args)))
+		r := iu.PrefixRange(sel.Prefix, "")
+		args = append(args, r.From, r.To)
+		where = append(where, "l.instance_key "+r.FromOp()+" $"+strconv.Itoa(len(args)-1)+" AND l.instance_key < $"+strconv.Itoa(len(args)))
 	}
 	return strings.Join(where, " AND "), args
 }
 
-func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector) (int64, error) {
-	var total int64
-	for _, mode := range []iu.Mode{iu.ModeAuto, iu.ModeManual} {
-		where, args := migrationWhere(sel, mode, 0)
-		var n int64
-		if err := t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n); err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, nil
+func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode) (n int64, err error) {
+	where, args := migrationWhere(sel, mode, 0)
+	err = t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n)
+	return n, err
 }
 
 // migrateLineage moves a batch's lineage rows (the candidates: a range of
@@ -188,7 +181,7 @@ const migrateMembers = `INSERT INTO iu_collection_membership (collection_id, pos
 
 func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
 	if !t.write {
-		return 0, 0, 0, errReadOnly
+		return 0, 0, 0, iu.ErrWriteInView
 	}
 	where, args := migrationWhere(sel, mode, after)
 	q := migrateLineage(where, len(args))
@@ -248,7 +241,7 @@ func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigra
 		if err := rows.Scan(&m.Seq, &m.InstanceKey, &m.FromKey, &fd, &m.ToKey, &td, &m.At, &m.By, &m.Claimed); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		m.FromDigest, m.ToDigest = parseDigest(fd), parseDigest(td)
+		m.FromDigest, m.ToDigest = iu.StoredDigest(fd), iu.StoredDigest(td)
 		out = append(out, m)
 	}
 	return out, t.s.translate(ctx, rows.Err())

@@ -262,7 +262,7 @@ func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 			s.desc, *schema, versionTable)
 	}
 	if !versioned && mustExist {
-		return iu.Errorf(iu.ErrNoStore, "no iu store in schema %q of %s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", *schema, s.desc)
+		return iu.NoStore(fmt.Sprintf("schema %q of %s", *schema, s.desc))
 	}
 	h := fnv.New64a()
 	h.Write([]byte("iu-migrate:" + database + "." + *schema))
@@ -275,20 +275,7 @@ func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)
 	}
-	current, target, err := p.GetVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: read schema version: %w", s.desc, s.translate(ctx, err))
-	}
-	if current > target {
-		return iu.Errorf(iu.ErrSchemaTooNew, "%s has schema version %d, newer than this iu knows (%d): upgrade iu", s.desc, current, target)
-	}
-	if current == target {
-		return nil
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("%s: migrate: %w", s.desc, s.translate(ctx, err))
-	}
-	return nil
+	return migrations.Up(ctx, p, s.desc, func(err error) error { return s.translate(ctx, err) })
 }
 
 // Describe names the store without credentials: postgres://host:port/db.

@@ -28,10 +28,10 @@ func (t *tx) getTemplate(ctx context.Context, key string) (int64, *iu.Template, 
 			return 0, nil, t.s.translate(ctx, err)
 		}
 		if tp == nil {
-			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: iu.TimeOf(at), Digest: parseDigest(digest)}
+			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Actor: actor, CreatedAt: iu.TimeOf(at), Digest: iu.StoredDigest(digest)}
 		}
 		if slot != nil {
-			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: parseDigest(*piece), After: iu.ParseEdgesText(*after)})
+			tp.Slots = append(tp.Slots, iu.Slot{ID: *slot, Piece: iu.StoredDigest(*piece), After: iu.ParseEdgesText(*after)})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -60,7 +60,7 @@ func (t *tx) ListTemplates(ctx context.Context, after string, limit int) ([]iu.T
 		if err := rows.Scan(&ti.Key, &ti.Title, &mode, &digest, &ti.Actor, &ti.CreatedAt, &pieces); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		ti.EmitMode, ti.Digest, ti.Pieces = iu.EmitMode(mode), parseDigest(digest), int(pieces)
+		ti.EmitMode, ti.Digest, ti.Pieces = iu.EmitMode(mode), iu.StoredDigest(digest), int(pieces)
 		out = append(out, ti)
 	}
 	return out, t.s.translate(ctx, rows.Err())
@@ -189,7 +189,7 @@ func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 		if err := rows.Scan(&id, &piece, &after); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		out = append(out, iu.Slot{ID: id, Piece: parseDigest(piece), After: iu.ParseEdgesText(after)})
+		out = append(out, iu.Slot{ID: id, Piece: iu.StoredDigest(piece), After: iu.ParseEdgesText(after)})
 	}
 	return out, t.s.translate(ctx, rows.Err())
 }

@@ -72,7 +72,7 @@ func (t *tx) ListTokens(ctx context.Context, after string, limit int) ([]iu.Toke
 
 func (t *tx) RevokeToken(ctx context.Context, name string, at time.Time) (iu.Token, bool, error) {
 	if !t.write {
-		return iu.Token{}, false, errReadOnly
+		return iu.Token{}, false, iu.ErrWriteInView
 	}
 	tk, err := t.oneToken(ctx, `UPDATE iu_token SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING `+tokenColumns, at, name)
 	if err == nil || !errors.Is(err, pgx.ErrNoRows) {

@@ -21,11 +21,7 @@ func scanTrigger(rows pgx.Rows) (iu.Trigger, error) {
 }
 
 func (t *tx) ListTriggers(ctx context.Context, after string, limit int) ([]iu.Trigger, error) {
-	q, args := `SELECT `+triggerColumns+` FROM iu_trigger WHERE name > $1 ORDER BY name`, []any{after}
-	if limit > 0 {
-		q, args = q+` LIMIT $2`, append(args, limit)
-	}
-	rows, err := t.query(ctx, q, args...)
+	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +53,7 @@ func (t *tx) InsertTrigger(ctx context.Context, tr *iu.Trigger) error {
 
 func (t *tx) DeleteTrigger(ctx context.Context, name string) (iu.Trigger, error) {
 	if !t.write {
-		return iu.Trigger{}, errReadOnly
+		return iu.Trigger{}, iu.ErrWriteInView
 	}
 	rows, err := t.query(ctx, `DELETE FROM iu_trigger WHERE name = $1 RETURNING `+triggerColumns, name)
 	if err != nil {

@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/iu-engine/iu"
 )
 
 // tx is an iu.Tx on a PostgreSQL transaction (conn.go has how it talks).
@@ -35,8 +32,6 @@ type tx struct {
 	changedState bool
 }
 
-var errReadOnly = errors.New("postgres: write in a read-only transaction")
-
 // long runs fn with the statement timeout raised to LongStatementTimeout,
 // for statements whose work grows with the whole store. The settings ride
 // along with the statements around them.
@@ -47,11 +42,6 @@ func (t *tx) long(ctx context.Context, fn func() error) error {
 	}
 	t.hold(queued{sql: `SELECT set_config('statement_timeout', $1, true)`, args: []any{t.s.stmtSetting}})
 	return nil
-}
-
-func parseDigest(s string) iu.Digest {
-	d, _ := iu.ParseDigest(s) // a malformed stored digest reads as zero, which verify reports
-	return d
 }
 
 func deref(s *string) string {

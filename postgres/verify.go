@@ -42,7 +42,7 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 	q := rollbackCount
 	if apply {
 		if !t.write {
-			return c, errReadOnly
+			return c, iu.ErrWriteInView
 		}
 		q = rollbackApply
 		// The deleted instances' ids, hashed in one batch, let the join
@@ -116,7 +116,7 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 				rows.Close()
 				return t.s.translate(ctx, err)
 			}
-			g.Digest, g.TemplateDigest = parseDigest(digest), parseDigest(tdigest)
+			g.Digest, g.TemplateDigest = iu.StoredDigest(digest), iu.StoredDigest(tdigest)
 			if folded.Valid {
 				last = unfold.Unfold(folded.String)
 			}
@@ -159,9 +159,9 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 		if err := rows.Scan(&key, &title, &digest, &mode, &slots, &pieces, &afters); err != nil {
 			return nil, t.s.translate(ctx, err)
 		}
-		tp := &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Digest: parseDigest(digest)}
+		tp := &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode), Digest: iu.StoredDigest(digest)}
 		for i := range slots {
-			tp.Slots = append(tp.Slots, iu.Slot{ID: slots[i], Piece: parseDigest(pieces[i]), After: iu.ParseEdgesText(afters[i])})
+			tp.Slots = append(tp.Slots, iu.Slot{ID: slots[i], Piece: iu.StoredDigest(pieces[i]), After: iu.ParseEdgesText(afters[i])})
 		}
 		out[key] = tp
 	}

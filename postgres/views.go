@@ -33,13 +33,8 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 	if f.Prefix != "" {
 		// Key order, from where the last page ended: a range of the key
 		// index, whatever the size of the store.
-		p := iu.AutoInstancePrefix(f.Prefix)
-		if f.AfterKey >= p {
-			where = append(where, "c.collection_key > "+arg(f.AfterKey))
-		} else {
-			where = append(where, "c.collection_key >= "+arg(p))
-		}
-		where = append(where, "c.collection_key < "+arg(iu.KeyPrefixEnd(p)))
+		r := iu.PrefixRange(f.Prefix, f.AfterKey)
+		where = append(where, "c.collection_key "+r.FromOp()+" "+arg(r.From), "c.collection_key < "+arg(r.To))
 		order = "c.collection_key"
 	} else {
 		// Said of both tables: the planner does not carry an inequality
@@ -96,7 +91,7 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 			return nil, t.s.translate(ctx, err)
 		}
 		r.EventID, r.EventType, r.EventSource = deref(evID), deref(evType), deref(evSource)
-		r.TemplateDigest, r.InstanceDigest = parseDigest(td), parseDigest(id)
+		r.TemplateDigest, r.InstanceDigest = iu.StoredDigest(td), iu.StoredDigest(id)
 		r.DigestMatch = match != nil && *match
 		out = append(out, r)
 	}

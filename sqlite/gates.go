@@ -4,8 +4,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/iu-engine/iu"
@@ -37,7 +35,7 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return fmt.Errorf("sqlite: gate %s is missing from iu_gate", name)
+			return iu.MissingGate(name)
 		}
 		if _, err := t.exec(ctx, `INSERT INTO iu_gate_audit (name, enabled, changed_at, changed_by, claimed_actor) VALUES (?, ?, ?, ?, ?)`,
 			name, on, fmtTime(at), who.By, who.Claimed); err != nil {
@@ -47,18 +45,9 @@ func (t *tx) SetGates(ctx context.Context, change iu.GateChange, who iu.Who, at 
 	return nil
 }
 
-// olderThan is the keyset condition of the lists read newest first: ids
-// below before, or every id when before is 0.
-func olderThan(before int64) int64 {
-	if before <= 0 {
-		return math.MaxInt64
-	}
-	return before
-}
-
 func (t *tx) ListGateAudit(ctx context.Context, before int64, limit int) ([]iu.GateAuditEntry, error) {
 	rows, err := t.query(ctx, `SELECT id, name, enabled, changed_by, claimed_actor, changed_at FROM iu_gate_audit
-		WHERE id < ? ORDER BY id DESC LIMIT ?`, olderThan(before), limit)
+		WHERE id < ? ORDER BY id DESC LIMIT ?`, before, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +71,7 @@ func (t *tx) InsertAudit(ctx context.Context, e iu.AuditEntry) error {
 
 func (t *tx) ListAudit(ctx context.Context, before int64, limit int) ([]iu.AuditEntry, error) {
 	rows, err := t.query(ctx, `SELECT id, at, changed_by, claimed_actor, action, subject, detail FROM iu_audit
-		WHERE id < ? ORDER BY id DESC LIMIT ?`, olderThan(before), limit)
+		WHERE id < ? ORDER BY id DESC LIMIT ?`, before, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -24,19 +24,15 @@ func (t *tx) Claim(ctx context.Context, entries []iu.LogEntry, instances []*iu.I
 	if err != nil {
 		return nil, err
 	}
-	claims := make([]iu.Claim, len(entries))
-	var won []iu.Instance
-	for i, e := range entries {
-		if prior, taken := existing[e.IdempotencyKey]; taken {
-			claims[i].Prior = &prior
-		} else if instances[i] != nil {
-			won = append(won, *instances[i])
-		}
-	}
+	priors, won := iu.SplitClaims(entries, instances, existing)
 	if len(won) > 0 {
 		if err := t.InsertInstances(ctx, won); err != nil {
 			return nil, err
 		}
+	}
+	claims := make([]iu.Claim, len(entries))
+	for i, p := range priors {
+		claims[i].Prior = p
 	}
 	return claims, nil
 }
@@ -96,11 +92,7 @@ func scanLogRows(rows *sql.Rows, fn func(iu.LogEntry)) error {
 			&e.Actor, &status, &payload, &e.CreatedAt); err != nil {
 			return err
 		}
-		e.Status = iu.Status(status)
-		var err error
-		if e.PayloadDigest, err = iu.ParseDigest(payload); err != nil {
-			return err
-		}
+		e.Status, e.PayloadDigest = iu.Status(status), iu.StoredDigest(payload)
 		fn(e)
 	}
 	return rows.Err()
@@ -108,7 +100,7 @@ func scanLogRows(rows *sql.Rows, fn func(iu.LogEntry)) error {
 
 func (t *tx) ListEvents(ctx context.Context, f iu.EventFilter, before int64, limit int) ([]iu.LogEntry, error) {
 	q := `SELECT log_id, ` + logColumns + ` FROM iu_auto_instantiate_event_log WHERE log_id < ?`
-	args := []any{olderThan(before)}
+	args := []any{before}
 	if f.Actor != "" {
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
 	}
@@ -210,17 +202,13 @@ func (t *tx) GetInstance(ctx context.Context, key string) (*iu.Instance, error) 
 	if err != nil {
 		return nil, err
 	}
-	if rec.Digest, err = iu.ParseDigest(digest); err != nil {
-		return nil, err
-	}
+	rec.Digest = iu.StoredDigest(digest)
 	if err := rec.CreatedAt.Scan(at); err != nil {
 		return nil, err
 	}
 	rec.TemplateKey, rec.Mode = tkey.String, iu.Mode(mode.String)
 	if tdigest.Valid {
-		if rec.TemplateDigest, err = iu.ParseDigest(tdigest.String); err != nil {
-			return nil, err
-		}
+		rec.TemplateDigest = iu.StoredDigest(tdigest.String)
 	}
 	if evID.Valid {
 		ev := &iu.Event{ID: evID.String, Type: evType.String, Source: evSource.String, Subject: evSubject.String}

@@ -89,7 +89,7 @@ func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensati
 			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
 			return nil, t.s.translate(err)
 		}
-		c.TemplateDigest, _ = iu.ParseDigest(digest)
+		c.TemplateDigest = iu.StoredDigest(digest)
 		c.Mode, c.EventID, c.EventSource, c.EventType = iu.Mode(mode), evID.String, evSource.String, evType.String
 		out = append(out, c)
 	}
@@ -105,23 +105,16 @@ func migrationWhere(sel iu.MigrationSelector, mode iu.Mode, after int64) (string
 		where, args = append(where, "l.actor = ?"), append(args, sel.Actor)
 	}
 	if sel.Prefix != "" {
-		p := iu.AutoInstancePrefix(sel.Prefix)
-		where, args = append(where, "l.instance_key >= ? AND l.instance_key < ?"), append(args, p, iu.KeyPrefixEnd(p))
+		r := iu.PrefixRange(sel.Prefix, "")
+		where, args = append(where, "l.instance_key "+r.FromOp()+" ? AND l.instance_key < ?"), append(args, r.From, r.To)
 	}
 	return strings.Join(where, " AND "), args
 }
 
-func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector) (int64, error) {
-	var total int64
-	for _, mode := range []iu.Mode{iu.ModeAuto, iu.ModeManual} {
-		where, args := migrationWhere(sel, mode, 0)
-		var n int64
-		if err := t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n); err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, nil
+func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode) (n int64, err error) {
+	where, args := migrationWhere(sel, mode, 0)
+	err = t.queryRow(ctx, `SELECT count(*) FROM iu_collection_template_instance_lineage l WHERE `+where, args, &n)
+	return n, err
 }
 
 // MigrateInstances moves a batch in four statements over a temporary table
@@ -202,8 +195,8 @@ func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigra
 		if err := rows.Scan(&m.Seq, &m.InstanceKey, &m.FromKey, &fd, &m.ToKey, &td, &m.At, &m.By, &m.Claimed); err != nil {
 			return nil, t.s.translate(err)
 		}
-		m.FromDigest, _ = iu.ParseDigest(fd)
-		m.ToDigest, _ = iu.ParseDigest(td)
+		m.FromDigest = iu.StoredDigest(fd)
+		m.ToDigest = iu.StoredDigest(td)
 		out = append(out, m)
 	}
 	return out, t.s.translate(rows.Err())

@@ -101,7 +101,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return nil, iu.Errorf(iu.ErrNotStore, "%s is a directory, not an iu store", path)
 	} else if err != nil && opt.MustExist {
-		return nil, noStore(path)
+		return nil, iu.NoStore(path)
 	}
 	s := &Store{path: abs, busyWait: opt.BusyWait, mustExist: opt.MustExist}
 	if s.busyWait <= 0 {
@@ -198,20 +198,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
-	current, target, err := p.GetVersions(ctx)
-	if err != nil {
-		return fmt.Errorf("sqlite: %s: read schema version: %w", s.path, s.translate(err))
-	}
-	if current > target {
-		return iu.Errorf(iu.ErrSchemaTooNew, "%s has schema version %d, newer than this iu knows (%d): upgrade iu", s.path, current, target)
-	}
-	if current == target {
-		return nil
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqlite: %s: migrate: %w", s.path, s.translate(err))
-	}
-	return nil
+	return migrations.Up(ctx, p, s.path, s.translate)
 }
 
 // checkIsStore refuses files that are not SQLite databases, and SQLite
@@ -232,13 +219,9 @@ func (s *Store) checkIsStore(ctx context.Context, db *sql.DB) error {
 		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: it is a SQLite database with other tables", s.path)
 	}
 	if tables == 0 && s.mustExist {
-		return noStore(s.path)
+		return iu.NoStore(s.path)
 	}
 	return nil
-}
-
-func noStore(path string) error {
-	return iu.Errorf(iu.ErrNoStore, "no iu store at %s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", path)
 }
 
 // Describe names the store.

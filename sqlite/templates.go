@@ -23,9 +23,7 @@ func (t *tx) slots(ctx context.Context, id int64) ([]iu.Slot, error) {
 		if err := rows.Scan(&s.ID, &piece, &after); err != nil {
 			return nil, err
 		}
-		if s.Piece, err = iu.ParseDigest(piece); err != nil {
-			return nil, err
-		}
+		s.Piece = iu.StoredDigest(piece)
 		s.After = iu.ParseEdgesText(after)
 		out = append(out, s)
 	}
@@ -49,9 +47,7 @@ func (t *tx) ListTemplates(ctx context.Context, after string, limit int) ([]iu.T
 			return nil, err
 		}
 		ti.EmitMode = iu.EmitMode(mode)
-		if ti.Digest, err = iu.ParseDigest(digest); err != nil {
-			return nil, err
-		}
+		ti.Digest = iu.StoredDigest(digest)
 		out = append(out, ti)
 	}
 	return out, rows.Err()
@@ -192,9 +188,7 @@ func (t *tx) GetTemplate(ctx context.Context, key string) (*iu.Template, error) 
 	if err != nil {
 		return nil, err
 	}
-	if tp.Digest, err = iu.ParseDigest(digest); err != nil {
-		return nil, err
-	}
+	tp.Digest = iu.StoredDigest(digest)
 	tp.EmitMode = iu.EmitMode(mode)
 	if err := tp.CreatedAt.Scan(at); err != nil {
 		return nil, err

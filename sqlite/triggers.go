@@ -13,9 +13,6 @@ import (
 const triggerColumns = `name, event_type, event_source, template_key, actor, instance_prefix, created_at, created_by`
 
 func (t *tx) ListTriggers(ctx context.Context, after string, limit int) ([]iu.Trigger, error) {
-	if limit <= 0 {
-		limit = -1 // every one
-	}
 	rows, err := t.query(ctx, `SELECT `+triggerColumns+` FROM iu_trigger WHERE name > ? ORDER BY name LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err

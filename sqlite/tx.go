@@ -3,9 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"strings"
 	"time"
+
+	"github.com/iu-engine/iu"
 )
 
 // timeFormat is how every time is stored: fixed width, so that text order
@@ -42,7 +43,7 @@ func (t *tx) allocIDs(ctx context.Context, n int) (int64, error) {
 // exec runs a write statement.
 func (t *tx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if !t.write {
-		return nil, errors.New("sqlite: write in a read-only transaction")
+		return nil, iu.ErrWriteInView
 	}
 	st, err := t.s.stmt(ctx, query)
 	if err != nil {

@@ -38,8 +38,8 @@ func (t *tx) ScanInstanceGraphs(ctx context.Context, actor string, fn func(*iu.I
 		if err := rows.Scan(&g.Key, &g.Actor, &digest, &g.HasLineage, &g.LineageKeyOK, &g.TemplateKey, &tdigest, &g.Strays, &folded); err != nil {
 			return err
 		}
-		g.Digest, _ = iu.ParseDigest(digest)
-		g.TemplateDigest, _ = iu.ParseDigest(tdigest)
+		g.Digest = iu.StoredDigest(digest)
+		g.TemplateDigest = iu.StoredDigest(tdigest)
 		g.Slots = unfold.Unfold(folded)
 		if err := fn(g); err != nil {
 			return err
@@ -65,11 +65,11 @@ func (t *tx) ListTemplateGraphs(ctx context.Context) (map[string]*iu.Template, e
 		tp, ok := out[key]
 		if !ok {
 			tp = &iu.Template{Key: key, Title: title, EmitMode: iu.EmitMode(mode)}
-			tp.Digest, _ = iu.ParseDigest(digest)
+			tp.Digest = iu.StoredDigest(digest)
 			out[key] = tp
 		}
 		s := iu.Slot{ID: slot, After: iu.ParseEdgesText(after)}
-		s.Piece, _ = iu.ParseDigest(piece)
+		s.Piece = iu.StoredDigest(piece)
 		tp.Slots = append(tp.Slots, s)
 	}
 	return out, rows.Err()

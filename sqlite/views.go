@@ -27,13 +27,8 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 	if f.Prefix != "" {
 		// Key order, from where the last page ended: a range of the key
 		// index, whatever the size of the store.
-		p := iu.AutoInstancePrefix(f.Prefix)
-		if f.AfterKey >= p {
-			where, args = append(where, "c.collection_key > ?"), append(args, f.AfterKey)
-		} else {
-			where, args = append(where, "c.collection_key >= ?"), append(args, p)
-		}
-		where, args = append(where, "c.collection_key < ?"), append(args, iu.KeyPrefixEnd(p))
+		r := iu.PrefixRange(f.Prefix, f.AfterKey)
+		where, args = append(where, "c.collection_key "+r.FromOp()+" ?", "c.collection_key < ?"), append(args, r.From, r.To)
 		order = "c.collection_key"
 	} else {
 		where, args = append(where, "l.instance_id > ?"), append(args, after)
@@ -68,8 +63,8 @@ func (t *tx) ListInstances(ctx context.Context, f iu.InstanceFilter, after int64
 		if err := rows.Scan(&r.Seq, &r.InstanceKey, &r.TemplateKey, &r.EventID, &r.EventType, &r.EventSource, &r.Actor, &r.CreatedAt, &td, &id, &r.DigestMatch); err != nil {
 			return nil, t.s.translate(err)
 		}
-		r.TemplateDigest, _ = iu.ParseDigest(td)
-		r.InstanceDigest, _ = iu.ParseDigest(id)
+		r.TemplateDigest = iu.StoredDigest(td)
+		r.InstanceDigest = iu.StoredDigest(id)
 		out = append(out, r)
 	}
 	return out, t.s.translate(rows.Err())

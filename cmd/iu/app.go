@@ -175,15 +175,20 @@ func (a *app) open(ctx context.Context, create bool) (iu.Service, error) {
 // openStore opens a store from a --db value: a file path or sqlite:PATH for
 // SQLite; a postgres:// URL or key=value pairs (host=... dbname=...) for
 // PostgreSQL. Without create it refuses a store that does not exist.
-func openStore(ctx context.Context, dsn string, create bool) (iu.Store, error) {
+func openStore(ctx context.Context, dsn string, create bool) (s iu.Store, err error) {
 	kind, where, err := parseDB(dsn)
 	if err != nil {
 		return nil, err
 	}
 	if kind == "postgres" {
-		return openPostgres(ctx, where, create)
+		s, err = openPostgres(ctx, where, create)
+	} else {
+		s, err = sqlite.Open(ctx, where, sqlite.Options{MustExist: !create})
 	}
-	return sqlite.Open(ctx, where, sqlite.Options{MustExist: !create})
+	if errors.Is(err, iu.ErrNoStore) {
+		err = iu.Errorf(iu.ErrNoStore, "%s: check --db (or IU_DB); a command that writes, such as iu template publish, creates one", err)
+	}
+	return s, err
 }
 
 var (
