@@ -425,7 +425,7 @@ func (s *Server) handleAddTrigger(c *call) error {
 	if err != nil {
 		return err
 	}
-	s.triggers.forget()
+	s.triggers.Forget()
 	c.logger().Info("trigger added", "trigger", t.Name, "type", t.Type, "template", t.Template, "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusCreated, t)
 	return nil
@@ -436,7 +436,7 @@ func (s *Server) handleRemoveTrigger(c *call) error {
 	if err != nil {
 		return err
 	}
-	s.triggers.forget()
+	s.triggers.Forget()
 	c.logger().Info("trigger removed", "trigger", t.Name, "token", c.token.Name)
 	writeJSON(c.w, nethttp.StatusOK, t)
 	return nil

@@ -137,7 +137,7 @@ func (s *Server) applyEvents(c *call, ins []intake.Event) []EventAnswer {
 			continue
 		}
 		if in.Routing.Template == "" && !loaded {
-			triggers, trigErr = s.triggers.get(c.ctx(), s.engine)
+			triggers, trigErr = s.triggers.Get(c.ctx(), s.engine)
 			loaded = true
 		}
 		if in.Routing.Template == "" && trigErr != nil {

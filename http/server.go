@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/iu-engine/iu"
+	"github.com/iu-engine/iu/intake"
 )
 
 // Defaults of Config.
@@ -98,7 +99,7 @@ type Server struct {
 	routes   []route
 	metrics  *metrics
 	tokens   tokenCache
-	triggers triggerCache
+	triggers intake.TriggerCache
 	draining atomic.Bool
 	serveErr chan error
 	closing  sync.Once
@@ -145,7 +146,7 @@ func NewServer(engine *iu.Engine, cfg Config, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{engine: engine, cfg: cfg, log: log, serveErr: make(chan error, 1)}
-	s.tokens.ttl, s.triggers.ttl = cfg.CacheTTL, cfg.CacheTTL
+	s.tokens.ttl, s.triggers.TTL = cfg.CacheTTL, cfg.CacheTTL
 	s.metrics = newMetrics(engine)
 	batch := cfg.Batch
 	observe := batch.Observe
@@ -578,33 +579,5 @@ func (tc *tokenCache) authenticate(ctx context.Context, e *iu.Engine, secret str
 func (tc *tokenCache) forget() {
 	tc.mu.Lock()
 	tc.m = nil
-	tc.mu.Unlock()
-}
-
-// triggerCache holds the triggers for ttl.
-type triggerCache struct {
-	ttl     time.Duration
-	mu      sync.Mutex
-	list    []iu.Trigger
-	expires time.Time
-}
-
-func (tc *triggerCache) get(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if time.Now().Before(tc.expires) {
-		return tc.list, nil
-	}
-	list, err := e.Triggers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tc.list, tc.expires = list, time.Now().Add(tc.ttl)
-	return list, nil
-}
-
-func (tc *triggerCache) forget() {
-	tc.mu.Lock()
-	tc.expires = time.Time{}
 	tc.mu.Unlock()
 }

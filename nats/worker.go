@@ -62,7 +62,7 @@ type Worker struct {
 	opt  Options
 	log  *slog.Logger
 	m    *Metrics
-	trig triggerCache
+	trig intake.TriggerCache
 
 	stop    chan struct{}
 	stopped sync.Once
@@ -104,7 +104,7 @@ func NewWorker(js JetStream, cfg Config, opt Options) *Worker {
 		stop: make(chan struct{}),
 		poke: make(chan struct{}, 1),
 	}
-	w.trig.ttl = time.Second
+	w.trig.TTL = time.Second
 	// A worker starts paused: it fetches nothing before it has seen the
 	// gates open, so that a message is not delivered only to be handed back.
 	w.paused, w.resume = "starting", make(chan struct{})
@@ -402,7 +402,7 @@ func (w *Worker) handle(chunk []jetstream.Msg) {
 			}
 			var triggers []iu.Trigger
 			if in.Routing.Template == "" {
-				if triggers, err = w.trig.get(ctx, w.opt.Engine); err != nil {
+				if triggers, err = w.trig.Get(ctx, w.opt.Engine); err != nil {
 					mm.retry, mm.err = true, err
 					continue
 				}
@@ -411,7 +411,7 @@ func (w *Worker) handle(chunk []jetstream.Msg) {
 			if errors.Is(err, iu.ErrUnmatched) {
 				// A dead letter waits for a person: before writing one,
 				// make sure no trigger was added since the cache was read.
-				if triggers, err = w.trig.refresh(ctx, w.opt.Engine); err != nil {
+				if triggers, err = w.trig.Refresh(ctx, w.opt.Engine); err != nil {
 					mm.retry, mm.err = true, err
 					continue
 				}
@@ -640,41 +640,4 @@ func (w *Worker) onMaxDeliveries(m *natsgo.Msg) {
 			w.log.Warn("nats: could not delete a dead-lettered message from the stream", "seq", raw.Sequence, "err", err)
 		}
 	}
-}
-
-// triggerCache holds the triggers for ttl: routing a batch must not cost a
-// read of the store per message.
-type triggerCache struct {
-	ttl     time.Duration
-	mu      sync.Mutex
-	list    []iu.Trigger
-	expires time.Time
-}
-
-func (tc *triggerCache) get(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if time.Now().Before(tc.expires) {
-		return tc.list, nil
-	}
-	return tc.load(ctx, e)
-}
-
-// refresh reads the triggers again unless they were read just now.
-func (tc *triggerCache) refresh(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if time.Until(tc.expires) > tc.ttl-10*time.Millisecond {
-		return tc.list, nil
-	}
-	return tc.load(ctx, e)
-}
-
-func (tc *triggerCache) load(ctx context.Context, e *iu.Engine) ([]iu.Trigger, error) {
-	list, err := e.Triggers(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tc.list, tc.expires = list, time.Now().Add(tc.ttl)
-	return list, nil
 }

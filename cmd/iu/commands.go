@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -306,33 +307,12 @@ bounded memory); when more remain, the last line says how to go on (--after).`,
 			if err != nil {
 				return err
 			}
-			out := &jsonArray{w: a.stdout}
-			first := true
-			next, err := eachPage(cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.InstanceRow], error) {
+			next, err := printList(a, cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.InstanceRow], error) {
 				f.PageRequest = r
 				return svc.Instances(ctx, f)
-			}, func(rows []iu.InstanceRow) error {
-				if a.json {
-					for _, r := range rows {
-						if err := out.add(r); err != nil {
-							return err
-						}
-					}
-					return nil
-				}
-				tw := table(a.stdout)
-				if first {
-					fmt.Fprintln(tw, instanceHeader)
-					first = false
-				}
-				writeInstanceRows(tw, rows)
-				return tw.Flush()
-			})
+			}, instanceHeader, writeInstanceRows)
 			if err != nil {
 				return err
-			}
-			if a.json {
-				return out.close()
 			}
 			if next != "" {
 				fmt.Fprintf(a.stdout, "(first %d rows; the next ones: --after %s; --limit 0 lists every row)\n", limit, next)
@@ -366,35 +346,16 @@ func (a *app) eventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := &jsonArray{w: a.stdout}
-			first := true
-			next, err := eachPage(cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.LogEntry], error) {
+			next, err := printList(a, cmd.Context(), f.After, limit, func(ctx context.Context, r iu.PageRequest) (iu.Page[iu.LogEntry], error) {
 				f.PageRequest = r
 				return svc.EventLog(ctx, f)
-			}, func(es []iu.LogEntry) error {
-				if a.json {
-					for _, e := range es {
-						if err := out.add(e); err != nil {
-							return err
-						}
-					}
-					return nil
-				}
-				tw := table(a.stdout)
-				if first {
-					fmt.Fprintln(tw, "CREATED_AT\tSTATUS\tEVENT_ID\tEVENT_TYPE\tEVENT_SOURCE\tTEMPLATE_KEY\tINSTANCE_KEY\tACTOR")
-					first = false
-				}
+			}, "CREATED_AT\tSTATUS\tEVENT_ID\tEVENT_TYPE\tEVENT_SOURCE\tTEMPLATE_KEY\tINSTANCE_KEY\tACTOR", func(tw io.Writer, es []iu.LogEntry) {
 				for _, e := range es {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.CreatedAt, e.Status, e.EventID, e.EventType, e.EventSource, e.TemplateKey, e.InstanceKey, e.Actor)
 				}
-				return tw.Flush()
 			})
 			if err != nil {
 				return err
-			}
-			if a.json {
-				return out.close()
 			}
 			if next != "" {
 				fmt.Fprintf(a.stdout, "(first %d entries; the next ones: --after %s; --limit 0 lists every entry)\n", limit, next)
@@ -402,7 +363,7 @@ func (a *app) eventsCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&status, "status", "", "only entries of this status: ok or shadow")
+	cmd.Flags().StringVar(&status, "status", "", "only entries of this status: ok, shadow or compensated")
 	cmd.Flags().StringVar(&f.Actor, "actor", "", "only this actor's entries")
 	cmd.Flags().IntVar(&limit, "limit", 100, "print at most this many entries (0: every entry)")
 	cmd.Flags().StringVar(&f.After, "after", "", "start after this cursor (printed when --limit stops the list)")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/iu-engine/iu"
@@ -33,6 +34,39 @@ func eachPage[T any](ctx context.Context, after string, limit int, fetch func(co
 			return after, nil
 		}
 	}
+}
+
+// printList prints a list page by page from after, at most limit items
+// (0: every one): with --json as one JSON array, else as a table under
+// header, each page written as it comes. It returns the cursor where it
+// stopped (none with --json, which prints every item asked for).
+func printList[T any](a *app, ctx context.Context, after string, limit int, fetch func(context.Context, iu.PageRequest) (iu.Page[T], error), header string, writeRows func(io.Writer, []T)) (string, error) {
+	out := &jsonArray{w: a.stdout}
+	first := true
+	next, err := eachPage(ctx, after, limit, fetch, func(rows []T) error {
+		if a.json {
+			for _, r := range rows {
+				if err := out.add(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		tw := table(a.stdout)
+		if first {
+			fmt.Fprintln(tw, header)
+			first = false
+		}
+		writeRows(tw, rows)
+		return tw.Flush()
+	})
+	if err != nil {
+		return "", err
+	}
+	if a.json {
+		return "", out.close()
+	}
+	return next, nil
 }
 
 // allItems reads a whole list: for the short ones (templates, triggers,
