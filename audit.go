@@ -17,6 +17,9 @@ const (
 	AuditTokenRevoke   = "token.revoke"
 	AuditBulk          = "bulk"
 	AuditRollback      = "rollback"
+	AuditCompensate    = "instance.compensate"
+	AuditRelease       = "instance.release"
+	AuditMigrate       = "instance.migrate"
 )
 
 // AuditEntry is one recorded change: who made it (By, the principal),

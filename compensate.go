@@ -73,7 +73,8 @@ const maxReasonBytes = 1024
 // that the event may instantiate again. A manual instance, which has no
 // event, may be compensated too. Nothing is written unless Apply. An
 // instance that does not exist (or no longer: compensated already) is
-// ErrNotFound, and nothing is written.
+// ErrNotFound, and nothing is written, except that Release on an instance
+// compensated earlier without it releases its event's key now.
 func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (CompensateReport, error) {
 	if err := CheckInstanceKeyRef(req.InstanceKey); err != nil {
 		return CompensateReport{}, err
@@ -92,6 +93,9 @@ func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (Compens
 	}
 	err = run(ctx, func(tx Tx) error {
 		in, err := tx.GetInstance(ctx, req.InstanceKey)
+		if errors.Is(err, ErrNotFound) && req.Release {
+			return e.releaseLater(ctx, tx, req, w, &rep)
+		}
 		if errors.Is(err, ErrNotFound) {
 			return e.noInstance(ctx, tx, req.InstanceKey)
 		}
@@ -142,12 +146,80 @@ func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (Compens
 		if ev := in.Event; ev != nil {
 			c.EventID, c.EventSource, c.EventType = ev.ID, ev.Source, ev.Type
 		}
-		return tx.InsertCompensation(ctx, c)
+		if err := tx.InsertCompensation(ctx, c); err != nil {
+			return err
+		}
+		return e.audit(ctx, tx, w, AuditCompensate, in.Key, "%s, actor %s; log entry %s; reason %q", in.TemplateKey, in.Actor, rep.LogEntry, req.Reason)
 	})
 	if err != nil {
 		return CompensateReport{}, err
 	}
 	return rep, nil
+}
+
+// releaseLater releases the key of an event whose instance was compensated
+// earlier, keeping it claimed: the log entry is deleted, so that the event
+// may instantiate again, and the compensation is marked released.
+func (e *Engine) releaseLater(ctx context.Context, tx Tx, req CompensateRequest, w Who, rep *CompensateReport) error {
+	cs, err := tx.ListCompensations(ctx, req.InstanceKey)
+	if err != nil {
+		return err
+	}
+	if len(cs) == 0 {
+		return e.noInstance(ctx, tx, req.InstanceKey)
+	}
+	c := cs[len(cs)-1]
+	rep.TemplateKey, rep.Mode, rep.Actor, rep.EventID = c.TemplateKey, c.Mode, c.Actor, c.EventID
+	if c.EventID == "" {
+		return Errorf(ErrInvalidInput, "instance %q was compensated already, and was composed by hand: there is no event whose key could be released", req.InstanceKey)
+	}
+	entry, err := compensatedEntry(ctx, tx, c)
+	if err != nil {
+		return err
+	}
+	if entry == nil {
+		return Errorf(ErrNotFound, "instance %q was compensated already, at %s by %s, and its event's key is not held any more (released already, or rolled back): nothing to release (iu history %s)",
+			req.InstanceKey, c.At, c.By, req.InstanceKey)
+	}
+	rep.LogEntry = "deleted"
+	if !req.Apply {
+		return nil
+	}
+	if err := tx.DeleteLogEntry(ctx, entry.IdempotencyKey); err != nil {
+		return err
+	}
+	if err := tx.SetCompensationReleased(ctx, c.Seq); err != nil {
+		return err
+	}
+	return e.audit(ctx, tx, w, AuditRelease, req.InstanceKey, "event %q from %q may instantiate again; reason %q", c.EventID, c.EventSource, req.Reason)
+}
+
+// compensatedEntry returns the log entry that a compensated instance's
+// event still holds (status compensated), or nil. Its key was claimed for
+// the template the instance was made from: the one it was compensated on,
+// or one it was migrated from.
+func compensatedEntry(ctx context.Context, tx Tx, c Compensation) (*LogEntry, error) {
+	ms, err := tx.ListMigrations(ctx, c.InstanceKey)
+	if err != nil {
+		return nil, err
+	}
+	templates := []string{c.TemplateKey}
+	for _, m := range ms {
+		templates = append(templates, m.FromKey)
+	}
+	for _, tpl := range templates {
+		entry, err := tx.GetLogEntry(ctx, IdempotencyKey(tpl, c.EventSource, c.EventID))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if entry.InstanceKey == c.InstanceKey && entry.Status == StatusCompensated {
+			return &entry, nil
+		}
+	}
+	return nil, nil
 }
 
 // noInstance words the absence of an instance: compensated already, or

@@ -190,6 +190,9 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 	if !req.Apply {
 		return rep, nil
 	}
+	// The run is audited once, in the first transaction that moves
+	// something (each instance's move is in iu_instance_migration).
+	audited := false
 	for _, mode := range migratedModes {
 		var after int64
 		for {
@@ -198,11 +201,15 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			err := e.update(ctx, func(tx Tx) (err error) {
 				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, e.migrateBatch, to,
 					InstanceMigration{FromKey: from.Key, ToKey: to.Key, ToDigest: to.Digest, At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed})
-				return err
+				if err != nil || moved == 0 || audited {
+					return err
+				}
+				return e.audit(ctx, tx, w, AuditMigrate, req.From, "to %s (%s): %d instances selected (actor %q, prefix %q)", to.Key, to.Digest, rep.Instances, req.Actor, req.Prefix)
 			})
 			if err != nil {
 				return rep, err
 			}
+			audited = audited || moved > 0
 			rep.Moved += int64(moved)
 			if moved > 0 {
 				rep.Batches++

@@ -131,6 +131,9 @@ type Tx interface {
 	DeleteInstance(ctx context.Context, key string) (int64, error)
 	// InsertCompensation records a compensated instance.
 	InsertCompensation(ctx context.Context, c Compensation) error
+	// SetCompensationReleased marks a compensation (by Seq) as having had
+	// its event's key released.
+	SetCompensationReleased(ctx context.Context, seq int64) error
 	// ListCompensations returns the compensations of an instance key,
 	// oldest first.
 	ListCompensations(ctx context.Context, instanceKey string) ([]Compensation, error)

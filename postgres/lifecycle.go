@@ -75,6 +75,11 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) error {
+	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = true WHERE id = $1`, seq)
+	return err
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil

@@ -67,6 +67,11 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) error {
+	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1 WHERE id = ?`, seq)
+	return err
+}
+
 func nullable(s string) any {
 	if s == "" {
 		return nil

@@ -156,6 +156,72 @@ var _ = register("CompensateAManualInstance", func(t *testing.T, h Harness) {
 	}
 })
 
+// A compensation that kept the event's key claimed may release it later,
+// found through the template the event was claimed for (here v2, the
+// instance having moved to v3 since); the release is audited and told in
+// the instance's history, and releasing twice, or a manual instance's, is
+// refused and writes nothing.
+var _ = register("CompensatedKeyReleasedLater", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	a := v.mustEmit(wfKey, "l-1", "alice")
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	if _, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	before := v.counts()
+	dry, err := v.e.Compensate(v.ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true})
+	if err != nil || !dry.DryRun || dry.LogEntry != "deleted" || dry.Instances != 0 || dry.EventID != "l-1" || dry.TemplateKey != wf3Key {
+		t.Fatalf("dry run of releasing a compensated instance's key: %+v %v", dry, err)
+	}
+	v.sameCounts(before, "a dry run of a later release")
+	rep, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true, Apply: true, Reason: "hired after all"})
+	if err != nil || rep.DryRun || rep.LogEntry != "deleted" {
+		t.Fatalf("release later: %+v %v", rep, err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_auto_instantiate_event_log"); n != 0 {
+		t.Fatalf("the released event's log entry is still there: %d", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_compensation WHERE released"); n != 1 {
+		t.Fatalf("the compensation is not marked released: %d", n)
+	}
+	for _, action := range []string{iu.AuditCompensate, iu.AuditRelease, iu.AuditMigrate} {
+		if n := v.count("SELECT count(*) FROM iu_audit WHERE action = '" + action + "' AND changed_by = 'ops'"); n != 1 {
+			t.Fatalf("audit rows of %s by ops: %d, want 1", action, n)
+		}
+	}
+	before = v.counts()
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true, Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "released already") {
+		t.Fatalf("release twice: %v, want ErrNotFound saying so", err)
+	}
+	v.sameCounts(before, "a second release")
+	// The event instantiates again, on the template it names.
+	r := v.mustEmit(wfKey, "l-1", "alice")
+	if !r.Created() || r.InstanceKey != a.InstanceKey {
+		t.Fatalf("the released event again: %+v", r)
+	}
+	// A manual instance has no key to release.
+	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:l-m", Actor: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: "tpl-inst:manual:l-m", Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	before = v.counts()
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: "tpl-inst:manual:l-m", Release: true, Apply: true}); !errors.Is(err, iu.ErrInvalidInput) || !contains(err, "by hand") {
+		t.Fatalf("release of a manual instance: %v, want ErrInvalidInput", err)
+	}
+	v.sameCounts(before, "a release of a manual instance")
+	if rep := v.verify(""); !rep.OK() || rep.Total != 1 {
+		t.Fatalf("verify: %+v", rep)
+	}
+})
+
 var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h Harness) {
 	v := newEnv(t, h, iu.WithMigrateBatch(3))
 	wf, _ := v.seedTemplates()

@@ -23,8 +23,9 @@ its lineage are deleted in one transaction, and the compensation is recorded (wh
 when, why) in iu_compensation. The event's idempotency key stays claimed: its log
 entry becomes "compensated", and a redelivery of the event answers compensated and
 makes nothing. With --release the log entry is deleted instead, so that the same
-event may instantiate again. A manual instance (no event) may be compensated too.
-Without --apply it only says what would go.`,
+event may instantiate again; --release on an instance compensated earlier without
+it releases its event's key now. A manual instance (no event) may be compensated
+too. Without --apply it only says what would go.`,
 		Args: cobra.ExactArgs(1),
 		RunE: a.run(func(cmd *cobra.Command, args []string) error {
 			req.InstanceKey = args[0]
