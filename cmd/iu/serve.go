@@ -161,9 +161,47 @@ func (m *serveMain) logger() (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", m.LogFormat)
 }
 
+// checkFlags refuses sizes and durations that cannot be meant: the
+// server's configuration reads zero as "the default", which a typed 0 or
+// -1 must not silently become.
+func (m *serveMain) checkFlags() error {
+	c := &m.Config
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"--max-event-bytes", c.MaxEventBytes}, {"--max-body-bytes", c.MaxBodyBytes}, {"--max-bulk-bytes", c.MaxBulkBytes},
+		{"--batch-events", int64(c.Batch.MaxEvents)},
+	} {
+		if f.v <= 0 {
+			return usagef("%s wants a positive number, got %d", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"--batch-wait", c.Batch.MaxWait}, {"--retry-after", c.RetryAfter}, {"--shutdown-timeout", m.ShutdownTimeout},
+	} {
+		if f.v <= 0 {
+			return usagef("%s wants a positive duration, got %s", f.name, f.v)
+		}
+	}
+	if c.Batch.Workers < 0 {
+		return usagef("--batch-workers wants 1 or more (or 0: the store's own), got %d", c.Batch.Workers)
+	}
+	if m.DrainDelay < 0 {
+		return usagef("--drain-delay wants 0 or more, got %s", m.DrainDelay)
+	}
+	return nil
+}
+
 // Open opens the store, creates an admin token if the store has none, and
 // starts serving.
 func (m *serveMain) Open(ctx context.Context) error {
+	if err := m.checkFlags(); err != nil {
+		return err
+	}
 	log, err := m.logger()
 	if err != nil {
 		return err

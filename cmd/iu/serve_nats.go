@@ -19,6 +19,7 @@ import (
 type natsFlags struct {
 	cfg      iunats.Config
 	subjects string
+	worker   bool // the worker's flags are registered
 }
 
 // register adds the connection and naming flags; worker adds the flags
@@ -38,7 +39,7 @@ func (n *natsFlags) registerURL(fs *pflag.FlagSet, def, help string, worker bool
 	fs.StringVar(&c.TLSCA, "nats-tls-ca", "", "CA certificates to verify the NATS server with")
 	fs.StringVar(&c.TLSCert, "nats-tls-cert", "", "client certificate for NATS (with --nats-tls-key)")
 	fs.StringVar(&c.TLSKey, "nats-tls-key", "", "client key for NATS (with --nats-tls-cert)")
-	if !worker {
+	if n.worker = worker; !worker {
 		return
 	}
 	fs.StringVar(&n.subjects, "nats-subjects", iunats.DefaultSubjects, "subjects of the events stream when iu creates it (comma-separated)")
@@ -56,8 +57,20 @@ func (n *natsFlags) config() (iunats.Config, error) {
 			c.Subjects = append(c.Subjects, s)
 		}
 	}
-	if c.Batch < 0 || c.MaxDeliver < -1 || c.AckWait < 0 || c.GatedDelay < 0 {
-		return c, usagef("--nats-batch, --nats-max-deliver, --nats-ack-wait and --nats-gated-delay must not be negative")
+	if !n.worker {
+		return c, nil
+	}
+	// The worker reads zero as "the default", which a typed 0 must not
+	// silently become.
+	switch {
+	case c.Batch <= 0:
+		return c, usagef("--nats-batch wants a positive number, got %d", c.Batch)
+	case c.MaxDeliver == 0 || c.MaxDeliver < -1:
+		return c, usagef("--nats-max-deliver wants a positive number, or -1 for no limit, got %d", c.MaxDeliver)
+	case c.AckWait <= 0:
+		return c, usagef("--nats-ack-wait wants a positive duration, got %s", c.AckWait)
+	case c.GatedDelay <= 0:
+		return c, usagef("--nats-gated-delay wants a positive duration, got %s", c.GatedDelay)
 	}
 	return c, nil
 }
