@@ -105,25 +105,33 @@ type serveMain struct {
 	console   *console.Console
 }
 
+// newServeMain returns a serve with the defaults that its flags show, for
+// the callers that set no flags (iu demo --serve) as for those that do.
 func newServeMain(stderr io.Writer) *serveMain {
-	return &serveMain{Stderr: stderr, DB: defaultPath, Console: true}
+	return &serveMain{Stderr: stderr, DB: defaultPath, Console: true, LogFormat: "text", LogLevel: "info",
+		ShutdownTimeout: 30 * time.Second,
+		Config: iuhttp.Config{
+			MaxEventBytes: iuhttp.DefaultMaxEventBytes, MaxBodyBytes: iuhttp.DefaultMaxBodyBytes, MaxBulkBytes: iuhttp.DefaultMaxBulkBytes,
+			RetryAfter: iuhttp.DefaultRetryAfter,
+			Batch:      iu.BatchOptions{MaxEvents: iu.DefaultBatchEvents, MaxWait: iu.DefaultBatchWait},
+		}}
 }
 
 // flags registers serve's own flags on fs.
 func (m *serveMain) flags(fs *pflag.FlagSet) {
 	c := &m.Config
 	fs.StringVar(&m.Addr, "addr", envOr("IU_ADDR", "127.0.0.1:8080"), "listen on host:port (port 0 picks one) or unix:PATH (env IU_ADDR)")
-	fs.Int64Var(&c.MaxEventBytes, "max-event-bytes", iuhttp.DefaultMaxEventBytes, "largest POST /v1/events body")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", iuhttp.DefaultMaxBodyBytes, "largest JSON body of POST /v1/templates and POST /v1/emit")
-	fs.Int64Var(&c.MaxBulkBytes, "max-bulk-bytes", iuhttp.DefaultMaxBulkBytes, "largest POST /v1/bulk body")
-	fs.IntVar(&c.Batch.MaxEvents, "batch-events", iu.DefaultBatchEvents, "group commit: most events in one transaction")
-	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", iu.DefaultBatchWait, "group commit: longest wait for more events to share a transaction")
+	fs.Int64Var(&c.MaxEventBytes, "max-event-bytes", c.MaxEventBytes, "largest POST /v1/events body")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest JSON body of POST /v1/templates and POST /v1/emit")
+	fs.Int64Var(&c.MaxBulkBytes, "max-bulk-bytes", c.MaxBulkBytes, "largest POST /v1/bulk body")
+	fs.IntVar(&c.Batch.MaxEvents, "batch-events", c.Batch.MaxEvents, "group commit: most events in one transaction")
+	fs.DurationVar(&c.Batch.MaxWait, "batch-wait", c.Batch.MaxWait, "group commit: longest wait for more events to share a transaction")
 	fs.IntVar(&c.Batch.Workers, "batch-workers", 0, "group commit: transactions in flight at once (default 1 on SQLite, 2 on PostgreSQL)")
-	fs.DurationVar(&c.RetryAfter, "retry-after", iuhttp.DefaultRetryAfter, "Retry-After of 503 answers (a gate is closed, the store is busy)")
-	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to wait for requests in flight")
+	fs.DurationVar(&c.RetryAfter, "retry-after", c.RetryAfter, "Retry-After of 503 answers (a gate is closed, the store is busy)")
+	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", m.ShutdownTimeout, "on SIGINT/SIGTERM, how long to wait for requests in flight")
 	fs.DurationVar(&m.DrainDelay, "drain-delay", 0, "on SIGINT/SIGTERM, how long to answer /readyz with 503 while still serving, before closing the listener (behind a load balancer: a few of its probe intervals)")
-	fs.StringVar(&m.LogFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug (every request), info, warn, error")
+	fs.StringVar(&m.LogFormat, "log-format", m.LogFormat, "log format: text or json")
+	fs.StringVar(&m.LogLevel, "log-level", m.LogLevel, "log level: debug (every request), info, warn, error")
 	fs.StringVar(&m.AdminTokenFile, "admin-token-file", "", "where to write the admin token made when the store has none (default: STORE.token beside a SQLite store, ./iu-admin.token for PostgreSQL)")
 	fs.BoolVar(&m.Console, "console", m.Console, "serve the ops console at / (sign in with a read or admin token); --console=false serves the API only")
 	fs.StringVar(&m.CPUProfile, "cpuprofile", "", "write a CPU profile to this file until shutdown")
