@@ -185,10 +185,17 @@ func (e *Engine) releaseLater(ctx context.Context, tx Tx, req CompensateRequest,
 	if !req.Apply {
 		return nil
 	}
-	if err := tx.DeleteLogEntry(ctx, entry.IdempotencyKey); err != nil {
+	// Marked first, and only if not yet: of releases that race, one goes
+	// on (the others wait for its row and find it marked), so none deletes
+	// the entry of a life the event has made since.
+	marked, err := tx.SetCompensationReleased(ctx, c.Seq)
+	if err != nil {
 		return err
 	}
-	if err := tx.SetCompensationReleased(ctx, c.Seq); err != nil {
+	if !marked {
+		return Errorf(ErrNotFound, "instance %q: its event's key was released already, just now: nothing to release (iu history %s)", req.InstanceKey, req.InstanceKey)
+	}
+	if err := tx.DeleteLogEntry(ctx, entry.IdempotencyKey); err != nil {
 		return err
 	}
 	return e.audit(ctx, tx, w, AuditRelease, req.InstanceKey, "event %q from %q may instantiate again; reason %q", c.EventID, c.EventSource, req.Reason)

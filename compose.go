@@ -54,6 +54,9 @@ func (e *Engine) Compose(ctx context.Context, req ComposeRequest) (ComposeResult
 		if err != nil {
 			return err
 		}
+		if err := checkStoredDigest(t); err != nil {
+			return err
+		}
 		in := Instance{
 			Key: req.InstanceKey, Title: t.Title, TemplateKey: t.Key, TemplateDigest: t.Digest, Digest: GraphDigest(t.Slots),
 			Actor: req.Actor, Mode: ModeManual, Slots: t.Slots, CreatedAt: TimeOf(e.clock()),

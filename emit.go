@@ -173,6 +173,10 @@ func (e *Engine) instantiate(ctx context.Context, tx Tx, ps []prepared, template
 			b.outs[i].Err = unknownTemplate(p.req.TemplateKey)
 			continue
 		}
+		if err := checkStoredDigest(t); err != nil {
+			b.outs[i].Err = err
+			continue
+		}
 		if !gates.AutoInstantiateEnabled {
 			b.outs[i].Result.Status, b.outs[i].Result.Gate = StatusGated, GateAutoInstantiate
 			continue

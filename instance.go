@@ -33,6 +33,16 @@ func getTemplate(ctx context.Context, tx Tx, key string) (*Template, error) {
 	return t, err
 }
 
+// checkStoredDigest refuses to make or move instances from a template whose
+// stored digest could not be read (StoredDigest read it as zero): copied
+// into instances, it would spread the damage that verify reports.
+func checkStoredDigest(t *Template) error {
+	if t.Digest.IsZero() {
+		return Errorf(ErrInvalidTemplate, "template %s: its stored digest is not a digest (was the store changed outside iu?): nothing is made from it; iu verify tells what else is damaged", t.Key)
+	}
+	return nil
+}
+
 func unknownTemplate(key string) error {
 	return Errorf(ErrUnknownTemplate, "unknown template %q: publish it first (iu template publish FILE)", key)
 }

@@ -174,6 +174,9 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			}
 			return err
 		}
+		if err := checkStoredDigest(to); err != nil {
+			return err
+		}
 		for _, mode := range migratedModes {
 			n, err := tx.CountMigration(ctx, sel, mode)
 			if err != nil {

@@ -75,9 +75,9 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
-func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) error {
-	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = true WHERE id = $1`, seq)
-	return err
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) (bool, error) {
+	tag, err := t.exec(ctx, `UPDATE iu_compensation SET released = true WHERE id = $1 AND NOT released`, seq)
+	return tag.RowsAffected() == 1, err
 }
 
 func nullable(s string) *string {

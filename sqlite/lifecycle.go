@@ -67,9 +67,13 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
-func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) error {
-	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1 WHERE id = ?`, seq)
-	return err
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) (bool, error) {
+	res, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1 WHERE id = ? AND NOT released`, seq)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 func nullable(s string) any {

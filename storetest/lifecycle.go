@@ -475,3 +475,73 @@ var _ = register("TransientFailuresAreRetried", func(t *testing.T, h Harness) {
 		t.Fatalf("retries after the caller went away: %v", err)
 	}
 })
+
+// A template whose stored digest is not a digest (changed outside iu) is
+// read, so that verify can report it, but nothing is made or moved from
+// it: emit, compose and a migration to it are refused and write nothing.
+var _ = register("NothingIsMadeFromADamagedTemplateDigest", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	v.mustEmit(wfKey, "d-1", "alice")
+	h.Exec(t, v.s, "UPDATE iu_piece_collection SET digest = 'garbage' WHERE collection_key IN ('"+wfKey+"', '"+wf3Key+"')")
+	before := v.counts()
+	if _, err := v.emit(wfKey, "d-2", "alice"); !errors.Is(err, iu.ErrInvalidTemplate) || !contains(err, "stored digest") {
+		t.Fatalf("emit from a template with a damaged digest: %v, want ErrInvalidTemplate", err)
+	}
+	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:d-m", Actor: "carol"}); !errors.Is(err, iu.ErrInvalidTemplate) {
+		t.Fatalf("compose from a template with a damaged digest: %v, want ErrInvalidTemplate", err)
+	}
+	if _, err := v.e.Migrate(iu.NewContextWithPrincipal(v.ctx, "ops"), iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); !errors.Is(err, iu.ErrInvalidTemplate) {
+		t.Fatalf("migrate to a template with a damaged digest: %v, want ErrInvalidTemplate", err)
+	}
+	v.sameCounts(before, "refusals from a damaged template")
+	if rep := v.verify(""); rep.OK() {
+		t.Fatalf("verify of a store whose templates' digests are damaged: %+v, want it to say so", rep)
+	}
+})
+
+// Releases of one compensated key that race (a double click, a retried
+// request): exactly one releases it, the others are told it was released
+// already, and the audit holds one release.
+var _ = register("RacingReleasesReleaseOnce", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	const keys, racers = 5, 4
+	for k := range keys {
+		a := v.mustEmit(wfKey, fmt.Sprintf("race-%d", k), "alice")
+		if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, racers)
+		for range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true, Apply: true})
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		released := 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				released++
+			case !errors.Is(err, iu.ErrNotFound) || !contains(err, "released already"):
+				t.Fatalf("a racing release: %v, want ErrNotFound saying it was released already", err)
+			}
+		}
+		if released != 1 {
+			t.Fatalf("key %d: %d racing releases succeeded, want 1", k, released)
+		}
+	}
+	if n := v.count("SELECT count(*) FROM iu_audit WHERE action = '" + iu.AuditRelease + "'"); n != keys {
+		t.Fatalf("audited releases: %d, want %d", n, keys)
+	}
+})

@@ -201,7 +201,8 @@ func (m *serveMain) checkFlags() error {
 	if m.DrainDelay < 0 {
 		return usagef("--drain-delay wants 0 or more, got %s", m.DrainDelay)
 	}
-	return nil
+	_, err := m.NATS.config()
+	return err
 }
 
 // Open opens the store, creates an admin token if the store has none, and

@@ -57,22 +57,30 @@ func (n *natsFlags) config() (iunats.Config, error) {
 			c.Subjects = append(c.Subjects, s)
 		}
 	}
+	return c, n.check(c)
+}
+
+// check refuses worker settings that cannot be meant: the worker reads
+// zero as "the default", which a typed 0 must not silently become. It
+// checks whether or not --nats is given, as serve's other flags are.
+func (n *natsFlags) check(c iunats.Config) error {
 	if !n.worker {
-		return c, nil
+		return nil
 	}
-	// The worker reads zero as "the default", which a typed 0 must not
-	// silently become.
+	if len(c.Subjects) == 0 {
+		return usagef("--nats-subjects %q names no subject", n.subjects)
+	}
 	switch {
 	case c.Batch <= 0:
-		return c, usagef("--nats-batch wants a positive number, got %d", c.Batch)
+		return usagef("--nats-batch wants a positive number, got %d", c.Batch)
 	case c.MaxDeliver == 0 || c.MaxDeliver < -1:
-		return c, usagef("--nats-max-deliver wants a positive number, or -1 for no limit, got %d", c.MaxDeliver)
+		return usagef("--nats-max-deliver wants a positive number, or -1 for no limit, got %d", c.MaxDeliver)
 	case c.AckWait <= 0:
-		return c, usagef("--nats-ack-wait wants a positive duration, got %s", c.AckWait)
+		return usagef("--nats-ack-wait wants a positive duration, got %s", c.AckWait)
 	case c.GatedDelay <= 0:
-		return c, usagef("--nats-gated-delay wants a positive duration, got %s", c.GatedDelay)
+		return usagef("--nats-gated-delay wants a positive duration, got %s", c.GatedDelay)
 	}
-	return c, nil
+	return nil
 }
 
 // natsIntake is iu serve's JetStream worker and its connection.
