@@ -48,6 +48,10 @@ type CompensateRequest struct {
 type CompensateReport struct {
 	InstanceKey string `json:"instance_key"`
 	DryRun      bool   `json:"dry_run"`
+	// Action is what was done, or would be: "compensate" (the instance
+	// goes) or "release" (--release on an instance compensated earlier:
+	// only its event's log entry goes).
+	Action      string `json:"action"`
 	TemplateKey string `json:"template_key"`
 	Mode        Mode   `json:"mode"`
 	Actor       string `json:"actor"`
@@ -61,6 +65,12 @@ type CompensateReport struct {
 	// instance has no event).
 	LogEntry string `json:"log_entry"`
 }
+
+// What a compensation does (CompensateReport.Action).
+const (
+	CompensateActionCompensate = "compensate"
+	CompensateActionRelease    = "release"
+)
 
 // maxReasonBytes bounds a compensation's reason.
 const maxReasonBytes = 1024
@@ -86,7 +96,7 @@ func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (Compens
 	if err != nil {
 		return CompensateReport{}, err
 	}
-	rep := CompensateReport{InstanceKey: req.InstanceKey, DryRun: !req.Apply}
+	rep := CompensateReport{InstanceKey: req.InstanceKey, DryRun: !req.Apply, Action: CompensateActionCompensate}
 	run := e.update
 	if !req.Apply {
 		run = e.store.View
@@ -169,6 +179,7 @@ func (e *Engine) releaseLater(ctx context.Context, tx Tx, req CompensateRequest,
 		return e.noInstance(ctx, tx, req.InstanceKey)
 	}
 	c := cs[len(cs)-1]
+	rep.Action = CompensateActionRelease
 	rep.TemplateKey, rep.Mode, rep.Actor, rep.EventID = c.TemplateKey, c.Mode, c.Actor, c.EventID
 	if c.EventID == "" {
 		return Errorf(ErrInvalidInput, "instance %q was compensated already, and was composed by hand: there is no event whose key could be released", req.InstanceKey)
@@ -238,7 +249,11 @@ func (e *Engine) noInstance(ctx context.Context, tx Tx, key string) error {
 	}
 	if len(cs) > 0 {
 		c := cs[len(cs)-1]
-		return Errorf(ErrNotFound, "instance %q was compensated already, at %s by %s: nothing to undo (iu history %s)", key, c.At, c.By, key)
+		hint := ""
+		if c.EventID != "" && !c.Released {
+			hint = "; its event's key is still claimed: --release lets the event instantiate again"
+		}
+		return Errorf(ErrNotFound, "instance %q was compensated already, at %s by %s: nothing to undo (iu history %s)%s", key, c.At, c.By, key, hint)
 	}
 	return Errorf(ErrNotFound, "no instance %q (iu instances lists them)", key)
 }

@@ -86,5 +86,8 @@ func (c *Console) handleApplyCompensate(q *request) error {
 		c.log.Warn("console: history after a compensation", "request_id", q.id, "instance", key, "err", err)
 	}
 	l.Notice = "Compensated " + key + "."
+	if rep.Action == iu.CompensateActionRelease {
+		l.Notice = "Released the event's key of " + key + ", compensated earlier: the event may instantiate again."
+	}
 	return c.show(q, "compensate", l, p, nil)
 }

@@ -54,7 +54,7 @@ var _ = register("CompensateKeepsTheKeyClaimed", func(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dry.DryRun || dry.Lineage != 1 || dry.Instances != 1 || dry.Memberships != 8 || dry.LogEntry != "compensated" || dry.EventID != "c-1" {
+	if !dry.DryRun || dry.Action != iu.CompensateActionCompensate || dry.Lineage != 1 || dry.Instances != 1 || dry.Memberships != 8 || dry.LogEntry != "compensated" || dry.EventID != "c-1" {
 		t.Fatalf("dry run: %+v", dry)
 	}
 	v.sameCounts(before, "a dry run of compensate")
@@ -93,7 +93,7 @@ var _ = register("CompensateKeepsTheKeyClaimed", func(t *testing.T, h Harness) {
 	// Twice is a clear error that writes nothing; so is an instance that
 	// never was.
 	before = v.counts()
-	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "compensated already") {
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "compensated already") || !contains(err, "--release") {
 		t.Fatalf("compensate twice: %v, want ErrNotFound saying it was compensated already", err)
 	}
 	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: "tpl-inst:auto:nobody-000000000000", Apply: true}); !errors.Is(err, iu.ErrNotFound) || !contains(err, "no instance") {
@@ -176,7 +176,7 @@ var _ = register("CompensatedKeyReleasedLater", func(t *testing.T, h Harness) {
 	}
 	before := v.counts()
 	dry, err := v.e.Compensate(v.ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Release: true})
-	if err != nil || !dry.DryRun || dry.LogEntry != "deleted" || dry.Instances != 0 || dry.EventID != "l-1" || dry.TemplateKey != wf3Key {
+	if err != nil || !dry.DryRun || dry.Action != iu.CompensateActionRelease || dry.LogEntry != "deleted" || dry.Instances != 0 || dry.EventID != "l-1" || dry.TemplateKey != wf3Key {
 		t.Fatalf("dry run of releasing a compensated instance's key: %+v %v", dry, err)
 	}
 	v.sameCounts(before, "a dry run of a later release")

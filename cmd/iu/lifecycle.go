@@ -44,8 +44,13 @@ too. Without --apply it only says what would go.`,
 			if !r.DryRun {
 				verb = "deleted"
 			}
-			fmt.Fprintf(a.stdout, "compensate %s (%s): %s lineage=%d / instances=%d / memberships=%d\n",
-				r.InstanceKey, map[bool]string{true: "dry run", false: "applied"}[r.DryRun], verb, r.Lineage, r.Instances, r.Memberships)
+			if r.Action == iu.CompensateActionRelease {
+				fmt.Fprintf(a.stdout, "release %s (%s), compensated earlier: %s the event's log entry, nothing else\n",
+					r.InstanceKey, map[bool]string{true: "dry run", false: "applied"}[r.DryRun], verb)
+			} else {
+				fmt.Fprintf(a.stdout, "compensate %s (%s): %s lineage=%d / instances=%d / memberships=%d\n",
+					r.InstanceKey, map[bool]string{true: "dry run", false: "applied"}[r.DryRun], verb, r.Lineage, r.Instances, r.Memberships)
+			}
 			fmt.Fprintf(a.stdout, "  %s of %s, actor %s", r.Mode, r.TemplateKey, r.Actor)
 			if r.EventID != "" {
 				fmt.Fprintf(a.stdout, ", event %q", r.EventID)
@@ -60,7 +65,7 @@ too. Without --apply it only says what would go.`,
 				fmt.Fprintln(a.stdout, "  no log entry (a manual instance, or its event was rolled back)")
 			}
 			if r.DryRun {
-				fmt.Fprintln(a.stdout, "run again with --apply to compensate, in one transaction")
+				fmt.Fprintf(a.stdout, "run again with --apply to %s, in one transaction\n", r.Action)
 			}
 			return nil
 		}),
