@@ -33,6 +33,19 @@ type Compensation struct {
 	By             string `json:"compensated_by"` // the principal
 	Claimed        string `json:"claimed_actor,omitempty"`
 	Released       bool   `json:"released"` // the event's key was released: it may instantiate again
+	// Later is the release of the event's key after the compensation
+	// (compensate --release on an instance compensated earlier); nil when
+	// it was released with the compensation, or is still claimed.
+	Later *Release `json:"released_later,omitempty"`
+}
+
+// Release is a later release of a compensated instance's event key: when,
+// by whom (the principal, and an actor claimed beside it), and why.
+type Release struct {
+	At      Time   `json:"released_at"`
+	By      string `json:"released_by"`
+	Claimed string `json:"claimed_actor,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // CompensateRequest asks to undo one instance. Apply false is a dry run.
@@ -199,7 +212,7 @@ func (e *Engine) releaseLater(ctx context.Context, tx Tx, req CompensateRequest,
 	// Marked first, and only if not yet: of releases that race, one goes
 	// on (the others wait for its row and find it marked), so none deletes
 	// the entry of a life the event has made since.
-	marked, err := tx.SetCompensationReleased(ctx, c.Seq)
+	marked, err := tx.SetCompensationReleased(ctx, c.Seq, Release{At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed, Reason: req.Reason})
 	if err != nil {
 		return err
 	}
@@ -313,9 +326,12 @@ func describeCompensation(c Compensation) string {
 	if c.Reason != "" {
 		s += fmt.Sprintf(": %q", c.Reason)
 	}
-	if c.Released {
+	switch {
+	case c.Later != nil:
+		s += "; the event's key stayed claimed until its release later"
+	case c.Released:
 		s += "; the event's key was released (it may instantiate again)"
-	} else if c.EventID != "" {
+	case c.EventID != "":
 		s += "; the event's key stays claimed (a redelivery answers compensated)"
 	}
 	return s

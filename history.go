@@ -9,7 +9,7 @@ import (
 // HistoryEntry is one thing that happened to an instance.
 type HistoryEntry struct {
 	At          Time   `json:"at"`
-	What        string `json:"what"` // created (by an event), composed (by hand), migrated, compensated
+	What        string `json:"what"` // created (by an event), composed (by hand), migrated, compensated, released
 	By          string `json:"by"`   // the instance's actor (created, composed), or who did it
 	Claimed     string `json:"claimed_actor,omitempty"`
 	TemplateKey string `json:"template_key"`
@@ -62,6 +62,14 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 			if ended != nil {
 				out = append(out, HistoryEntry{At: ended.At, What: "compensated", By: ended.By, Claimed: ended.Claimed, TemplateKey: ended.TemplateKey,
 					Digest: ended.TemplateDigest, Detail: describeCompensation(*ended)})
+			}
+			if r := ended; r != nil && r.Later != nil {
+				detail := fmt.Sprintf("the key of event %q from %q was released: the event may instantiate again", r.EventID, r.EventSource)
+				if r.Later.Reason != "" {
+					detail += fmt.Sprintf(" (%q)", r.Later.Reason)
+				}
+				out = append(out, HistoryEntry{At: r.Later.At, What: "released", By: r.Later.By, Claimed: r.Later.Claimed, TemplateKey: r.TemplateKey,
+					Digest: r.TemplateDigest, Detail: detail})
 			}
 		}
 		for i := range cs {

@@ -132,9 +132,9 @@ type Tx interface {
 	// InsertCompensation records a compensated instance.
 	InsertCompensation(ctx context.Context, c Compensation) error
 	// SetCompensationReleased marks a compensation (by Seq) as having had
-	// its event's key released, and says whether it did: false if it was
-	// marked already (another release got there first).
-	SetCompensationReleased(ctx context.Context, seq int64) (bool, error)
+	// its event's key released later, by r, and says whether it did: false
+	// if it was marked already (another release got there first).
+	SetCompensationReleased(ctx context.Context, seq int64, r Release) (bool, error)
 	// ListCompensations returns the compensations of an instance key,
 	// oldest first.
 	ListCompensations(ctx context.Context, instanceKey string) ([]Compensation, error)

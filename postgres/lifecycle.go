@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -75,8 +76,9 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
-func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) (bool, error) {
-	tag, err := t.exec(ctx, `UPDATE iu_compensation SET released = true WHERE id = $1 AND NOT released`, seq)
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64, r iu.Release) (bool, error) {
+	tag, err := t.exec(ctx, `UPDATE iu_compensation SET released = true, released_at = $2, released_by = $3, release_claimed_actor = $4, release_reason = $5
+		WHERE id = $1 AND NOT released`, seq, r.At.Time, r.By, r.Claimed, r.Reason)
 	return tag.RowsAffected() == 1, err
 }
 
@@ -88,7 +90,8 @@ func nullable(s string) *string {
 }
 
 func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensation, error) {
-	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+` FROM iu_compensation WHERE instance_key = $1 ORDER BY id`, key)
+	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+`, released_at, released_by, release_claimed_actor, release_reason
+		FROM iu_compensation WHERE instance_key = $1 ORDER BY id`, key)
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +101,15 @@ func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensati
 		var c iu.Compensation
 		var digest, mode string
 		var evID, evSource, evType *string
+		var laterAt *time.Time
+		var later iu.Release
 		if err := rows.Scan(&c.Seq, &c.InstanceKey, &c.TemplateKey, &digest, &mode, &evID, &evSource, &evType, &c.Actor,
-			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
+			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released, &laterAt, &later.By, &later.Claimed, &later.Reason); err != nil {
 			return nil, t.s.translate(ctx, err)
+		}
+		if laterAt != nil {
+			later.At = iu.TimeOf(*laterAt)
+			c.Later = &later
 		}
 		c.TemplateDigest, c.Mode = iu.StoredDigest(digest), iu.Mode(mode)
 		c.EventID, c.EventSource, c.EventType = deref(evID), deref(evSource), deref(evType)

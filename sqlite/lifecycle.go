@@ -67,8 +67,9 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
-func (t *tx) SetCompensationReleased(ctx context.Context, seq int64) (bool, error) {
-	res, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1 WHERE id = ? AND NOT released`, seq)
+func (t *tx) SetCompensationReleased(ctx context.Context, seq int64, r iu.Release) (bool, error) {
+	res, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1, released_at = ?, released_by = ?, release_claimed_actor = ?, release_reason = ?
+		WHERE id = ? AND NOT released`, fmtTime(r.At.Time), r.By, r.Claimed, r.Reason, seq)
 	if err != nil {
 		return false, err
 	}
@@ -84,7 +85,8 @@ func nullable(s string) any {
 }
 
 func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensation, error) {
-	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+` FROM iu_compensation WHERE instance_key = ? ORDER BY id`, key)
+	rows, err := t.query(ctx, `SELECT id, `+compensationColumns+`, released_at, released_by, release_claimed_actor, release_reason
+		FROM iu_compensation WHERE instance_key = ? ORDER BY id`, key)
 	if err != nil {
 		return nil, err
 	}
@@ -94,9 +96,13 @@ func (t *tx) ListCompensations(ctx context.Context, key string) ([]iu.Compensati
 		var c iu.Compensation
 		var digest, mode string
 		var evID, evSource, evType sql.NullString
+		var later iu.Release // released_at NULL scans as the zero time: none
 		if err := rows.Scan(&c.Seq, &c.InstanceKey, &c.TemplateKey, &digest, &mode, &evID, &evSource, &evType, &c.Actor,
-			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released); err != nil {
+			&c.InstanceAt, &c.Reason, &c.At, &c.By, &c.Claimed, &c.Released, &later.At, &later.By, &later.Claimed, &later.Reason); err != nil {
 			return nil, t.s.translate(err)
+		}
+		if !later.At.Time.IsZero() {
+			c.Later = &later
 		}
 		c.TemplateDigest = iu.StoredDigest(digest)
 		c.Mode, c.EventID, c.EventSource, c.EventType = iu.Mode(mode), evID.String, evSource.String, evType.String

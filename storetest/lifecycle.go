@@ -200,10 +200,22 @@ var _ = register("CompensatedKeyReleasedLater", func(t *testing.T, h Harness) {
 		t.Fatalf("release twice: %v, want ErrNotFound saying so", err)
 	}
 	v.sameCounts(before, "a second release")
-	// The event instantiates again, on the template it names.
+	// The event instantiates again, on the template it names; the key's
+	// history tells both lives, the release between them under who did it.
 	r := v.mustEmit(wfKey, "l-1", "alice")
 	if !r.Created() || r.InstanceKey != a.InstanceKey {
 		t.Fatalf("the released event again: %+v", r)
+	}
+	hist, err := v.e.History(v.ctx, a.InstanceKey)
+	var whats []string
+	for _, h := range hist {
+		whats = append(whats, h.What)
+	}
+	if err != nil || strings.Join(whats, " ") != "created migrated compensated released created" {
+		t.Fatalf("history of a key released later and made again: %v %v", whats, err)
+	}
+	if rel := hist[3]; rel.By != "ops" || !strings.Contains(rel.Detail, "hired after all") || !strings.Contains(hist[2].Detail, "stayed claimed until its release later") {
+		t.Fatalf("the release in the history: %+v, the compensation: %+v", rel, hist[2])
 	}
 	// A manual instance has no key to release.
 	if _, err := v.e.Compose(v.ctx, iu.ComposeRequest{TemplateKey: wfKey, InstanceKey: "tpl-inst:manual:l-m", Actor: "carol"}); err != nil {
