@@ -92,7 +92,10 @@ type instancePage struct {
 	// Gone is the compensation that ended the instance, when the key names
 	// none now.
 	Gone *iu.HistoryEntry
-	// The Compensate form, for admin.
+	// Releasable: the compensated instance's event key is still claimed,
+	// and may be released (the engine's dry run says so).
+	Releasable bool
+	// The Compensate (or Release) form, for admin.
 	Admin bool
 }
 
@@ -142,6 +145,8 @@ func (c *Console) goneInstanceData(ctx context.Context, p instancePage) (instanc
 	if p.Gone == nil { // migrated, then rolled back: history without an end
 		return p, httpError(http.StatusNotFound, "There is no instance %s now (it may have been rolled back); its history is below.", p.Key)
 	}
+	_, err = c.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: p.Key, Release: true})
+	p.Releasable = err == nil
 	return p, nil
 }
 

@@ -151,14 +151,21 @@ func TestInstanceHistoryAndCompensate(t *testing.T) {
 		t.Errorf("the instance after compensation: %v, want not found", err)
 	}
 
-	// Its page is its history now, for both scopes, with no control.
-	for _, cl := range []*client{admin, reader} {
-		a := cl.get("/instances/" + key)
+	// Its page is its history now, for both scopes; admin is offered to
+	// release the event's key, which is still claimed.
+	for _, c := range []struct {
+		cl    *client
+		admin bool
+	}{{admin, true}, {reader, false}} {
+		a := c.cl.get("/instances/" + key)
 		if a.status != 200 {
 			t.Errorf("the page of a compensated instance: %d, want 200 with its history\n%s", a.status, a.body)
 		}
 		mustContain(t, "compensated instance", a, "This instance is no more: it was compensated", "by ops-admin", "<td>created</td>", "<td>compensated</td>", "wrong hire")
-		mustNotContain(t, "compensated instance", a, `action="/compensate"`, "Rendered as")
+		mustNotContain(t, "compensated instance", a, "Preview compensation", "Rendered as")
+		if got := strings.Contains(a.body, "Preview release"); got != c.admin {
+			t.Errorf("the Release form on a compensated instance's page: %v, want %v", got, c.admin)
+		}
 	}
 
 	// Twice is an error that writes nothing.
@@ -168,6 +175,23 @@ func TestInstanceHistoryAndCompensate(t *testing.T) {
 	}
 	if n := f.count(`SELECT count(*) FROM iu_compensation`); n != 1 {
 		t.Errorf("%d compensations after a second try, want 1", n)
+	}
+
+	// Released later, from its page's form: a preview, then the typed key.
+	before = f.state()
+	a = admin.get("/compensate?key=" + url.QueryEscape(key) + "&release=yes&reason=hired+after+all")
+	mustContain(t, "release preview", a, "Preview: releasing the event's key of "+key, "is deleted: the event's key is released", "Apply release")
+	mustNotContain(t, "release preview", a, `<th scope="row">Memberships</th>`)
+	if f.state() != before {
+		t.Fatal("a release preview changed the store")
+	}
+	a = post(url.Values{"key": {key}, "release": {"yes"}, "reason": {"hired after all"}, "confirm": {key}})
+	mustContain(t, "release applied", a, "Released the event's key of "+key, "<td>released</td>", "hired after all")
+	if n := f.count(`SELECT count(*) FROM iu_auto_instantiate_event_log WHERE instance_key = ?`, key); n != 0 {
+		t.Errorf("the log entry of a key released later is still there")
+	}
+	if a := admin.get("/instances/" + key); strings.Contains(a.body, "Preview release") {
+		t.Errorf("a released key's page still offers to release it")
 	}
 
 	// With release, the event's entry goes.

@@ -671,8 +671,13 @@ func consoleLifecycle(t *testing.T, browser context.Context, f *consoleFixture, 
 	if got := tb.text("#history-h + .table-wrap tbody tr:last-child"); !strings.Contains(got, "compensated") || !strings.Contains(got, "ops-admin") || !strings.Contains(got, "hired by mistake") {
 		t.Errorf("the last history row %q, want the compensation by ops-admin with its reason", got)
 	}
-	if n := tb.count(`form[action="/compensate"]`); n != 0 {
+	// Not Compensate again: only a release of its event's key, still
+	// claimed.
+	if n := tb.count(`#compensate-h`); n != 0 {
 		t.Errorf("a compensated instance is offered Compensate again")
+	}
+	if got := tb.text("#release-h"); got != "Release the event's key" {
+		t.Errorf("a compensated instance whose key is claimed offers %q, want the release of its event's key", got)
 	}
 
 	// Migrate the onboarding checklist's instances to v3.
