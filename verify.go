@@ -237,6 +237,15 @@ func recomputer(stored map[Digest]Piece) func([]Slot) (Digest, []string) {
 	}
 }
 
+// storedText shows a stored digest in a reason: one that could not be
+// read (StoredDigest) is named as such rather than printed empty.
+func storedText(d Digest) string {
+	if d.IsZero() {
+		return "(unreadable: not a sha256 digest)"
+	}
+	return d.String()
+}
+
 // templateProblems checks each template's own graph: what is wrong with a
 // template is wrong with every instance of it.
 func templateProblems(templates map[string]*Template, recompute func([]Slot) (Digest, []string)) map[string][]string {
@@ -244,7 +253,7 @@ func templateProblems(templates map[string]*Template, recompute func([]Slot) (Di
 	for k, t := range templates {
 		d, why := recompute(t.Slots)
 		if d != t.Digest {
-			why = append(why, fmt.Sprintf("template %s: stored graph hashes to %s, not its digest %s", k, d, t.Digest))
+			why = append(why, fmt.Sprintf("template %s: stored graph hashes to %s, not its digest %s", k, d, storedText(t.Digest)))
 		}
 		out[k] = why
 	}
@@ -306,13 +315,13 @@ func checkInstance(g *InstanceGraph, templates map[string]*Template, templateWhy
 	d, pieceWhy := recompute(g.Slots)
 	why = append(why, pieceWhy...)
 	if d != t.Digest {
-		why = append(why, fmt.Sprintf("recomputed digest %s differs from the template's %s", d, t.Digest))
+		why = append(why, fmt.Sprintf("recomputed digest %s differs from the template's %s", d, storedText(t.Digest)))
 	}
 	if g.TemplateDigest != t.Digest {
-		why = append(why, fmt.Sprintf("lineage records template digest %s, the template has %s", g.TemplateDigest, t.Digest))
+		why = append(why, fmt.Sprintf("lineage records template digest %s, the template has %s", storedText(g.TemplateDigest), storedText(t.Digest)))
 	}
 	if g.Digest != d {
-		why = append(why, fmt.Sprintf("stored instance digest %s differs from the recomputed %s", g.Digest, d))
+		why = append(why, fmt.Sprintf("stored instance digest %s differs from the recomputed %s", storedText(g.Digest), d))
 	}
 	why = append(why, sharedGraph(g.Slots, t.Slots)...)
 	return why
