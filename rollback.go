@@ -9,7 +9,9 @@ import (
 // lineage, then instance collections and their memberships, in one
 // transaction. With apply false it only counts (the default of the command
 // line). Templates, pieces and other actors' rows are untouched, and a
-// rolled-back event may be instantiated again.
+// rolled-back event may be instantiated again: so may the events of the
+// actor's compensated instances, whose log entries go too, and whose
+// compensations are marked released by the rollback.
 func (e *Engine) Rollback(ctx context.Context, actor string, apply bool) (RollbackReport, error) {
 	if err := CheckActor(actor); err != nil {
 		return RollbackReport{}, err
@@ -21,6 +23,13 @@ func (e *Engine) Rollback(ctx context.Context, actor string, apply bool) (Rollba
 	}
 	w := who(ctx, "")
 	err := run(ctx, func(tx Tx) (err error) {
+		// The log entries of the actor's compensated instances go too,
+		// which releases their events' keys: their compensations say so.
+		if apply {
+			if err := tx.ReleaseCompensations(ctx, actor, Release{At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed, Reason: "rollback of actor " + actor}); err != nil {
+				return err
+			}
+		}
 		if r.RollbackCounts, err = tx.RollbackActor(ctx, actor, apply); err != nil || !apply {
 			return err
 		}

@@ -131,6 +131,11 @@ type Tx interface {
 	DeleteInstance(ctx context.Context, key string) (int64, error)
 	// InsertCompensation records a compensated instance.
 	InsertCompensation(ctx context.Context, c Compensation) error
+	// ReleaseCompensations marks released, by r, the compensations of
+	// actor's instances whose event keys are still claimed (their log
+	// entries have the status compensated): a rollback of the actor is
+	// about to delete those entries.
+	ReleaseCompensations(ctx context.Context, actor string, r Release) error
 	// SetCompensationReleased marks a compensation (by Seq) as having had
 	// its event's key released later, by r, and says whether it did: false
 	// if it was marked already (another release got there first).

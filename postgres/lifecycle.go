@@ -76,6 +76,14 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
+func (t *tx) ReleaseCompensations(ctx context.Context, actor string, r iu.Release) error {
+	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = true, released_at = $1, released_by = $2, release_claimed_actor = $3, release_reason = $4
+		WHERE NOT released AND actor = $5 AND instance_key IN (
+			SELECT instance_key FROM iu_auto_instantiate_event_log WHERE actor = $5 AND status = 'compensated')`,
+		r.At.Time, r.By, r.Claimed, r.Reason, actor)
+	return err
+}
+
 func (t *tx) SetCompensationReleased(ctx context.Context, seq int64, r iu.Release) (bool, error) {
 	tag, err := t.exec(ctx, `UPDATE iu_compensation SET released = true, released_at = $2, released_by = $3, release_claimed_actor = $4, release_reason = $5
 		WHERE id = $1 AND NOT released`, seq, r.At.Time, r.By, r.Claimed, r.Reason)

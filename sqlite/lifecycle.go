@@ -67,6 +67,14 @@ func (t *tx) InsertCompensation(ctx context.Context, c iu.Compensation) error {
 	return err
 }
 
+func (t *tx) ReleaseCompensations(ctx context.Context, actor string, r iu.Release) error {
+	_, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1, released_at = ?, released_by = ?, release_claimed_actor = ?, release_reason = ?
+		WHERE NOT released AND actor = ? AND instance_key IN (
+			SELECT instance_key FROM iu_auto_instantiate_event_log WHERE actor = ? AND status = 'compensated')`,
+		fmtTime(r.At.Time), r.By, r.Claimed, r.Reason, actor, actor)
+	return err
+}
+
 func (t *tx) SetCompensationReleased(ctx context.Context, seq int64, r iu.Release) (bool, error) {
 	res, err := t.exec(ctx, `UPDATE iu_compensation SET released = 1, released_at = ?, released_by = ?, release_claimed_actor = ?, release_reason = ?
 		WHERE id = ? AND NOT released`, fmtTime(r.At.Time), r.By, r.Claimed, r.Reason, seq)

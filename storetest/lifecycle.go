@@ -557,3 +557,32 @@ var _ = register("RacingReleasesReleaseOnce", func(t *testing.T, h Harness) {
 		t.Fatalf("audited releases: %d, want %d", n, keys)
 	}
 })
+
+// A rollback of an actor deletes the log entries of its compensated
+// instances too, releasing their events' keys: their compensations say so,
+// and the history tells the release, by whom the rollback was made.
+var _ = register("RollbackReleasesCompensatedKeys", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.gates(true, true)
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	a := v.mustEmit(wfKey, "rb-1", "alice")
+	v.mustEmit(wfKey, "rb-2", "alice")
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a.InstanceKey, Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := v.e.Rollback(ctx, "alice", true)
+	if err != nil || rep.LogRows != 2 || rep.Instances != 1 {
+		t.Fatalf("rollback: %+v %v, want the two log entries (one compensated) and the one instance", rep, err)
+	}
+	if n := v.count("SELECT count(*) FROM iu_compensation WHERE released AND released_by = 'ops'"); n != 1 {
+		t.Fatalf("the compensation of a rolled-back key is not marked released: %d", n)
+	}
+	hist, err := v.e.History(v.ctx, a.InstanceKey)
+	if err != nil || len(hist) != 3 || hist[2].What != "released" || hist[2].By != "ops" || !strings.Contains(hist[2].Detail, "rollback of actor alice") {
+		t.Fatalf("history of a compensated key rolled back: %+v %v", hist, err)
+	}
+	if r := v.mustEmit(wfKey, "rb-1", "alice"); !r.Created() {
+		t.Fatalf("the event of a rolled-back compensated key again: %+v, want a new instance", r)
+	}
+})
