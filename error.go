@@ -58,10 +58,10 @@ var (
 	ErrRetryable = errors.New("transient transaction failure")
 )
 
-// NoStore is ErrNoStore for the place named, where a store must already
-// exist and none does.
+// NoStore is ErrNoStore for the place named ("at PATH", "in schema S of
+// DB"), where a store must already exist and none does.
 func NoStore(where string) error {
-	return Errorf(ErrNoStore, "no iu store at %s", where)
+	return Errorf(ErrNoStore, "no iu store %s", where)
 }
 
 // MissingGate is a gate row missing from a store, whose gates its first

@@ -262,7 +262,7 @@ func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 			s.desc, *schema, versionTable)
 	}
 	if !versioned && mustExist {
-		return iu.NoStore(fmt.Sprintf("schema %q of %s", *schema, s.desc))
+		return iu.NoStore(fmt.Sprintf("in schema %q of %s", *schema, s.desc))
 	}
 	h := fnv.New64a()
 	h.Write([]byte("iu-migrate:" + database + "." + *schema))

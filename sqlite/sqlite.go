@@ -101,7 +101,7 @@ func Open(ctx context.Context, path string, opt Options) (*Store, error) {
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return nil, iu.Errorf(iu.ErrNotStore, "%s is a directory, not an iu store", path)
 	} else if err != nil && opt.MustExist {
-		return nil, iu.NoStore(path)
+		return nil, iu.NoStore("at " + path)
 	}
 	s := &Store{path: abs, busyWait: opt.BusyWait, mustExist: opt.MustExist}
 	if s.busyWait <= 0 {
@@ -219,7 +219,7 @@ func (s *Store) checkIsStore(ctx context.Context, db *sql.DB) error {
 		return iu.Errorf(iu.ErrNotStore, "%s is not an iu store: it is a SQLite database with other tables", s.path)
 	}
 	if tables == 0 && s.mustExist {
-		return iu.NoStore(s.path)
+		return iu.NoStore("at " + s.path)
 	}
 	return nil
 }
