@@ -93,6 +93,57 @@ func DiffGraphs(from, to *Template) GraphDiff {
 	return d
 }
 
+// MigrationPlan is what moving an instance between two versions of a
+// template writes into its memberships: the slots only the source has are
+// deleted, and the slots the target adds or changes (another piece, other
+// edges, another position) are written as the target has them. The slots
+// both versions have alike are left as they are: versions share most of
+// their slots, and reading and comparing every row of every instance made
+// a migration half again as slow. So an instance whose graph was altered
+// outside iu keeps the alteration where the versions agree, and iu verify
+// still names it: a migration does not launder a tampered instance.
+type MigrationPlan struct {
+	To     *Template
+	Remove []string     // slots only the source has
+	Put    []PlacedSlot // slots the target adds or changes, as the target has them
+}
+
+// PlacedSlot is a slot with its position (declaration order) in its
+// template.
+type PlacedSlot struct {
+	Slot
+	Position int
+}
+
+// PlanMigration compares two versions' graphs as stored (a slot's piece,
+// its edges as written, its position) and says what moving an instance
+// from one to the other writes.
+func PlanMigration(from, to *Template) MigrationPlan {
+	p := MigrationPlan{To: to}
+	type placed struct {
+		pos   int
+		piece Digest
+		edges string
+	}
+	old := make(map[string]placed, len(from.Slots))
+	for i, s := range from.Slots {
+		old[s.ID] = placed{i, s.Piece, EdgesText(s.After)}
+	}
+	kept := make(map[string]bool, len(to.Slots))
+	for i, s := range to.Slots {
+		kept[s.ID] = true
+		if old[s.ID] != (placed{i, s.Piece, EdgesText(s.After)}) {
+			p.Put = append(p.Put, PlacedSlot{Slot: s, Position: i})
+		}
+	}
+	for _, s := range from.Slots {
+		if !kept[s.ID] {
+			p.Remove = append(p.Remove, s.ID)
+		}
+	}
+	return p
+}
+
 // MigrateReport says what a migration moved, or would move.
 type MigrateReport struct {
 	From       string    `json:"from"`
@@ -196,13 +247,14 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 	// The run is audited once, in the first transaction that moves
 	// something (each instance's move is in iu_instance_migration).
 	audited := false
+	plan := PlanMigration(from, to)
 	for _, mode := range migratedModes {
 		var after int64
 		for {
 			var moved, seen int
 			var last int64
 			err := e.update(ctx, func(tx Tx) (err error) {
-				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, e.migrateBatch, to,
+				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, e.migrateBatch, plan,
 					InstanceMigration{FromKey: from.Key, ToKey: to.Key, ToDigest: to.Digest, At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed})
 				if err != nil || moved == 0 || audited {
 					return err

@@ -145,15 +145,16 @@ type Tx interface {
 	ListCompensations(ctx context.Context, instanceKey string) ([]Compensation, error)
 	// CountMigration counts the instances of mode that sel selects.
 	CountMigration(ctx context.Context, sel MigrationSelector, mode Mode) (int64, error)
-	// MigrateInstances moves to template to the first limit instances of
-	// mode that sel selects after the one whose Seq is after, in creation
-	// order: their memberships become to's graph, their collection's digest
-	// and title to's, their lineage's template key and digest to's, and
-	// each move is recorded as rec with the instance's own key and former
-	// digest. An instance no longer on sel.From (moved meanwhile) is left
+	// MigrateInstances moves to plan.To the first limit instances of mode
+	// that sel selects after the one whose Seq is after, in creation order:
+	// their memberships of plan.Remove's slots are deleted and plan.Put's
+	// slots written (inserted, or replaced where the instance has the slot),
+	// their collection's digest and title become plan.To's, their lineage's
+	// template key and digest plan.To's, and each move is recorded as rec
+	// with the instance's own key and former digest. An instance no longer on sel.From (moved meanwhile) is left
 	// alone. It returns how many it moved, how many it looked at, and the
 	// Seq of the last it looked at.
-	MigrateInstances(ctx context.Context, sel MigrationSelector, mode Mode, after int64, limit int, to *Template, rec InstanceMigration) (moved, seen int, last int64, err error)
+	MigrateInstances(ctx context.Context, sel MigrationSelector, mode Mode, after int64, limit int, plan MigrationPlan, rec InstanceMigration) (moved, seen int, last int64, err error)
 	// ListMigrations returns the migrations of an instance key, oldest
 	// first.
 	ListMigrations(ctx context.Context, instanceKey string) ([]InstanceMigration, error)

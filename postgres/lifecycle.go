@@ -171,21 +171,13 @@ func migrateLineage(where string, n int) string {
 	UNION ALL SELECT 'c', count(*), '', coalesce(max(instance_id), 0)::text FROM cand`, where, n+1, n+2, n+3)
 }
 
-// migrateRest writes what follows a batch's move: its memberships become
-// the target's graph (sent once as arrays, as InsertInstances does),
-// writing only the rows that differ, since versions share most slots; its
-// collections take the target's digest and title; and each move is
-// recorded. The rows the target adds follow in migrateMembers. Rows are
-// found with = ANY ($1), as in migrateLineage.
-const migrateRest = `WITH s AS MATERIALIZED (
-		SELECT * FROM unnest($11::int[], $12::text[], $13::text[], $14::text[]) AS s(pos, slot, piece, after)
-	), d AS (
-		DELETE FROM iu_collection_membership m
-		WHERE m.collection_id = ANY ($1::bigint[]) AND m.slot <> ALL ($12::text[])
-	), u AS (
-		UPDATE iu_collection_membership m SET position = s.pos, piece_id = s.piece, after_slots = s.after
-		FROM s WHERE m.collection_id = ANY ($1::bigint[]) AND m.slot = s.slot
-		  AND (m.position, m.piece_id, m.after_slots) IS DISTINCT FROM (s.pos, s.piece, s.after)
+// migrateRest writes what follows a batch's move: its memberships of the
+// slots the plan removes are deleted, its collections take the target's
+// digest and title, and each move is recorded. The slots the plan writes
+// follow in migratePut. Rows are found with = ANY ($1), as in
+// migrateLineage.
+const migrateRest = `WITH d AS (
+		DELETE FROM iu_collection_membership m WHERE m.collection_id = ANY ($1::bigint[]) AND m.slot = ANY ($11::text[])
 	), c AS (
 		UPDATE iu_piece_collection c SET digest = $4, title = $5 WHERE c.collection_id = ANY ($1::bigint[])
 	)
@@ -193,18 +185,20 @@ const migrateRest = `WITH s AS MATERIALIZED (
 	SELECT n.key, $6, n.from_digest, $7, $4, $8, $9, $10
 	FROM unnest($1::bigint[], $2::text[], $3::text[]) AS n(id, key, from_digest) ORDER BY n.id`
 
-// migrateMembers inserts the target's rows that the batch's instances
-// lack, in a statement of its own, after migrateRest's writes.
-const migrateMembers = `INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
+// migratePut writes the slots the plan adds or changes into each instance
+// of the batch (sent once as arrays, as InsertInstances does), in a
+// statement of its own, after migrateRest's writes.
+const migratePut = `INSERT INTO iu_collection_membership (collection_id, position, slot, collection_key, piece_id, after_slots)
 	SELECT n.id, s.pos, s.slot, n.key, s.piece, s.after
 	FROM unnest($1::bigint[], $2::text[]) AS n(id, key), unnest($3::int[], $4::text[], $5::text[], $6::text[]) AS s(pos, slot, piece, after)
 	ORDER BY n.id, s.slot
-	ON CONFLICT (collection_id, slot) DO NOTHING`
+	ON CONFLICT (collection_id, slot) DO UPDATE SET position = excluded.position, piece_id = excluded.piece_id, after_slots = excluded.after_slots`
 
-func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
+func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, plan iu.MigrationPlan, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
 	if !t.write {
 		return 0, 0, 0, iu.ErrWriteInView
 	}
+	to := plan.To
 	where, args := migrationWhere(sel, mode, after)
 	q := migrateLineage(where, len(args))
 	args = append(args, limit, to.Key, to.Digest.String())
@@ -237,12 +231,15 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 	if len(ids) == 0 {
 		return 0, seen, last, nil
 	}
-	var sa slotArrays
-	sa.add(0, to.Slots)
 	b := &pgx.Batch{}
-	b.Queue(migrateRest, ids, keys, digests, to.Digest.String(), to.Title, rec.FromKey, to.Key, rec.At.Time, rec.By, rec.Claimed,
-		sa.pos, sa.slot, sa.piece, sa.after)
-	b.Queue(migrateMembers, ids, keys, sa.pos, sa.slot, sa.piece, sa.after)
+	b.Queue(migrateRest, ids, keys, digests, to.Digest.String(), to.Title, rec.FromKey, to.Key, rec.At.Time, rec.By, rec.Claimed, plan.Remove)
+	if len(plan.Put) > 0 {
+		var sa slotArrays
+		for _, s := range plan.Put {
+			sa.addAt(0, s.Position, s.Slot)
+		}
+		b.Queue(migratePut, ids, keys, sa.pos, sa.slot, sa.piece, sa.after)
+	}
 	if err := t.sendBatch(ctx, b); err != nil {
 		return 0, 0, 0, err
 	}

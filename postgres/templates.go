@@ -77,12 +77,16 @@ type slotArrays struct {
 
 func (a *slotArrays) add(group int32, slots []iu.Slot) {
 	for i, s := range slots {
-		a.group = append(a.group, group)
-		a.slot = append(a.slot, s.ID)
-		a.pos = append(a.pos, int32(i))
-		a.piece = append(a.piece, s.Piece.String())
-		a.after = append(a.after, iu.EdgesText(s.After))
+		a.addAt(group, i, s)
 	}
+}
+
+func (a *slotArrays) addAt(group int32, pos int, s iu.Slot) {
+	a.group = append(a.group, group)
+	a.slot = append(a.slot, s.ID)
+	a.pos = append(a.pos, int32(pos))
+	a.piece = append(a.piece, s.Piece.String())
+	a.after = append(a.after, iu.EdgesText(s.After))
 }
 
 // templateInsert stores a template's collection and its memberships in one

@@ -140,28 +140,20 @@ func (t *tx) CountMigration(ctx context.Context, sel iu.MigrationSelector, mode 
 	return n, err
 }
 
-// MigrateInstances moves a batch in four statements over a temporary table
-// of the batch's instances: the write lock is held, so nothing moves them
-// meanwhile.
-func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, to *iu.Template, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
-	tid, err := t.templateID(ctx, to.Key)
-	if err != nil {
-		return 0, 0, 0, err
-	}
+// MigrateInstances moves a batch over a temporary table of the batch's
+// instances, a statement per slot the plan removes or writes (each finds
+// the batch's rows through the primary key) and one per table after: the
+// write lock is held, so nothing moves them meanwhile.
+func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, plan iu.MigrationPlan, rec iu.InstanceMigration) (moved, seen int, last int64, err error) {
 	where, args := migrationWhere(sel, mode, after)
-	steps := []struct {
-		sql  string
-		args []any
-	}{
+	steps := []statement{
 		{`CREATE TEMP TABLE IF NOT EXISTS iu_migrating (instance_id INTEGER PRIMARY KEY, instance_key TEXT NOT NULL, from_digest TEXT NOT NULL)`, nil},
 		{`DELETE FROM temp.iu_migrating`, nil},
 		{`INSERT INTO temp.iu_migrating SELECT l.instance_id, l.instance_key, l.template_digest FROM iu_collection_template_instance_lineage l
 			WHERE ` + where + ` ORDER BY l.instance_id LIMIT ?`, append(args, limit)},
 	}
-	for _, s := range steps {
-		if _, err := t.exec(ctx, s.sql, s.args...); err != nil {
-			return 0, 0, 0, err
-		}
+	if err := t.execAll(ctx, steps); err != nil {
+		return 0, 0, 0, err
 	}
 	if err := t.queryRow(ctx, `SELECT count(*), coalesce(max(instance_id), 0) FROM temp.iu_migrating`, nil, &seen, &last); err != nil {
 		return 0, 0, 0, err
@@ -169,39 +161,48 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 	if seen == 0 {
 		return 0, 0, after, nil
 	}
-	at := fmtTime(rec.At.Time)
-	moves := []struct {
-		sql  string
-		args []any
-	}{
-		// The memberships become the target's own rows (its piece ids and
-		// edges), writing only where they differ: versions share most
-		// slots, and rewriting every row made migrating three times slower.
-		{`DELETE FROM iu_collection_membership WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)
-			AND slot NOT IN (SELECT slot FROM iu_collection_membership WHERE collection_id = ?)`, []any{tid}},
-		{`UPDATE iu_collection_membership AS m SET position = t.position, piece_id = t.piece_id, after_slots = t.after_slots
-			FROM iu_collection_membership t
-			WHERE m.collection_id IN (SELECT instance_id FROM temp.iu_migrating) AND t.collection_id = ? AND t.slot = m.slot
-			  AND (m.position <> t.position OR m.piece_id <> t.piece_id OR m.after_slots <> t.after_slots)`, []any{tid}},
-		{`INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
-			SELECT n.instance_id, t.slot, n.instance_key, t.position, t.piece_id, t.after_slots
-			FROM temp.iu_migrating n JOIN iu_collection_membership t ON t.collection_id = ?
-			WHERE NOT EXISTS (SELECT 1 FROM iu_collection_membership m WHERE m.collection_id = n.instance_id AND m.slot = t.slot)`, []any{tid}},
-		{`UPDATE iu_piece_collection SET digest = ?, title = ? WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`,
-			[]any{to.Digest.String(), to.Title}},
-		{`UPDATE iu_collection_template_instance_lineage SET template_key = ?, template_digest = ?
-			WHERE instance_id IN (SELECT instance_id FROM temp.iu_migrating)`, []any{to.Key, to.Digest.String()}},
-		{`INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
-			SELECT instance_key, ?, from_digest, ?, ?, ?, ?, ? FROM temp.iu_migrating ORDER BY instance_id`,
-			[]any{rec.FromKey, to.Key, to.Digest.String(), at, rec.By, rec.Claimed}},
-		{`DELETE FROM temp.iu_migrating`, nil},
+	to := plan.To
+	var moves []statement
+	for _, slot := range plan.Remove {
+		moves = append(moves, statement{`DELETE FROM iu_collection_membership
+			WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating) AND slot = ?`, []any{slot}})
 	}
-	for _, m := range moves {
-		if _, err := t.exec(ctx, m.sql, m.args...); err != nil {
-			return 0, 0, 0, err
-		}
+	for _, s := range plan.Put {
+		// WHERE true: SQLite's parser needs it between a SELECT and ON CONFLICT.
+		moves = append(moves, statement{`INSERT INTO iu_collection_membership (collection_id, slot, collection_key, position, piece_id, after_slots)
+			SELECT instance_id, ?, instance_key, ?, ?, ? FROM temp.iu_migrating WHERE true
+			ON CONFLICT (collection_id, slot) DO UPDATE SET position = excluded.position, piece_id = excluded.piece_id, after_slots = excluded.after_slots`,
+			[]any{s.ID, s.Position, s.Piece.String(), iu.EdgesText(s.After)}})
+	}
+	moves = append(moves,
+		statement{`UPDATE iu_piece_collection SET digest = ?, title = ? WHERE collection_id IN (SELECT instance_id FROM temp.iu_migrating)`,
+			[]any{to.Digest.String(), to.Title}},
+		statement{`UPDATE iu_collection_template_instance_lineage SET template_key = ?, template_digest = ?
+			WHERE instance_id IN (SELECT instance_id FROM temp.iu_migrating)`, []any{to.Key, to.Digest.String()}},
+		statement{`INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
+			SELECT instance_key, ?, from_digest, ?, ?, ?, ?, ? FROM temp.iu_migrating ORDER BY instance_id`,
+			[]any{rec.FromKey, to.Key, to.Digest.String(), fmtTime(rec.At.Time), rec.By, rec.Claimed}},
+		statement{`DELETE FROM temp.iu_migrating`, nil},
+	)
+	if err := t.execAll(ctx, moves); err != nil {
+		return 0, 0, 0, err
 	}
 	return seen, seen, last, nil
+}
+
+// statement is one SQL statement and its arguments.
+type statement struct {
+	sql  string
+	args []any
+}
+
+func (t *tx) execAll(ctx context.Context, ss []statement) error {
+	for _, s := range ss {
+		if _, err := t.exec(ctx, s.sql, s.args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigration, error) {

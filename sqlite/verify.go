@@ -124,10 +124,7 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 			return c, err
 		}
 	}
-	chunked := []struct {
-		sql  string
-		args []any
-	}{
+	chunked := []statement{
 		{`DELETE FROM iu_auto_instantiate_event_log WHERE rowid IN (SELECT rowid FROM iu_auto_instantiate_event_log WHERE actor = ? LIMIT ?)`, []any{actor, rollbackChunk}},
 		{`DELETE FROM iu_collection_template_instance_lineage WHERE rowid IN (SELECT rowid FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto' LIMIT ?)`, []any{actor, rollbackChunk}},
 		// Memberships go with their collection (ON DELETE CASCADE).
