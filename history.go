@@ -79,7 +79,8 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 		if in != nil {
 			life(in.CreatedAt, in.Mode, in.Actor, in.TemplateKey, in.TemplateDigest, in.Event, nil)
 		}
-		// Migrations of a life that a rollback ended, which leaves no record.
+		// Migrations no life claimed (a rollback before schema version 7
+		// left those of the instances it deleted).
 		for _, m := range ms {
 			out = append(out, migrated(m))
 		}

@@ -126,7 +126,8 @@ type Tx interface {
 	// DeleteLogEntry deletes a log entry, releasing its key.
 	DeleteLogEntry(ctx context.Context, idempotencyKey string) error
 	// DeleteInstance deletes one instance: its memberships, its collection
-	// and its lineage. It returns how many memberships it had, or
+	// and its lineage. Its migration records stay (ListMigrations finds
+	// them by key). It returns how many memberships it had, or
 	// ErrNotFound.
 	DeleteInstance(ctx context.Context, key string) (int64, error)
 	// InsertCompensation records a compensated instance.
@@ -156,7 +157,8 @@ type Tx interface {
 	// Seq of the last it looked at.
 	MigrateInstances(ctx context.Context, sel MigrationSelector, mode Mode, after int64, limit int, plan MigrationPlan, rec InstanceMigration) (moved, seen int, last int64, err error)
 	// ListMigrations returns the migrations of an instance key, oldest
-	// first.
+	// first: those of the instance that has it now, and those of the
+	// instances compensated under it before.
 	ListMigrations(ctx context.Context, instanceKey string) ([]InstanceMigration, error)
 
 	// CountSurfaces counts an actor's event-log rows, lineage rows and the
@@ -173,7 +175,8 @@ type Tx interface {
 
 	// RollbackActor counts what rolling back an actor's auto instantiations
 	// deletes, and deletes it when apply is true: event log, then lineage,
-	// then instance collections, then their memberships.
+	// then instance collections, then their memberships, and the
+	// instances' migration records.
 	RollbackActor(ctx context.Context, actor string, apply bool) (RollbackCounts, error)
 
 	// ScanInstanceGraphs calls fn for each instance collection (those of

@@ -49,6 +49,8 @@ const deleteInstance = `WITH c AS (
 		DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = (SELECT collection_id FROM c) RETURNING 1
 	), m AS (
 		DELETE FROM iu_collection_membership WHERE collection_id = (SELECT collection_id FROM c) RETURNING 1
+	), ended AS (
+		UPDATE iu_instance_migration SET instance_id = NULL WHERE instance_id = (SELECT collection_id FROM c)
 	)
 	SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM m)`
 
@@ -181,8 +183,8 @@ const migrateRest = `WITH d AS (
 	), c AS (
 		UPDATE iu_piece_collection c SET digest = $4, title = $5 WHERE c.collection_id = ANY ($1::bigint[])
 	)
-	INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
-	SELECT n.key, $6, n.from_digest, $7, $4, $8, $9, $10
+	INSERT INTO iu_instance_migration (instance_id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
+	SELECT n.id, n.key, $6, n.from_digest, $7, $4, $8, $9, $10
 	FROM unnest($1::bigint[], $2::text[], $3::text[]) AS n(id, key, from_digest) ORDER BY n.id`
 
 // migratePut writes the slots the plan adds or changes into each instance
@@ -247,8 +249,14 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 }
 
 func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigration, error) {
+	// The live instance's records by its id; those of lives that ended
+	// (compensated) by key.
 	rows, err := t.query(ctx, `SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
-		FROM iu_instance_migration WHERE instance_key = $1 ORDER BY id`, key)
+		FROM iu_instance_migration WHERE instance_id = (SELECT collection_id FROM iu_piece_collection WHERE collection_key = $1 AND collection_kind = 'instance')
+		UNION ALL
+		SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
+		FROM iu_instance_migration WHERE instance_key = $1 AND instance_id IS NULL
+		ORDER BY id`, key)
 	if err != nil {
 		return nil, err
 	}

@@ -74,6 +74,12 @@ func harness() storetest.Harness {
 			}
 			return open(t, dsn.(string))
 		},
+		DownTo: func(t *testing.T, s iu.Store, version int64) {
+			t.Helper()
+			if err := postgres.DownTo(context.Background(), s.(*postgres.Store), version); err != nil {
+				t.Fatalf("down to %d: %v", version, err)
+			}
+		},
 		Blank: func(t *testing.T) storetest.Location {
 			dsn := freshSchema(t)
 			return storetest.Location{

@@ -19,7 +19,8 @@ const rollbackCount = `SELECT
 	(SELECT coalesce(sum((SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = l.instance_id)), 0)
 		FROM iu_collection_template_instance_lineage l WHERE l.actor = $1 AND l.mode = 'auto')`
 
-// rollbackApply deletes an actor's auto instantiations in ONE statement:
+// rollbackApply deletes an actor's auto instantiations, with their
+// migration records, in ONE statement:
 // every part sees the same snapshot, so an emit that commits meanwhile is
 // either wholly deleted or wholly kept, never split into orphans. The
 // instances' rows are joined with the deleted lineage, not matched with
@@ -34,6 +35,8 @@ const rollbackApply = `WITH doomed AS (
 		RETURNING 1
 	), mem AS (
 		DELETE FROM iu_collection_membership m USING doomed d WHERE m.collection_id = d.instance_id RETURNING 1
+	), migrations AS (
+		DELETE FROM iu_instance_migration m USING doomed d WHERE m.instance_id = d.instance_id
 	)
 	SELECT (SELECT count(*) FROM log), (SELECT count(*) FROM doomed), (SELECT count(*) FROM coll), (SELECT count(*) FROM mem)`
 

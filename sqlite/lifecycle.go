@@ -50,8 +50,12 @@ func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
 	if _, err := t.exec(ctx, `DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = ?`, id); err != nil {
 		return 0, err
 	}
-	// Memberships go with their collection (ON DELETE CASCADE).
+	// Memberships go with their collection (ON DELETE CASCADE). Its
+	// migration records stay, found by key from now on.
 	if _, err := t.exec(ctx, `DELETE FROM iu_piece_collection WHERE collection_id = ?`, id); err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(ctx, `UPDATE iu_instance_migration SET instance_id = NULL WHERE instance_id = ?`, id); err != nil {
 		return 0, err
 	}
 	return n, nil
@@ -179,8 +183,8 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 			[]any{to.Digest.String(), to.Title}},
 		statement{`UPDATE iu_collection_template_instance_lineage SET template_key = ?, template_digest = ?
 			WHERE instance_id IN (SELECT instance_id FROM temp.iu_migrating)`, []any{to.Key, to.Digest.String()}},
-		statement{`INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
-			SELECT instance_key, ?, from_digest, ?, ?, ?, ?, ? FROM temp.iu_migrating ORDER BY instance_id`,
+		statement{`INSERT INTO iu_instance_migration (instance_id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor)
+			SELECT instance_id, instance_key, ?, from_digest, ?, ?, ?, ?, ? FROM temp.iu_migrating ORDER BY instance_id`,
 			[]any{rec.FromKey, to.Key, to.Digest.String(), fmtTime(rec.At.Time), rec.By, rec.Claimed}},
 		statement{`DELETE FROM temp.iu_migrating`, nil},
 	)
@@ -206,8 +210,14 @@ func (t *tx) execAll(ctx context.Context, ss []statement) error {
 }
 
 func (t *tx) ListMigrations(ctx context.Context, key string) ([]iu.InstanceMigration, error) {
+	// The live instance's records by its id; those of lives that ended
+	// (compensated) by key.
 	rows, err := t.query(ctx, `SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
-		FROM iu_instance_migration WHERE instance_key = ? ORDER BY id`, key)
+		FROM iu_instance_migration WHERE instance_id = (SELECT collection_id FROM iu_piece_collection WHERE collection_key = ?1 AND collection_kind = 'instance')
+		UNION ALL
+		SELECT id, instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor
+		FROM iu_instance_migration WHERE instance_key = ?1 AND instance_id IS NULL
+		ORDER BY id`, key)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,12 @@ func harness() storetest.Harness {
 			return n
 		},
 		Reopen: func(t *testing.T, s iu.Store) iu.Store { return open(t, s.LocalPath()) },
+		DownTo: func(t *testing.T, s iu.Store, version int64) {
+			t.Helper()
+			if err := sqlite.DownTo(context.Background(), s.LocalPath(), version); err != nil {
+				t.Fatalf("down to %d: %v", version, err)
+			}
+		},
 		Blank: func(t *testing.T) storetest.Location {
 			path := filepath.Join(t.TempDir(), "iu.db")
 			return storetest.Location{

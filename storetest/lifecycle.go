@@ -397,6 +397,142 @@ var _ = register("MigrateInterruptedAndResumed", func(t *testing.T, h Harness) {
 	}
 })
 
+// An instance's migration records are its own through every life of its
+// key: a compensated instance keeps them, a new instance under the released
+// key starts without them, and a rollback deletes them with its instances.
+var _ = register("MigrationRecordsFollowTheirInstance", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	a := v.mustEmit(wfKey, "life-1", "alice").InstanceKey
+	b := v.mustEmit(wfKey, "life-2", "bob").InstanceKey
+	migrate := func(from, to string, moved int64) {
+		t.Helper()
+		if rep, err := v.e.Migrate(ctx, iu.MigrateRequest{From: from, To: to, Apply: true}, nil); err != nil || rep.Moved != moved {
+			t.Fatalf("migrate %s to %s: %+v %v, want %d moved", from, to, rep, err, moved)
+		}
+	}
+	whats := func(key string) string {
+		t.Helper()
+		hist, err := v.e.History(v.ctx, key)
+		if err != nil {
+			return err.Error()
+		}
+		var w []string
+		for _, e := range hist {
+			w = append(w, e.What+" "+e.TemplateKey)
+		}
+		return strings.Join(w, ", ")
+	}
+	migrate(wfKey, wf3Key, 2)
+	// The first life: migrated, then compensated and its key released.
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a, Release: true, Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	first := "created " + wfKey + ", migrated " + wf3Key + ", compensated " + wf3Key
+	if got := whats(a); got != first {
+		t.Fatalf("history of a migrated, compensated instance: %s, want %s", got, first)
+	}
+	// The second life under the same key, made from v2 again, migrated
+	// again: each life's migration told after its own birth.
+	if r := v.mustEmit(wfKey, "life-1", "alice"); r.InstanceKey != a || r.Replayed {
+		t.Fatalf("the released event again: %+v", r)
+	}
+	if got := whats(a); got != first+", created "+wfKey {
+		t.Fatalf("history of the key made again: %s", got)
+	}
+	migrate(wfKey, wf3Key, 1)
+	if got, want := whats(a), first+", created "+wfKey+", migrated "+wf3Key; got != want {
+		t.Fatalf("history of the key made again and migrated: %s, want %s", got, want)
+	}
+	// A rollback deletes alice's instance with its migration records; the
+	// compensated life's stay, and bob's are untouched.
+	if _, err := v.e.Rollback(ctx, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := whats(a); got != first {
+		t.Fatalf("history after the rollback: %s, want the compensated life alone: %s", got, first)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + a + "'"); n != 1 {
+		t.Fatalf("%d migration records under %s after the rollback, want the compensated life's 1", n, a)
+	}
+	if got, want := whats(b), "created "+wfKey+", migrated "+wf3Key; got != want {
+		t.Fatalf("history of bob's instance: %s, want %s", got, want)
+	}
+})
+
+// A store that an iu before schema version 7 left, with migrated and
+// compensated instances, is upgraded when opened: its migration records
+// are all there, each told in its own life, and migrating goes on.
+var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	a := v.mustEmit(wfKey, "up-1", "alice").InstanceKey
+	b := v.mustEmit(wfKey, "up-2", "bob").InstanceKey
+	if _, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a, Release: true, Apply: true}); err != nil {
+		t.Fatal(err)
+	}
+	v.mustEmit(wfKey, "up-1", "alice") // a's second life, on v2
+	h.DownTo(t, v.s, 6)
+	if n := v.count("SELECT count(*) FROM iu_instance_migration"); n != 2 {
+		t.Fatalf("%d migration records at version 6, want 2", n)
+	}
+	s := h.Reopen(t, v.s)
+	e := iu.NewEngine(s)
+	if ver, err := e.SchemaVersion(v.ctx); err != nil || ver < 7 {
+		t.Fatalf("schema version after reopening: %d %v", ver, err)
+	}
+	whats := func(key string) string {
+		t.Helper()
+		hist, err := e.History(v.ctx, key)
+		if err != nil {
+			t.Fatalf("history of %s: %v", key, err)
+		}
+		var w []string
+		for _, x := range hist {
+			w = append(w, x.What+" "+x.TemplateKey)
+		}
+		return strings.Join(w, ", ")
+	}
+	first := "created " + wfKey + ", migrated " + wf3Key + ", compensated " + wf3Key
+	if got := whats(a); got != first+", created "+wfKey {
+		t.Fatalf("history of the compensated key made again, upgraded: %s", got)
+	}
+	if got, want := whats(b), "created "+wfKey+", migrated "+wf3Key; got != want {
+		t.Fatalf("history of a migrated instance, upgraded: %s, want %s", got, want)
+	}
+	if rep, err := e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); err != nil || rep.Moved != 1 {
+		t.Fatalf("migrate after the upgrade: %+v %v", rep, err)
+	}
+	if got, want := whats(a), first+", created "+wfKey+", migrated "+wf3Key; got != want {
+		t.Fatalf("history after migrating again: %s, want %s", got, want)
+	}
+	if rv, err := e.Verify(v.ctx, ""); err != nil || !rv.OK() || rv.Total != 2 {
+		t.Fatalf("verify after the upgrade: %+v %v", rv, err)
+	}
+	// The upgrade gave each live instance its records, and the ended life
+	// its own: rolling back both actors leaves the compensated life's.
+	for _, actor := range []string{"alice", "bob"} {
+		if _, err := e.Rollback(ctx, actor, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + b + "'"); n != 0 {
+		t.Fatalf("%d migration records of a rolled-back instance made before the upgrade", n)
+	}
+	if got := whats(a); got != first {
+		t.Fatalf("history of the compensated life after the rollbacks: %s, want %s", got, first)
+	}
+})
+
 var errInterrupted = errors.New("interrupted")
 
 // failAfter is a store whose write transactions fail after a number of

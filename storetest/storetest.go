@@ -27,6 +27,10 @@ type Harness struct {
 	// Reopen opens a second handle on the same database as s (another
 	// process would), closed by the test's cleanup.
 	Reopen func(t *testing.T, s iu.Store) iu.Store
+	// DownTo runs the schema's down migrations on s's database, outside
+	// the store, until its schema is at version: a store as an older iu
+	// left it (Reopen then upgrades it, as opening always does).
+	DownTo func(t *testing.T, s iu.Store, version int64)
 	// Blank makes a new place for a store (a file, a schema) with nothing
 	// in it yet: what opening a store does to a place is a rule too.
 	Blank func(t *testing.T) Location
