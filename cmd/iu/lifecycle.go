@@ -85,8 +85,10 @@ func (a *app) migrateCommand() *cobra.Command {
 		Short: "Move instances to another version of their template (dry run unless --apply)",
 		Long: `Move the instances of one version of a template (auto and manual; those of --actor,
 or under --prefix, when given) to another version of the same template: each
-instance's memberships become the target's graph, its digest and lineage follow,
-and each move is recorded in iu_instance_migration. Log entries keep the template
+instance's memberships become the target's graph (the slots the versions differ
+in are rewritten, the rest left as they are, so an instance altered outside iu
+stays altered and iu verify still names it), its digest and lineage follow, and
+each move is recorded in iu_instance_migration. Log entries keep the template
 their events were claimed for: a redelivered event of the old version is still a
 replay, answering the moved instance.
 
