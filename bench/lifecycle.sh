@@ -10,7 +10,9 @@
 #
 # Each is one process, timed by /usr/bin/time: seconds, instances/s and
 # peak RSS. With OLD=path/to/iu, migrate and verify are run by that binary
-# too, on the same instances (migrated back and forth), for a ratio.
+# too, on the same instances (migrated back and forth), for a ratio; an
+# older iu refuses a store of a newer schema version, so across versions
+# compare with bench/migrate-ab.sh instead.
 #
 # usage: bench/lifecycle.sh sqlite [DIR]         (default DIR: a new temporary one)
 #        bench/lifecycle.sh postgres [DB]        (default DB: iu_lifecycle, dropped and
