@@ -130,9 +130,6 @@ func pageParams(q url.Values) (iu.PageRequest, error) {
 	if err != nil {
 		return iu.PageRequest{}, err
 	}
-	if q.Has("offset") {
-		return iu.PageRequest{}, httpError(iu.CodeInvalid, "offset is not supported: lists page with a cursor (after=NEXT, the next of the page before)")
-	}
 	return iu.PageRequest{After: q.Get("after"), Limit: limit}, nil
 }
 

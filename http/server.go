@@ -449,6 +449,10 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 				return
 			}
 		}
+		if err := checkQuery(rt, r.URL.Query()); err != nil {
+			s.fail(c, err)
+			return
+		}
 		if err := rt.handle(c); err != nil {
 			s.fail(c, err)
 		}

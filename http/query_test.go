@@ -1,0 +1,75 @@
+package http_test
+
+import (
+	"context"
+	"io"
+	nethttp "net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/iu-engine/iu"
+	iuhttp "github.com/iu-engine/iu/http"
+	"github.com/iu-engine/iu/sqlite"
+)
+
+// Every route refuses a query parameter that openapi.json does not
+// document for it, naming the parameter and those the route takes, before
+// it does anything; the documented ones pass.
+func TestUnknownQueryParametersAreRefused(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "iu.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := iu.NewEngine(st)
+	s := iuhttp.NewServer(e, iuhttp.Config{}, nil)
+	defer s.Close(ctx)
+	tok, err := e.CreateToken(ctx, "ops", iu.ScopeAdmin, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, target, body string) (int, string) {
+		t.Helper()
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok.Secret)
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		b, _ := io.ReadAll(rec.Body)
+		return rec.Code, string(b)
+	}
+	for _, r := range s.Routes() {
+		path := strings.NewReplacer("{key}", "tpl-inst:auto:x", "{name}", "x").Replace(r.Pattern)
+		code, body := call(r.Method, path+"?bogus=1", "{}")
+		if code != nethttp.StatusBadRequest || !strings.Contains(body, `unknown query parameter \"bogus\"`) {
+			t.Errorf("%s %s?bogus=1: %d %s, want 400 naming bogus", r.Method, r.Pattern, code, body)
+		}
+	}
+	// A misspelt filter is refused, not read as no filter.
+	code, body := call("GET", "/v1/instances?actr=alice", "")
+	if code != nethttp.StatusBadRequest || !strings.Contains(body, "GET /v1/instances takes actor, after, event_id, limit, prefix, template") {
+		t.Errorf("a misspelt filter: %d %s", code, body)
+	}
+	if code, body := call("GET", "/v1/events?offset=100", ""); code != nethttp.StatusBadRequest || !strings.Contains(body, "page with a cursor") {
+		t.Errorf("offset: %d %s", code, body)
+	}
+	// Refused before anything is done: the publish is not made.
+	tpl := `{"templates": [{"key": "tpl:wf:q/v1", "title": "Q", "pieces": [{"id": "a", "kind": "step", "body": "A"}]}]}`
+	if code, body := call("POST", "/v1/templates?actr=ops", tpl); code != nethttp.StatusBadRequest {
+		t.Errorf("publish with a misspelt parameter: %d %s", code, body)
+	}
+	if _, err := e.GetTemplate(ctx, "tpl:wf:q/v1"); err == nil {
+		t.Errorf("a refused publish published")
+	}
+	for _, ok := range []string{"/v1/instances?actor=alice&template=tpl:wf:q/v1&prefix=a&event_id=e&limit=5", "/v1/events?status=ok&actor=a&limit=1", "/v1/templates?limit=2", "/v1/verify?actor=a"} {
+		if code, body := call("GET", ok, ""); code != nethttp.StatusOK {
+			t.Errorf("GET %s: %d %s", ok, code, body)
+		}
+	}
+	if code, body := call("POST", "/v1/templates?actor=lead", tpl); code != nethttp.StatusCreated {
+		t.Errorf("publish with a claimed actor: %d %s", code, body)
+	}
+}
