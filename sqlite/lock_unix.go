@@ -30,8 +30,12 @@ type fileLock struct {
 	mu sync.Mutex // held while a flock is pending in a goroutine
 }
 
+// openFileLock opens the database file, creating it if need be: a new
+// store is readable by its owner alone (it holds the events' data and the
+// tokens' hashes), and SQLite gives its -wal and -shm files the same mode.
+// An existing file keeps the mode it has.
 func openFileLock(path string) (*fileLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}

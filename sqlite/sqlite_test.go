@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -71,4 +72,36 @@ func harness() storetest.Harness {
 
 func TestConformance(t *testing.T) {
 	storetest.Exercise(t, harness())
+}
+
+// A new store, and the WAL beside it, are readable by their owner alone:
+// they hold the events' data and the tokens' hashes. An existing file keeps
+// its mode.
+func TestNewStoreIsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "iu.db")
+	s := open(t, path)
+	if _, err := iu.NewEngine(s).SetGates(context.Background(), iu.GateChange{iu.GateComposer: true}, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want none for group and others", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
+	shared := filepath.Join(dir, "shared.db")
+	if err := os.WriteFile(shared, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	open(t, shared)
+	if fi, err := os.Stat(shared); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("an existing store's mode changed: %v %v", fi.Mode().Perm(), err)
+	}
 }
