@@ -30,6 +30,9 @@ type MigrateRequest struct {
 	Actor  string `json:"actor,omitempty"`  // only this actor's instances
 	Prefix string `json:"prefix,omitempty"` // only instances under AutoInstancePrefix(Prefix)
 	Apply  bool   `json:"apply"`
+	// Batch is how many instances one transaction moves: 0 for the
+	// engine's (DefaultMigrateBatch), at most MaxMigrateBatch.
+	Batch int `json:"batch,omitempty"`
 	// Claimed is an actor the caller names, recorded beside the principal.
 	Claimed string `json:"-"`
 }
@@ -166,8 +169,12 @@ type MigrateProgress func(moved, total int64)
 var migratedModes = []Mode{ModeAuto, ModeManual}
 
 // DefaultMigrateBatch is how many instances one transaction of a migration
-// moves.
-const DefaultMigrateBatch = 1000
+// moves, and MaxMigrateBatch the most a request may ask for: a batch's
+// instances are held in memory and its transaction holds their rows.
+const (
+	DefaultMigrateBatch = 1000
+	MaxMigrateBatch     = 100_000
+)
 
 // Migrate moves instances from one version of a template to another
 // version of the same template (tpl:<kind>:<name>): each instance's
@@ -212,6 +219,13 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			return nil, err
 		}
 	}
+	batch := e.migrateBatch
+	switch {
+	case req.Batch < 0 || req.Batch > MaxMigrateBatch:
+		return nil, Errorf(ErrInvalidInput, "migrate: batch %d: want 1 to %d instances per transaction (0: the default, %d)", req.Batch, MaxMigrateBatch, DefaultMigrateBatch)
+	case req.Batch > 0:
+		batch = req.Batch
+	}
 	sel := MigrationSelector{From: req.From, Actor: req.Actor, Prefix: req.Prefix}
 	rep := &MigrateReport{From: req.From, To: req.To, DryRun: !req.Apply}
 	var from, to *Template
@@ -254,7 +268,7 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			var moved, seen int
 			var last int64
 			err := e.update(ctx, func(tx Tx) (err error) {
-				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, e.migrateBatch, plan,
+				moved, seen, last, err = tx.MigrateInstances(ctx, sel, mode, after, batch, plan,
 					InstanceMigration{FromKey: from.Key, ToKey: to.Key, ToDigest: to.Digest, At: TimeOf(e.clock()), By: w.By, Claimed: w.Claimed})
 				if err != nil || moved == 0 || audited {
 					return err
@@ -272,7 +286,7 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 			if progress != nil {
 				progress(rep.Moved, rep.Instances)
 			}
-			if seen < e.migrateBatch {
+			if seen < batch {
 				break
 			}
 			after = last

@@ -267,10 +267,17 @@ var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h H
 		t.Fatalf("dry run: %+v", dry)
 	}
 	v.sameCounts(before, "a dry run of migrate")
-	// Narrowed to bob: his two.
-	bob, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Actor: "bob", Apply: true}, nil)
-	if err != nil || bob.Moved != 2 {
-		t.Fatalf("migrate bob's: %+v %v", bob, err)
+	// A batch out of bounds is refused, and nothing moves.
+	for _, n := range []int{-1, iu.MaxMigrateBatch + 1} {
+		if _, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true, Batch: n}, nil); !errors.Is(err, iu.ErrInvalidInput) {
+			t.Fatalf("batch %d: %v, want a refusal", n, err)
+		}
+	}
+	v.sameCounts(before, "a migration with a batch out of bounds")
+	// Narrowed to bob: his two, one a transaction as asked.
+	bob, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Actor: "bob", Apply: true, Batch: 1}, nil)
+	if err != nil || bob.Moved != 2 || bob.Batches != 2 {
+		t.Fatalf("migrate bob's one at a time: %+v %v", bob, err)
 	}
 	var progress []int64
 	rep, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, func(moved, total int64) { progress = append(progress, moved) })

@@ -92,10 +92,10 @@ each move is recorded in iu_instance_migration. Log entries keep the template
 their events were claimed for: a redelivered event of the old version is still a
 replay, answering the moved instance.
 
-It moves the instances in batches, each its own transaction: an instance is never
-half moved, memory stays flat, and a run that stops is finished by running it
-again (instances already on the target are skipped). Without --apply it counts the
-instances and shows how the two graphs differ.`,
+It moves the instances in batches (--batch), each its own transaction: an
+instance is never half moved, memory stays flat, and a run that stops is
+finished by running it again (instances already on the target are skipped).
+Without --apply it counts the instances and shows how the two graphs differ.`,
 		Args: cobra.NoArgs,
 		RunE: a.run(func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlags(cmd, "from", "to"); err != nil {
@@ -105,6 +105,9 @@ instances and shows how the two graphs differ.`,
 			case "auto", "bar", "none":
 			default:
 				return usagef("--progress %q: want auto, bar or none", progress)
+			}
+			if req.Batch == 0 { // typed: the engine reads 0 as its default
+				return usagef("--batch 0: want at least 1 instance per transaction")
 			}
 			svc, err := a.open(cmd.Context(), req.Apply)
 			if err != nil {
@@ -146,6 +149,7 @@ instances and shows how the two graphs differ.`,
 	f.StringVar(&req.Prefix, "prefix", "", "only instances under this instance prefix")
 	f.BoolVar(&req.Apply, "apply", false, "move them (default: dry run)")
 	f.StringVar(&progress, "progress", "auto", "auto (a bar on a terminal), bar, none")
+	f.IntVar(&req.Batch, "batch", iu.DefaultMigrateBatch, fmt.Sprintf("instances per transaction (1 to %d)", iu.MaxMigrateBatch))
 	return cmd
 }
 
