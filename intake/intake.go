@@ -163,10 +163,17 @@ func decodeBinary(h nethttp.Header, body []byte) (Event, error) {
 // a JSON object.
 func DecodeStructured(body []byte) (Event, error) {
 	var m struct {
-		Source *string `json:"source"`
+		Source     *string         `json:"source"`
+		Data       json.RawMessage `json:"data"`
+		DataBase64 *string         `json:"data_base64"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
+	}
+	// The SDK takes data_base64 and drops data without a word: what a proxy
+	// inspected (data) would not be what iu kept.
+	if m.DataBase64 != nil && len(m.Data) > 0 && string(m.Data) != "null" {
+		return Event{}, invalid("invalid event: data and data_base64 are both present: send the data once, in one of them")
 	}
 	raw := deref(m.Source)
 	if !sdkExact(raw) {

@@ -96,6 +96,8 @@ func TestRefusals(t *testing.T) {
 			CodeUnsupportedMedia, "must be JSON"},
 		{"base64 not JSON", structuredH, b64("AAEC", ""), iu.CodeInvalid, "data_base64 does not hold a JSON document: iu takes JSON data only"},
 		{"base64 of text", structuredH, b64("aGk=", "text/plain"), iu.CodeInvalid, "datacontenttype text/plain: iu takes JSON data only"},
+		{"data twice", structuredH, []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data":{"x":1},"data_base64":"eyJhIjoxfQ=="}`),
+			iu.CodeInvalid, "data and data_base64 are both present"},
 		{"batch of nothing", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`[]`), iu.CodeInvalid, "the batch is empty"},
 		{"batch not a list", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`{}`), iu.CodeInvalid, "want a JSON array of events"},
 		{"control character in source", structuredH, structured("a\x01b"), iu.CodeInvalid, "source contains a control character"},
