@@ -421,18 +421,7 @@ var _ = register("MigrationRecordsFollowTheirInstance", func(t *testing.T, h Har
 			t.Fatalf("migrate %s to %s: %+v %v, want %d moved", from, to, rep, err, moved)
 		}
 	}
-	whats := func(key string) string {
-		t.Helper()
-		hist, err := v.e.History(v.ctx, key)
-		if err != nil {
-			return err.Error()
-		}
-		var w []string
-		for _, e := range hist {
-			w = append(w, e.What+" "+e.TemplateKey)
-		}
-		return strings.Join(w, ", ")
-	}
+	whats := func(key string) string { return told(v.ctx, v.e, key) }
 	migrate(wfKey, wf3Key, 2)
 	// The first life: migrated, then compensated and its key released.
 	if _, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a, Release: true, Apply: true}); err != nil {
@@ -497,18 +486,7 @@ var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
 	if ver, err := e.SchemaVersion(v.ctx); err != nil || ver < 7 {
 		t.Fatalf("schema version after reopening: %d %v", ver, err)
 	}
-	whats := func(key string) string {
-		t.Helper()
-		hist, err := e.History(v.ctx, key)
-		if err != nil {
-			t.Fatalf("history of %s: %v", key, err)
-		}
-		var w []string
-		for _, x := range hist {
-			w = append(w, x.What+" "+x.TemplateKey)
-		}
-		return strings.Join(w, ", ")
-	}
+	whats := func(key string) string { return told(v.ctx, e, key) }
 	first := "created " + wfKey + ", migrated " + wf3Key + ", compensated " + wf3Key
 	if got := whats(a); got != first+", created "+wfKey {
 		t.Fatalf("history of the compensated key made again, upgraded: %s", got)
@@ -539,6 +517,20 @@ var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
 		t.Fatalf("history of the compensated life after the rollbacks: %s, want %s", got, first)
 	}
 })
+
+// told is an instance's history as its entries' "what template", comma
+// separated, or the error History answered.
+func told(ctx context.Context, e *iu.Engine, key string) string {
+	hist, err := e.History(ctx, key)
+	if err != nil {
+		return err.Error()
+	}
+	var w []string
+	for _, x := range hist {
+		w = append(w, x.What+" "+x.TemplateKey)
+	}
+	return strings.Join(w, ", ")
+}
 
 var errInterrupted = errors.New("interrupted")
 
