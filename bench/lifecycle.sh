@@ -66,18 +66,10 @@ timed() {
 }
 
 echo "$N instances on $store ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg))"
-plan=$(mktemp -d)
-cat >"$plan/plan.yaml" <<'YAML'
-actor: lifecycle
-instance_prefix: lc
-gates: {iu_core.composer_enabled: true, iu_core.auto_instantiate_enabled: true}
-events_file: "-"
-YAML
-awk -v n="$N" 'BEGIN {
-	for (i = 0; i < n; i++)
-		printf "{\"template\":\"tpl:wf:onboarding/v2\",\"id\":\"lc-%d\",\"type\":\"hr.hired\",\"subject\":\"Hire %d\",\"data\":{\"manager\":\"M\",\"team\":\"T\",\"start_date\":\"2026-01-05\"}}\n", i, i
-}' | timed "bulk (made)" "$IU" bulk --progress none "$plan/plan.yaml"
-rm -rf "$plan"
+plan=$(mktemp)
+lifecycle_plan "$plan"
+lifecycle_events "$N" | timed "bulk (made)" "$IU" bulk --progress none "$plan"
+rm -f "$plan"
 
 run() { # run BINARY-LABEL BINARY
 	local label=$1 bin=$2

@@ -55,18 +55,10 @@ trap cleanup EXIT
 
 first=$1
 IU_DB=$base_db "$first" template publish "$root/examples/templates/onboarding.yaml" "$root/examples/lifecycle/onboarding-v3.yaml" >/dev/null
-plan=$(mktemp -d)
-cat >"$plan/plan.yaml" <<'YAML'
-actor: lifecycle
-instance_prefix: lc
-gates: {iu_core.composer_enabled: true, iu_core.auto_instantiate_enabled: true}
-events_file: "-"
-YAML
-awk -v n="$N" 'BEGIN {
-	for (i = 0; i < n; i++)
-		printf "{\"template\":\"tpl:wf:onboarding/v2\",\"id\":\"lc-%d\",\"type\":\"hr.hired\",\"subject\":\"Hire %d\",\"data\":{\"manager\":\"M\",\"team\":\"T\",\"start_date\":\"2026-01-05\"}}\n", i, i
-}' | IU_DB=$base_db "$first" bulk --progress none "$plan/plan.yaml" >/dev/null
-rm -rf "$plan"
+plan=$(mktemp)
+lifecycle_plan "$plan"
+lifecycle_events "$N" | IU_DB=$base_db "$first" bulk --progress none "$plan" >/dev/null
+rm -f "$plan"
 
 echo "$N instances on $store ($(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)): iu migrate --apply v2 -> v3, each on a fresh copy"
 for round in $(seq "$ROUNDS"); do
