@@ -148,9 +148,16 @@ func (e *Engine) Compensate(ctx context.Context, req CompensateRequest) (Compens
 		if !req.Apply {
 			return nil
 		}
-		if _, err := tx.DeleteInstance(ctx, in.Key); err != nil {
+		gone, err := tx.DeleteInstance(ctx, in.Key)
+		if err != nil {
 			return err
 		}
+		// A migration batch that was writing the instance when it was read
+		// has moved it since: the record says what was deleted.
+		if gone.TemplateKey != "" {
+			in.TemplateKey, in.TemplateDigest, rep.TemplateKey = gone.TemplateKey, gone.TemplateDigest, gone.TemplateKey
+		}
+		rep.Memberships = gone.Memberships
 		if entry != nil {
 			if req.Release {
 				err = tx.DeleteLogEntry(ctx, entry.IdempotencyKey)
@@ -223,6 +230,15 @@ func (e *Engine) releaseLater(ctx context.Context, tx Tx, req CompensateRequest,
 		return err
 	}
 	return e.audit(ctx, tx, w, AuditRelease, req.InstanceKey, "event %q from %q may instantiate again; reason %q", c.EventID, c.EventSource, req.Reason)
+}
+
+// DeletedInstance is what deleting one instance deleted: its membership
+// rows, and the template its lineage named (empty for a collection without
+// lineage).
+type DeletedInstance struct {
+	Memberships    int64
+	TemplateKey    string
+	TemplateDigest Digest
 }
 
 // compensatedEntry returns the log entry that a compensated instance's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // HistoryEntry is one thing that happened to an instance.
@@ -47,7 +48,15 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 		// in the order they were written), since a life may end and the next
 		// begin within one clock tick. A life that was migrated was made
 		// from the template its first migration moved it from.
+		// Migrations in the order they were made (equal times keep the
+		// list's order); those older than a life's birth are of an earlier
+		// life that left no record (a rollback before schema version 7),
+		// told as they are.
+		slices.SortStableFunc(ms, func(a, b InstanceMigration) int { return a.At.Time.Compare(b.At.Time) })
 		life := func(born Time, mode Mode, actor, key string, digest Digest, ev *Event, ended *Compensation) {
+			for len(ms) > 0 && ms[0].At.Before(born.Time) {
+				out, ms = append(out, migrated(ms[0])), ms[1:]
+			}
 			var mine []InstanceMigration
 			for len(ms) > 0 && (ended == nil || !ms[0].At.After(ended.At.Time)) {
 				mine, ms = append(mine, ms[0]), ms[1:]

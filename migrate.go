@@ -222,7 +222,7 @@ func (e *Engine) Migrate(ctx context.Context, req MigrateRequest, progress Migra
 	batch := e.migrateBatch
 	switch {
 	case req.Batch < 0 || req.Batch > MaxMigrateBatch:
-		return nil, Errorf(ErrInvalidInput, "migrate: batch %d: want 1 to %d instances per transaction (0: the default, %d)", req.Batch, MaxMigrateBatch, DefaultMigrateBatch)
+		return nil, Errorf(ErrInvalidInput, "migrate: batch %d: want 1 to %d instances per transaction (or none, for %d)", req.Batch, MaxMigrateBatch, DefaultMigrateBatch)
 	case req.Batch > 0:
 		batch = req.Batch
 	}

@@ -127,9 +127,9 @@ type Tx interface {
 	DeleteLogEntry(ctx context.Context, idempotencyKey string) error
 	// DeleteInstance deletes one instance: its memberships, its collection
 	// and its lineage. Its migration records stay (ListMigrations finds
-	// them by key). It returns how many memberships it had, or
-	// ErrNotFound.
-	DeleteInstance(ctx context.Context, key string) (int64, error)
+	// them by key). It returns what it deleted, as it was when deleted (a
+	// migration may have moved it since it was read), or ErrNotFound.
+	DeleteInstance(ctx context.Context, key string) (DeletedInstance, error)
 	// InsertCompensation records a compensated instance.
 	InsertCompensation(ctx context.Context, c Compensation) error
 	// ReleaseCompensations marks released, by r, the compensations of

@@ -12,8 +12,9 @@ import (
 
 // queryParams is, for each route ("GET /v1/instances"), the query
 // parameters openapi.json documents for it: the document is where a route's
-// parameters are stated, and the server refuses any other. A misspelt
-// filter (actr=alice) must not answer as if there were no filter at all.
+// parameters are stated, and a route that takes some refuses any other. A
+// misspelt filter (actr=alice) must not answer as if there were no filter
+// at all.
 var queryParams = documentedQueryParams(openapiJSON)
 
 func documentedQueryParams(doc []byte) map[string][]string {
@@ -52,21 +53,31 @@ func documentedQueryParams(doc []byte) map[string][]string {
 	return out
 }
 
-// checkQuery refuses a query parameter the route does not take, naming it
-// and those the route takes.
+// checkQuery refuses, on a route that takes query parameters, one it does
+// not take (naming it and those the route takes) and one given twice. A
+// route that takes none ignores a query string: probes and webhooks add
+// their own (cache busters, a key in the URL), and there is no filter to
+// misspell.
 func checkQuery(rt *route, q url.Values) error {
 	known := queryParams[rt.method+" "+rt.pattern]
-	for name := range q {
+	if len(known) == 0 {
+		return nil
+	}
+	for name, values := range q {
 		if slices.Contains(known, name) {
+			if len(values) > 1 {
+				return httpError(iu.CodeInvalid, "query parameter %q is given %d times: give it once", name, len(values))
+			}
 			continue
 		}
 		if name == "offset" && slices.Contains(known, "after") {
 			return httpError(iu.CodeInvalid, "offset is not supported: lists page with a cursor (after=NEXT, the next of the page before)")
 		}
-		if len(known) == 0 {
-			return httpError(iu.CodeInvalid, "unknown query parameter %q: %s %s takes none", name, rt.method, rt.pattern)
-		}
 		return httpError(iu.CodeInvalid, "unknown query parameter %q: %s %s takes %s", name, rt.method, rt.pattern, strings.Join(known, ", "))
 	}
 	return nil
 }
+
+// QueryParams returns the query parameters a route takes, as openapi.json
+// documents them (sorted).
+func QueryParams(method, pattern string) []string { return queryParams[method+" "+pattern] }

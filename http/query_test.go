@@ -41,12 +41,27 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 		b, _ := io.ReadAll(rec.Body)
 		return rec.Code, string(b)
 	}
+	refusing := 0
 	for _, r := range s.Routes() {
 		path := strings.NewReplacer("{key}", "tpl-inst:auto:x", "{name}", "x").Replace(r.Pattern)
 		code, body := call(r.Method, path+"?bogus=1", "{}")
-		if code != nethttp.StatusBadRequest || !strings.Contains(body, `unknown query parameter \"bogus\"`) {
-			t.Errorf("%s %s?bogus=1: %d %s, want 400 naming bogus", r.Method, r.Pattern, code, body)
+		refused := code == nethttp.StatusBadRequest && strings.Contains(body, `unknown query parameter \"bogus\"`)
+		if refused {
+			refusing++
 		}
+		if takes := iuhttp.QueryParams(r.Method, r.Pattern); refused != (len(takes) > 0) {
+			t.Errorf("%s %s?bogus=1: %d %s; the route takes %v: want a 400 naming bogus exactly when it takes some", r.Method, r.Pattern, code, body, takes)
+		}
+	}
+	if refusing < 10 {
+		t.Errorf("%d routes refuse an unknown parameter, want every one that takes parameters", refusing)
+	}
+	// A route that takes none ignores a query string (a probe's cache buster).
+	if code, body := call("GET", "/healthz?ts=123", ""); code != nethttp.StatusOK {
+		t.Errorf("GET /healthz?ts=123: %d %s", code, body)
+	}
+	if code, body := call("GET", "/v1/instances?limit=1&limit=2", ""); code != nethttp.StatusBadRequest || !strings.Contains(body, "given 2 times") {
+		t.Errorf("a parameter given twice: %d %s", code, body)
 	}
 	// A misspelt filter is refused, not read as no filter.
 	code, body := call("GET", "/v1/instances?actr=alice", "")

@@ -46,26 +46,46 @@ func (t *tx) DeleteLogEntry(ctx context.Context, key string) error {
 const deleteInstance = `WITH c AS (
 		DELETE FROM iu_piece_collection WHERE collection_key = $1 AND collection_kind = 'instance' RETURNING collection_id
 	), l AS (
-		DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = (SELECT collection_id FROM c) RETURNING 1
+		DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = (SELECT collection_id FROM c) RETURNING template_key, template_digest
 	), m AS (
 		DELETE FROM iu_collection_membership WHERE collection_id = (SELECT collection_id FROM c) RETURNING 1
 	), ended AS (
 		UPDATE iu_instance_migration SET instance_id = NULL WHERE instance_id = (SELECT collection_id FROM c)
 	)
-	SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM m)`
+	SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM m),
+		coalesce((SELECT template_key FROM l), ''), coalesce((SELECT template_digest FROM l), '')`
 
-func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
-	if !t.write {
-		return 0, iu.ErrWriteInView
+// Migration batches and deletions of instances take turns on movingLock:
+// a batch holds it shared, a compensation or a rollback exclusive, each
+// taken in a statement of its own before their writes. A deletion waits so
+// for the batches in flight to commit, and its next statement's snapshot
+// has what they wrote; without it, a deletion blocked on the rows a batch
+// held deleted them, but not the migration record and the added
+// memberships the batch inserted, which its snapshot did not show.
+func (t *tx) takeMovingLock(exclusive bool) {
+	fn := "pg_advisory_xact_lock_shared"
+	if exclusive {
+		fn = "pg_advisory_xact_lock"
 	}
-	var found, members int64
-	if err := t.queryRow(ctx, deleteInstance, []any{key}, &found, &members); err != nil {
-		return 0, err
+	t.hold(queued{sql: "SELECT " + fn + "($1)", args: []any{t.s.movingLock}})
+}
+
+func (t *tx) DeleteInstance(ctx context.Context, key string) (iu.DeletedInstance, error) {
+	var d iu.DeletedInstance
+	if !t.write {
+		return d, iu.ErrWriteInView
+	}
+	t.takeMovingLock(true)
+	var found int64
+	var digest string
+	if err := t.queryRow(ctx, deleteInstance, []any{key}, &found, &d.Memberships, &d.TemplateKey, &digest); err != nil {
+		return d, err
 	}
 	if found == 0 {
-		return 0, iu.ErrNotFound
+		return d, iu.ErrNotFound
 	}
-	return members, nil
+	d.TemplateDigest = iu.StoredDigest(digest)
+	return d, nil
 }
 
 const compensationColumns = `instance_key, template_key, template_digest, mode, event_id, event_source, event_type, actor,
@@ -200,6 +220,7 @@ func (t *tx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mod
 	if !t.write {
 		return 0, 0, 0, iu.ErrWriteInView
 	}
+	t.takeMovingLock(false)
 	to := plan.To
 	where, args := migrationWhere(sel, mode, after)
 	q := migrateLineage(where, len(args))

@@ -103,6 +103,11 @@ type Store struct {
 	cache    templateCache
 	literals literalCache // slots as array literals, per template (literals.go)
 	last     lastState    // the gates and template heads read last
+
+	// movingLock is the advisory lock, one per database and schema, that a
+	// migration batch holds shared and a deletion of instances (compensate,
+	// rollback) exclusive (lifecycle.go).
+	movingLock int64
 }
 
 var _ iu.Store = (*Store)(nil)
@@ -264,6 +269,9 @@ func (s *Store) migrate(ctx context.Context, mustExist bool) error {
 	if !versioned && mustExist {
 		return iu.NoStore(fmt.Sprintf("in schema %q of %s", *schema, s.desc))
 	}
+	moving := fnv.New64a()
+	moving.Write([]byte("iu-moving:" + database + "." + *schema))
+	s.movingLock = int64(moving.Sum64())
 	h := fnv.New64a()
 	h.Write([]byte("iu-migrate:" + database + "." + *schema))
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(int64(h.Sum64())), lock.WithLockTimeout(1, 600))

@@ -48,6 +48,7 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 			return c, iu.ErrWriteInView
 		}
 		q = rollbackApply
+		t.takeMovingLock(true)
 		// The deleted instances' ids, hashed in one batch, let the join
 		// delete membership rows in the table's order: in the 16 batches
 		// of the default 4 MB it dirtied pages all over the table again

@@ -37,28 +37,33 @@ func (t *tx) DeleteLogEntry(ctx context.Context, key string) error {
 	return err
 }
 
-func (t *tx) DeleteInstance(ctx context.Context, key string) (int64, error) {
-	var id, n int64
-	err := t.queryRow(ctx, `SELECT c.collection_id, (SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id)
-		FROM iu_piece_collection c WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key}, &id, &n)
+func (t *tx) DeleteInstance(ctx context.Context, key string) (iu.DeletedInstance, error) {
+	var d iu.DeletedInstance
+	var id int64
+	var tkey, tdigest sql.NullString
+	err := t.queryRow(ctx, `SELECT c.collection_id, (SELECT count(*) FROM iu_collection_membership m WHERE m.collection_id = c.collection_id),
+			l.template_key, l.template_digest
+		FROM iu_piece_collection c LEFT JOIN iu_collection_template_instance_lineage l ON l.instance_id = c.collection_id
+		WHERE c.collection_key = ? AND c.collection_kind = 'instance'`, []any{key}, &id, &d.Memberships, &tkey, &tdigest)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, iu.ErrNotFound
+		return d, iu.ErrNotFound
 	}
 	if err != nil {
-		return 0, err
+		return d, err
 	}
+	d.TemplateKey, d.TemplateDigest = tkey.String, iu.StoredDigest(tdigest.String)
 	if _, err := t.exec(ctx, `DELETE FROM iu_collection_template_instance_lineage WHERE instance_id = ?`, id); err != nil {
-		return 0, err
+		return d, err
 	}
 	// Memberships go with their collection (ON DELETE CASCADE). Its
 	// migration records stay, found by key from now on.
 	if _, err := t.exec(ctx, `DELETE FROM iu_piece_collection WHERE collection_id = ?`, id); err != nil {
-		return 0, err
+		return d, err
 	}
 	if _, err := t.exec(ctx, `UPDATE iu_instance_migration SET instance_id = NULL WHERE instance_id = ?`, id); err != nil {
-		return 0, err
+		return d, err
 	}
-	return n, nil
+	return d, nil
 }
 
 const compensationColumns = `instance_key, template_key, template_digest, mode, event_id, event_source, event_type, actor,

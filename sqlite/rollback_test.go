@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -40,6 +41,25 @@ func TestRollbackDeletesChunkByChunk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every instance migrated to v3 and back: two records each, of which a
+	// rollback deletes its instances'.
+	data, err := os.ReadFile("../examples/lifecycle/onboarding-v3.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3, err := iu.ParseTemplateFile("onboarding-v3.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PublishTemplates(ctx, []*iu.Template{v3}, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []iu.MigrateRequest{{From: tpls[0].Key, To: v3.Key}, {From: v3.Key, To: tpls[0].Key}} {
+		m.Apply, m.Claimed = true, "tester"
+		if rep, err := e.Migrate(ctx, m, nil); err != nil || rep.Moved != 14 {
+			t.Fatalf("migrate %s to %s: %+v %v", m.From, m.To, rep, err)
+		}
+	}
 	rep, err := e.Rollback(ctx, "doomed", true)
 	if err != nil || rep.LogRows != 12 || rep.Instances != 12 || rep.Memberships != 12*8 {
 		t.Fatalf("rollback: %+v %v", rep, err)
@@ -48,6 +68,7 @@ func TestRollbackDeletesChunkByChunk(t *testing.T) {
 		"iu_auto_instantiate_event_log":                          2,
 		"iu_collection_template_instance_lineage":                2,
 		"iu_piece_collection WHERE collection_kind = 'instance'": 2,
+		"iu_instance_migration": 2 * 2,
 		"iu_collection_membership m JOIN iu_piece_collection c ON c.collection_id = m.collection_id WHERE c.collection_kind = 'instance'": 16,
 	} {
 		if n, err := sqlite.CountRaw(ctx, s, "SELECT count(*) FROM "+table); err != nil || n != want {

@@ -127,20 +127,23 @@ func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.Ro
 	chunked := []statement{
 		{`DELETE FROM iu_auto_instantiate_event_log WHERE rowid IN (SELECT rowid FROM iu_auto_instantiate_event_log WHERE actor = ? LIMIT ?)`, []any{actor, rollbackChunk}},
 		{`DELETE FROM iu_collection_template_instance_lineage WHERE rowid IN (SELECT rowid FROM iu_collection_template_instance_lineage WHERE actor = ? AND mode = 'auto' LIMIT ?)`, []any{actor, rollbackChunk}},
-		// The instances' migration records go with them.
-		{`DELETE FROM iu_instance_migration WHERE rowid IN (SELECT m.rowid FROM temp.iu_rollback_ids r
-			JOIN iu_instance_migration m ON m.instance_id = r.instance_id LIMIT ?)`, []any{rollbackChunk}},
 		// Memberships go with their collection (ON DELETE CASCADE).
 		{`DELETE FROM iu_piece_collection WHERE collection_id IN (
 			SELECT instance_id FROM temp.iu_rollback_ids ORDER BY instance_id LIMIT ?)`, []any{rollbackChunk}},
 	}
 	for i, q := range chunked {
 		for {
+			if i == 2 { // the chunk's migration records go with its instances
+				if _, err := t.exec(ctx, `DELETE FROM iu_instance_migration WHERE instance_id IN (
+					SELECT instance_id FROM temp.iu_rollback_ids ORDER BY instance_id LIMIT ?)`, rollbackChunk); err != nil {
+					return c, err
+				}
+			}
 			res, err := t.exec(ctx, q.sql, q.args...)
 			if err != nil {
 				return c, err
 			}
-			if i == 3 { // the ids done, whether or not their collection was there
+			if i == 2 { // the ids done, whether or not their collection was there
 				if res, err = t.exec(ctx, `DELETE FROM temp.iu_rollback_ids WHERE instance_id IN (
 					SELECT instance_id FROM temp.iu_rollback_ids ORDER BY instance_id LIMIT ?)`, rollbackChunk); err != nil {
 					return c, err

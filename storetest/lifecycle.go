@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/iu-engine/iu"
 )
@@ -478,8 +479,12 @@ var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
 	}
 	v.mustEmit(wfKey, "up-1", "alice") // a's second life, on v2
 	h.DownTo(t, v.s, 6)
-	if n := v.count("SELECT count(*) FROM iu_instance_migration"); n != 2 {
-		t.Fatalf("%d migration records at version 6, want 2", n)
+	// A record a rollback left under b's key at version 6, from a life
+	// before b's: older than b.
+	h.Exec(t, v.s, "INSERT INTO iu_instance_migration (instance_key, from_key, from_digest, to_key, to_digest, migrated_at, migrated_by, claimed_actor) "+
+		"VALUES ('"+b+"', '"+wfKey+"', 'sha256:00', '"+wf3Key+"', 'sha256:01', '2000-01-01T00:00:00.000Z', 'ops', '')")
+	if n := v.count("SELECT count(*) FROM iu_instance_migration"); n != 3 {
+		t.Fatalf("%d migration records at version 6, want 3", n)
 	}
 	s := h.Reopen(t, v.s)
 	e := iu.NewEngine(s)
@@ -491,8 +496,8 @@ var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
 	if got := whats(a); got != first+", created "+wfKey {
 		t.Fatalf("history of the compensated key made again, upgraded: %s", got)
 	}
-	if got, want := whats(b), "created "+wfKey+", migrated "+wf3Key; got != want {
-		t.Fatalf("history of a migrated instance, upgraded: %s, want %s", got, want)
+	if got, want := whats(b), "migrated "+wf3Key+", created "+wfKey+", migrated "+wf3Key; got != want {
+		t.Fatalf("history of a migrated instance, upgraded (an earlier life's record first): %s, want %s", got, want)
 	}
 	if rep, err := e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); err != nil || rep.Moved != 1 {
 		t.Fatalf("migrate after the upgrade: %+v %v", rep, err)
@@ -510,8 +515,11 @@ var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
 			t.Fatal(err)
 		}
 	}
-	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + b + "'"); n != 0 {
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + b + "' AND migrated_at > '2001-01-01T00:00:00.000Z'"); n != 0 {
 		t.Fatalf("%d migration records of a rolled-back instance made before the upgrade", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + b + "' AND instance_id IS NULL"); n != 1 {
+		t.Fatalf("the record of an earlier life under b's key: %d left, want 1 (not b's, so not rolled back with it)", n)
 	}
 	if got := whats(a); got != first {
 		t.Fatalf("history of the compensated life after the rollbacks: %s, want %s", got, first)
@@ -530,6 +538,87 @@ func told(ctx context.Context, e *iu.Engine, key string) string {
 		w = append(w, x.What+" "+x.TemplateKey)
 	}
 	return strings.Join(w, ", ")
+}
+
+// A compensation and a rollback that come while a migration batch is
+// writing wait for it, and delete what it wrote too: the instance's
+// migration record is kept (compensation) or deleted (rollback) with it,
+// and no membership the batch added is left behind.
+var _ = register("DeletionsWaitForAMigrationBatch", func(t *testing.T, h Harness) {
+	v := newEnv(t, h)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
+	a := v.mustEmit(wfKey, "race-1", "alice").InstanceKey
+	b := v.mustEmit(wfKey, "race-2", "bob").InstanceKey
+	paused := &pausingStore{Store: v.s, inBatch: make(chan struct{}), release: make(chan struct{})}
+	migrated := make(chan error, 1)
+	go func() {
+		_, err := iu.NewEngine(paused).Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil)
+		migrated <- err
+	}()
+	<-paused.inBatch // the batch has written both instances and not committed
+	deleted := make(chan error, 2)
+	go func() {
+		_, err := v.e.Compensate(ctx, iu.CompensateRequest{InstanceKey: a, Apply: true})
+		deleted <- err
+	}()
+	go func() {
+		_, err := v.e.Rollback(ctx, "bob", true)
+		deleted <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // let them reach the store and wait
+	close(paused.release)
+	if err := <-migrated; err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	for range 2 {
+		if err := <-deleted; err != nil {
+			t.Fatalf("compensate or rollback: %v", err)
+		}
+	}
+	if got, want := told(v.ctx, v.e, a), "created "+wfKey+", migrated "+wf3Key+", compensated "+wf3Key; got != want {
+		t.Fatalf("history of the instance compensated during the batch: %s, want %s", got, want)
+	}
+	if n := v.count("SELECT count(*) FROM iu_instance_migration WHERE instance_key = '" + b + "'"); n != 0 {
+		t.Fatalf("%d migration records of the instance rolled back during the batch", n)
+	}
+	if n := v.count("SELECT count(*) FROM iu_collection_membership WHERE collection_key IN ('" + a + "', '" + b + "')"); n != 0 {
+		t.Fatalf("%d memberships of the deleted instances left", n)
+	}
+	if rv := v.verify(""); !rv.OK() {
+		t.Fatalf("verify: %+v", rv)
+	}
+})
+
+// pausingStore is a store whose write transactions, once they have moved a
+// migration batch, say so on inBatch and wait for release before they
+// commit.
+type pausingStore struct {
+	iu.Store
+	inBatch, release chan struct{}
+	once             sync.Once
+}
+
+func (p *pausingStore) Update(ctx context.Context, fn func(iu.Tx) error) error {
+	return p.Store.Update(ctx, func(tx iu.Tx) error { return fn(&pausingTx{Tx: tx, p: p}) })
+}
+
+type pausingTx struct {
+	iu.Tx
+	p *pausingStore
+}
+
+func (t *pausingTx) MigrateInstances(ctx context.Context, sel iu.MigrationSelector, mode iu.Mode, after int64, limit int, plan iu.MigrationPlan, rec iu.InstanceMigration) (int, int, int64, error) {
+	moved, seen, last, err := t.Tx.MigrateInstances(ctx, sel, mode, after, limit, plan, rec)
+	if err == nil && moved > 0 {
+		t.p.once.Do(func() {
+			close(t.p.inBatch)
+			<-t.p.release
+		})
+	}
+	return moved, seen, last, err
 }
 
 var errInterrupted = errors.New("interrupted")

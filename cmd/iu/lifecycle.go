@@ -106,7 +106,10 @@ Without --apply it counts the instances and shows how the two graphs differ.`,
 			default:
 				return usagef("--progress %q: want auto, bar or none", progress)
 			}
-			if req.Batch == 0 { // typed: the engine reads 0 as its default
+			switch {
+			case !cmd.Flags().Changed("batch"):
+				req.Batch = 0 // the server's default, and a request an older server takes
+			case req.Batch == 0: // typed: the engine reads 0 as its default
 				return usagef("--batch 0: want at least 1 instance per transaction")
 			}
 			svc, err := a.open(cmd.Context(), req.Apply)

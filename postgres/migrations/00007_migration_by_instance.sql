@@ -9,11 +9,12 @@
 
 -- +goose Up
 ALTER TABLE iu_instance_migration ADD COLUMN instance_id bigint;
--- The rows of a live instance are its own, unless its key was compensated
--- after them (a life that ended, the key made again since).
+-- The rows of a live instance are its own: those after it was made,
+-- unless its key was compensated after them (a life that ended, the key
+-- made again since). A rollback's leftovers, older, stay NULL.
 UPDATE iu_instance_migration m SET instance_id = c.collection_id
 FROM iu_piece_collection c
-WHERE c.collection_key = m.instance_key AND c.collection_kind = 'instance'
+WHERE c.collection_key = m.instance_key AND c.collection_kind = 'instance' AND c.created_at <= m.migrated_at
   AND NOT EXISTS (SELECT 1 FROM iu_compensation k WHERE k.instance_key = m.instance_key AND k.compensated_at >= m.migrated_at);
 DROP INDEX iu_instance_migration_instance;
 CREATE INDEX iu_instance_migration_instance ON iu_instance_migration (instance_id);

@@ -10,11 +10,13 @@
 
 -- +goose Up
 ALTER TABLE iu_instance_migration ADD COLUMN instance_id INTEGER;
--- The rows of a live instance are its own, unless its key was compensated
--- after them (a life that ended, the key made again since).
+-- The rows of a live instance are its own: those after it was made,
+-- unless its key was compensated after them (a life that ended, the key
+-- made again since). A rollback's leftovers, older, stay NULL.
 UPDATE iu_instance_migration SET instance_id = (
     SELECT c.collection_id FROM iu_piece_collection c
-    WHERE c.collection_key = iu_instance_migration.instance_key AND c.collection_kind = 'instance')
+    WHERE c.collection_key = iu_instance_migration.instance_key AND c.collection_kind = 'instance'
+      AND c.created_at <= iu_instance_migration.migrated_at)
 WHERE NOT EXISTS (
     SELECT 1 FROM iu_compensation k
     WHERE k.instance_key = iu_instance_migration.instance_key AND k.compensated_at >= iu_instance_migration.migrated_at);
