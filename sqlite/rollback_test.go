@@ -68,7 +68,7 @@ func TestRollbackDeletesChunkByChunk(t *testing.T) {
 		"iu_auto_instantiate_event_log":                          2,
 		"iu_collection_template_instance_lineage":                2,
 		"iu_piece_collection WHERE collection_kind = 'instance'": 2,
-		"iu_instance_migration": 2 * 2,
+		"iu_instance_migration":                                  2 * 2,
 		"iu_collection_membership m JOIN iu_piece_collection c ON c.collection_id = m.collection_id WHERE c.collection_kind = 'instance'": 16,
 	} {
 		if n, err := sqlite.CountRaw(ctx, s, "SELECT count(*) FROM "+table); err != nil || n != want {
