@@ -147,17 +147,7 @@ var migrateInstances = flag.Int("migrate.instances", 20000, "instances Benchmark
 func BenchmarkMigrate(b *testing.B) {
 	e := benchEngine(b)
 	ctx := context.Background()
-	data, err := os.ReadFile("../examples/lifecycle/onboarding-v3.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	v3, err := iu.ParseTemplateFile("onboarding-v3.yaml", data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := e.PublishTemplates(ctx, []*iu.Template{v3}, "bench"); err != nil {
-		b.Fatal(err)
-	}
+	v3 := publishV3(b, e)
 	events := func(yield func(iu.BulkEvent, error) bool) {
 		for ev, err := range benchEvents("migrate", *migrateInstances) {
 			ev.Template = "tpl:wf:onboarding/v2"
@@ -181,4 +171,22 @@ func BenchmarkMigrate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N**migrateInstances)/b.Elapsed().Seconds(), "instances/s")
+}
+
+// publishV3 publishes onboarding v3 (examples/lifecycle: v2 with a step
+// added) and returns it.
+func publishV3(t testing.TB, e *iu.Engine) *iu.Template {
+	t.Helper()
+	data, err := os.ReadFile("../examples/lifecycle/onboarding-v3.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3, err := iu.ParseTemplateFile("onboarding-v3.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.PublishTemplates(context.Background(), []*iu.Template{v3}, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	return v3
 }

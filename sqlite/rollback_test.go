@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -43,17 +42,7 @@ func TestRollbackDeletesChunkByChunk(t *testing.T) {
 	}
 	// Every instance migrated to v3 and back: two records each, of which a
 	// rollback deletes its instances'.
-	data, err := os.ReadFile("../examples/lifecycle/onboarding-v3.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	v3, err := iu.ParseTemplateFile("onboarding-v3.yaml", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.PublishTemplates(ctx, []*iu.Template{v3}, "tester"); err != nil {
-		t.Fatal(err)
-	}
+	v3 := publishV3(t, e)
 	for _, m := range []iu.MigrateRequest{{From: tpls[0].Key, To: v3.Key}, {From: v3.Key, To: tpls[0].Key}} {
 		m.Apply, m.Claimed = true, "tester"
 		if rep, err := e.Migrate(ctx, m, nil); err != nil || rep.Moved != 14 {
