@@ -44,14 +44,14 @@ func (e *Engine) History(ctx context.Context, key string) ([]HistoryEntry, error
 		}
 		// Each compensation ends one life of the key (a released event may
 		// make it again); the instance, if it is there, is the last life.
-		// Lives are told in order, each with its migrations (both lists are
-		// in the order they were written), since a life may end and the next
-		// begin within one clock tick. A life that was migrated was made
-		// from the template its first migration moved it from.
-		// Migrations in the order they were made (equal times keep the
-		// list's order); those older than a life's birth are of an earlier
-		// life that left no record (a rollback before schema version 7),
-		// told as they are.
+		// Lives are told in order, each with its migrations: the
+		// compensations in the order they were written, since a life may end
+		// and the next begin within one clock tick; the migrations in the
+		// order they were made (equal times keep the list's order), those
+		// older than a life's birth being of an earlier life that left no
+		// record (a rollback before schema version 7), told as they are. A
+		// life that was migrated was made from the template its first
+		// migration moved it from.
 		slices.SortStableFunc(ms, func(a, b InstanceMigration) int { return a.At.Time.Compare(b.At.Time) })
 		life := func(born Time, mode Mode, actor, key string, digest Digest, ev *Event, ended *Compensation) {
 			for len(ms) > 0 && ms[0].At.Before(born.Time) {

@@ -77,7 +77,3 @@ func checkQuery(rt *route, q url.Values) error {
 	}
 	return nil
 }
-
-// QueryParams returns the query parameters a route takes, as openapi.json
-// documents them (sorted).
-func QueryParams(method, pattern string) []string { return queryParams[method+" "+pattern] }

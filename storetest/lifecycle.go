@@ -40,6 +40,16 @@ func v3(t *testing.T) *iu.Template {
 	return tp
 }
 
+// newV3Env is an environment with the seed templates and wf's v3
+// published, and both gates open.
+func newV3Env(t *testing.T, h Harness, opts ...iu.Option) *env {
+	v := newEnv(t, h, opts...)
+	v.seedTemplates()
+	v.publish(v3(t))
+	v.gates(true, true)
+	return v
+}
+
 var _ = register("CompensateKeepsTheKeyClaimed", func(t *testing.T, h Harness) {
 	v := newEnv(t, h)
 	v.seedTemplates()
@@ -163,10 +173,7 @@ var _ = register("CompensateAManualInstance", func(t *testing.T, h Harness) {
 // the instance's history, and releasing twice, or a manual instance's, is
 // refused and writes nothing.
 var _ = register("CompensatedKeyReleasedLater", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	a := v.mustEmit(wfKey, "l-1", "alice")
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 	if _, err := v.e.Migrate(ctx, iu.MigrateRequest{From: wfKey, To: wf3Key, Apply: true}, nil); err != nil {
@@ -375,10 +382,7 @@ var _ = register("MigrateMovesInstancesToTheNextVersion", func(t *testing.T, h H
 // every instance whole, on one version or the other, and running it again
 // finishes the job.
 var _ = register("MigrateInterruptedAndResumed", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	for i := range 10 {
 		v.mustEmit(wfKey, fmt.Sprintf("i-%d", i), "alice")
 	}
@@ -409,10 +413,7 @@ var _ = register("MigrateInterruptedAndResumed", func(t *testing.T, h Harness) {
 // key: a compensated instance keeps them, a new instance under the released
 // key starts without them, and a rollback deletes them with its instances.
 var _ = register("MigrationRecordsFollowTheirInstance", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 	a := v.mustEmit(wfKey, "life-1", "alice").InstanceKey
 	b := v.mustEmit(wfKey, "life-2", "bob").InstanceKey
@@ -464,10 +465,7 @@ var _ = register("MigrationRecordsFollowTheirInstance", func(t *testing.T, h Har
 // compensated instances, is upgraded when opened: its migration records
 // are all there, each told in its own life, and migrating goes on.
 var _ = register("UpgradeKeepsMigrationRecords", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 	a := v.mustEmit(wfKey, "up-1", "alice").InstanceKey
 	b := v.mustEmit(wfKey, "up-2", "bob").InstanceKey
@@ -545,10 +543,7 @@ func told(ctx context.Context, e *iu.Engine, key string) string {
 // migration record is kept (compensation) or deleted (rollback) with it,
 // and no membership the batch added is left behind.
 var _ = register("DeletionsWaitForAMigrationBatch", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	ctx := iu.NewContextWithPrincipal(v.ctx, "ops")
 	a := v.mustEmit(wfKey, "race-1", "alice").InstanceKey
 	b := v.mustEmit(wfKey, "race-2", "bob").InstanceKey
@@ -640,10 +635,7 @@ func (f *failAfter) Update(ctx context.Context, fn func(iu.Tx) error) error {
 // Events keep arriving for the source version while a migration runs:
 // every instance ends on exactly one version, whole, and verify is clean.
 var _ = register("MigrateWhileEventsArrive", func(t *testing.T, h Harness) {
-	v := newEnv(t, h, iu.WithMigrateBatch(5))
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h, iu.WithMigrateBatch(5))
 	for i := range 40 {
 		v.mustEmit(wfKey, fmt.Sprintf("w-%d", i), "alice")
 	}
@@ -726,10 +718,7 @@ var _ = register("TransientFailuresAreRetried", func(t *testing.T, h Harness) {
 // read, so that verify can report it, but nothing is made or moved from
 // it: emit, compose and a migration to it are refused and write nothing.
 var _ = register("NothingIsMadeFromADamagedTemplateDigest", func(t *testing.T, h Harness) {
-	v := newEnv(t, h)
-	v.seedTemplates()
-	v.publish(v3(t))
-	v.gates(true, true)
+	v := newV3Env(t, h)
 	v.mustEmit(wfKey, "d-1", "alice")
 	h.Exec(t, v.s, "UPDATE iu_piece_collection SET digest = 'garbage' WHERE collection_key IN ('"+wfKey+"', '"+wf3Key+"')")
 	before := v.counts()
