@@ -58,10 +58,16 @@ func documentedQueryParams(doc []byte) map[string][]string {
 // route that takes none ignores a query string: probes and webhooks add
 // their own (cache busters, a key in the URL), and there is no filter to
 // misspell.
-func checkQuery(rt *route, q url.Values) error {
+func checkQuery(rt *route, raw string) error {
 	known := queryParams[rt.method+" "+rt.pattern]
 	if len(known) == 0 {
 		return nil
+	}
+	// Parsed strictly: url.URL.Query drops a malformed pair (actor=%zz,
+	// a;b) without a word, and with it the filter.
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return httpError(iu.CodeInvalid, "malformed query string: %s", clip(err.Error()))
 	}
 	for name, values := range q {
 		if slices.Contains(known, name) {
@@ -73,7 +79,16 @@ func checkQuery(rt *route, q url.Values) error {
 		if name == "offset" && slices.Contains(known, "after") {
 			return httpError(iu.CodeInvalid, "offset is not supported: lists page with a cursor (after=NEXT, the next of the page before)")
 		}
-		return httpError(iu.CodeInvalid, "unknown query parameter %q: %s %s takes %s", name, rt.method, rt.pattern, strings.Join(known, ", "))
+		return httpError(iu.CodeInvalid, "unknown query parameter %q: %s %s takes %s", clip(name), rt.method, rt.pattern, strings.Join(known, ", "))
 	}
 	return nil
+}
+
+// clip shortens what a client sent to what an answer may repeat of it.
+func clip(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return s
+	}
+	return s[:most] + "..."
 }

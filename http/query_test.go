@@ -63,6 +63,16 @@ func TestUnknownQueryParametersAreRefused(t *testing.T) {
 	if code, body := call("GET", "/v1/instances?limit=1&limit=2", ""); code != nethttp.StatusBadRequest || !strings.Contains(body, "given 2 times") {
 		t.Errorf("a parameter given twice: %d %s", code, body)
 	}
+	// A malformed pair is refused, not dropped with its filter.
+	for _, bad := range []string{"/v1/instances?actor=%zz", "/v1/instances?actor=nobody;x=1", "/v1/verify?actor=nobody;x"} {
+		if code, body := call("GET", bad, ""); code != nethttp.StatusBadRequest || !strings.Contains(body, "malformed query string") {
+			t.Errorf("GET %s: %d %s, want 400", bad, code, body)
+		}
+	}
+	long := strings.Repeat("x", 5000)
+	if code, body := call("GET", "/v1/instances?"+long+"=1", ""); code != nethttp.StatusBadRequest || strings.Contains(body, long[:100]) {
+		t.Errorf("a long unknown name: %d, %d bytes answered, want 400 and the name clipped", code, len(body))
+	}
 	// A misspelt filter is refused, not read as no filter.
 	code, body := call("GET", "/v1/instances?actr=alice", "")
 	if code != nethttp.StatusBadRequest || !strings.Contains(body, "GET /v1/instances takes actor, after, event_id, limit, prefix, template") {

@@ -449,7 +449,7 @@ func (s *Server) wrap(rt *route) nethttp.Handler {
 				return
 			}
 		}
-		if err := checkQuery(rt, r.URL.Query()); err != nil {
+		if err := checkQuery(rt, r.URL.RawQuery); err != nil {
 			s.fail(c, err)
 			return
 		}

@@ -170,11 +170,6 @@ func DecodeStructured(body []byte) (Event, error) {
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
 	}
-	// The SDK takes data_base64 and drops data without a word: what a proxy
-	// inspected (data) would not be what iu kept.
-	if m.DataBase64 != nil && len(m.Data) > 0 && string(m.Data) != "null" {
-		return Event{}, invalid("invalid event: data and data_base64 are both present: send the data once, in one of them")
-	}
 	raw := deref(m.Source)
 	if !sdkExact(raw) {
 		var err error
@@ -187,6 +182,12 @@ func DecodeStructured(body []byte) (Event, error) {
 		return Event{}, invalid("invalid event: %s", sdkMessage(err))
 	}
 	ev := FromCloudEvent(&ce, raw, Structured)
+	// The SDK takes data_base64 and drops data without a word: what a proxy
+	// inspected (data) would not be what iu kept. Refused after reading the
+	// rest, so that a batch's answer names the event.
+	if ev.Err == nil && m.DataBase64 != nil && len(m.Data) > 0 && string(m.Data) != "null" {
+		ev.Err = invalid("invalid event: data and data_base64 are both present: send the data once, in one of them")
+	}
 	return ev, ev.Err
 }
 

@@ -118,6 +118,24 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
+// An event of a batch refused for carrying its data twice is named in the
+// answer, beside the events around it, which are read.
+func TestBatchNamesTheEventWithDataTwice(t *testing.T) {
+	body := []byte(`[{"specversion":"1.0","id":"b-1","source":"s","type":"t","data":{}},
+		{"specversion":"1.0","id":"b-2","source":"s","type":"t","data":{"x":1},"data_base64":"eyJhIjoxfQ=="},
+		{"specversion":"1.0","id":"b-3","source":"s","type":"t","data":{}}]`)
+	evs, err := DecodeBatch(body)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("%v %v", evs, err)
+	}
+	if evs[0].Err != nil || evs[2].Err != nil {
+		t.Errorf("the good events: %v, %v", evs[0].Err, evs[2].Err)
+	}
+	if bad := evs[1]; bad.Err == nil || !strings.Contains(bad.Err.Error(), "both present") || bad.Event.ID != "b-2" || bad.Event.Source != "s" {
+		t.Errorf("the event with data twice: %+v", bad)
+	}
+}
+
 // data_base64 whose bytes are JSON is taken as that JSON.
 func TestBase64JSON(t *testing.T) {
 	body := []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`)
