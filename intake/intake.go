@@ -171,9 +171,12 @@ func DecodeStructured(body []byte) (Event, error) {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
 	}
 	raw := deref(m.Source)
-	if !sdkExact(raw) {
+	// A null attribute is an absent one (the JSON format, "Type System
+	// Mapping"); the SDK would read "data_base64": null as base64 and
+	// "datacontenttype": null as a malformed media type.
+	if replace := !sdkExact(raw); replace || bytes.Contains(body, []byte("null")) {
 		var err error
-		if body, err = withSource(body); err != nil {
+		if body, err = forSDK(body, replace); err != nil {
 			return Event{}, err
 		}
 	}
@@ -212,14 +215,28 @@ func DecodeBatch(body []byte) ([]Event, error) {
 	return out, nil
 }
 
-// withSource returns a structured event with its source replaced by the
-// placeholder, for the SDK to read the rest.
-func withSource(body []byte) ([]byte, error) {
+// forSDK returns a structured event for the SDK to read: its null
+// attributes left out, and its source, when replaceSource, replaced by the
+// placeholder. The body is returned as it is when there is nothing to do.
+func forSDK(body []byte, replaceSource bool) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, invalid("invalid event: %s", jsonMessage(err))
 	}
-	m["source"] = json.RawMessage(`"` + placeholderSource + `"`)
+	changed := false
+	for k, v := range m {
+		if string(v) == "null" {
+			delete(m, k)
+			changed = true
+		}
+	}
+	if replaceSource {
+		m["source"] = json.RawMessage(`"` + placeholderSource + `"`)
+		changed = true
+	}
+	if !changed {
+		return body, nil
+	}
 	return json.Marshal(m)
 }
 

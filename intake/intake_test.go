@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	nethttp "net/http"
@@ -221,5 +222,41 @@ func checkError(t *testing.T, err error) {
 	}
 	if ie.Code != iu.CodeInvalid && ie.Code != CodeUnsupportedMedia || ie.Message == "" || !errors.Is(err, iu.ErrInvalidEvent) {
 		t.Fatalf("error %s %q", ie.Code, ie.Message)
+	}
+}
+
+// A null attribute is read as an absent one, as the CloudEvents JSON format
+// says: the event is the one without it.
+func TestNullAttributesAreAbsent(t *testing.T) {
+	without := []byte(`{"specversion":"1.0","id":"a","source":"HR:x","type":"c","data":{"x":1}}`)
+	want, err := DecodeStructured(without)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nulls := range []string{
+		`"data_base64":null`, `"datacontenttype":null`, `"subject":null`, `"time":null`,
+		`"dataschema":null`, `"iutemplate":null`, `"data_base64":null,"datacontenttype":null,"subject":null`,
+	} {
+		body := append(bytes.TrimSuffix(without, []byte("}")), []byte(","+nulls+"}")...)
+		got, err := DecodeStructured(body)
+		if err != nil {
+			t.Errorf("%s: %v", body, err)
+			continue
+		}
+		if got.Event.Source != want.Event.Source || got.Event.ID != want.Event.ID || got.Event.Subject != "" ||
+			string(got.Event.Data) != string(want.Event.Data) || got.Routing != want.Routing {
+			t.Errorf("%s: read as %+v, want %+v", body, got, want)
+		}
+	}
+	// A required attribute sent as null is missing, and named.
+	for attr, body := range map[string]string{
+		"source": `{"specversion":"1.0","id":"a","source":null,"type":"c"}`,
+		"id":     `{"specversion":"1.0","id":null,"source":"s","type":"c"}`,
+		"type":   `{"specversion":"1.0","id":"a","source":"s","type":null}`,
+	} {
+		_, err := DecodeStructured([]byte(body))
+		if err == nil || iu.ErrorCode(err) != iu.CodeInvalid || !strings.Contains(err.Error(), attr) {
+			t.Errorf("%s: %v, want a refusal naming %s", body, err, attr)
+		}
 	}
 }
