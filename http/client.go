@@ -458,6 +458,16 @@ func (c *Client) Compensate(ctx context.Context, r iu.CompensateRequest) (iu.Com
 // Migrate runs a migration on the server. With progress it reads the
 // streamed answer, a frame after each batch.
 func (c *Client) Migrate(ctx context.Context, r iu.MigrateRequest, progress iu.MigrateProgress) (*iu.MigrateReport, error) {
+	report, err := c.migrate(ctx, r, progress)
+	if err != nil && report == nil && r.Apply && errors.Is(err, iu.ErrUnavailable) && ctx.Err() == nil {
+		// The server may have moved batches before the connection broke (a
+		// report, when there is one, says how many, and the CLI says so).
+		return nil, fmt.Errorf("%w; run the same command again to finish the migration (instances already moved are skipped)", err)
+	}
+	return report, err
+}
+
+func (c *Client) migrate(ctx context.Context, r iu.MigrateRequest, progress iu.MigrateProgress) (*iu.MigrateReport, error) {
 	if progress == nil {
 		var out iu.MigrateReport
 		if err := c.do(ctx, "POST", "/v1/migrations", actorQuery(r.Claimed), r, &out); err != nil {
@@ -497,7 +507,7 @@ func (c *Client) Migrate(ctx context.Context, r iu.MigrateRequest, progress iu.M
 	if err := sc.Err(); err != nil && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return nil, iu.Errorf(iu.ErrUnavailable, "the connection to the iu server broke during the migration; run it again to finish it (instances already moved are skipped)")
+	return nil, iu.Errorf(iu.ErrUnavailable, "the connection to the iu server broke during the migration")
 }
 
 func (c *Client) ListTriggers(ctx context.Context, r iu.PageRequest) (iu.Page[iu.Trigger], error) {

@@ -1,0 +1,69 @@
+package http_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	nethttp "net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/iu-engine/iu"
+	iuhttp "github.com/iu-engine/iu/http"
+)
+
+// A server that dies during a migration (its connection closed after it
+// read the request) may have moved batches: the client's error says to run
+// the command again, with a progress bar or without, and keeps its kind.
+// A dry run moves nothing and gets no such hint.
+func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		conn, _, err := w.(nethttp.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	defer srv.Close()
+	c, err := iuhttp.NewClient(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := iu.MigrateRequest{From: "tpl:wf:a/v1", To: "tpl:wf:a/v2", Apply: true}
+	for name, progress := range map[string]iu.MigrateProgress{"plain": nil, "progress": func(int64, int64) {}} {
+		_, err := c.Migrate(ctx, req, progress)
+		if !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "run the same command again") {
+			t.Errorf("%s: %v, want ErrUnavailable saying to run the command again", name, err)
+		}
+	}
+	// Broken after a frame of progress: the same.
+	mid := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		io.WriteString(w, `{"moved":1000,"total":5000}`+"\n")
+		w.(nethttp.Flusher).Flush()
+		conn, _, err := w.(nethttp.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	defer mid.Close()
+	cm, err := iuhttp.NewClient(mid.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen int64
+	_, err = cm.Migrate(ctx, req, func(moved, _ int64) { seen = moved })
+	if seen != 1000 || !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "broke during the migration; run the same command again") {
+		t.Errorf("broken after a frame: saw %d moved, %v", seen, err)
+	}
+	req.Apply = false
+	if _, err := c.Migrate(ctx, req, nil); !errors.Is(err, iu.ErrUnavailable) || strings.Contains(err.Error(), "again") {
+		t.Errorf("dry run: %v, want ErrUnavailable without the hint", err)
+	}
+}
