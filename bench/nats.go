@@ -22,8 +22,8 @@ type NATSOptions struct {
 // RunNATS publishes o.Events events to JetStream on conn, each stored by
 // the stream before it counts, and reports the publish rate; with n.Wait
 // it then waits until the stream's consumer (iu serve --nats's) has
-// neither pending nor unacknowledged messages, and reports the end-to-end
-// rate. Options' target, Connections, Timeout, Progress and Profile play
+// settled every message published and holds none unacknowledged, and
+// reports the end-to-end rate. Options' target, Connections, Timeout, Progress and Profile play
 // no part. A publish the stream refuses is counted in the report.
 func RunNATS(ctx context.Context, conn *iunats.Conn, o Options, n NATSOptions) (*NATSReport, error) {
 	if err := o.check(); err != nil {
@@ -51,13 +51,14 @@ func RunNATS(ctx context.Context, conn *iunats.Conn, o Options, n NATSOptions) (
 	if err != nil {
 		return nil, err
 	}
-	if err := settle(ctx, js, futures, n.Subject, rep); err != nil {
+	last, err := settle(ctx, js, futures, n.Subject, rep)
+	if err != nil {
 		return nil, err
 	}
 	pub := time.Since(start)
 	rep.PublishSeconds, rep.PublishPerSec = pub.Seconds(), float64(o.Events)/pub.Seconds()
 	if n.Wait {
-		if err := drained(ctx, cons); err != nil {
+		if err := drained(ctx, cons, last); err != nil {
 			return nil, err
 		}
 		e2e := time.Since(start)
@@ -113,17 +114,19 @@ func message(subject string, r request) *natsgo.Msg {
 	return &natsgo.Msg{Subject: subject, Header: h, Data: r.body}
 }
 
-// settle waits for the stream's answers to every publish and counts the
-// refusals in rep.
-func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.PubAckFuture, subject string, rep *NATSReport) error {
+// settle waits for the stream's answers to every publish, counts the
+// refusals in rep and returns the highest stream sequence stored.
+func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.PubAckFuture, subject string, rep *NATSReport) (uint64, error) {
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
+	var last uint64
 	for _, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			last = max(last, ack.Sequence)
 		case err := <-f.Err():
 			rep.Errors++
 			if rep.FirstError == "" {
@@ -131,14 +134,18 @@ func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.Pub
 			}
 		}
 	}
-	return nil
+	return last, nil
 }
 
-// drained waits until cons has no message pending or unacknowledged.
-func drained(ctx context.Context, cons jetstream.Consumer) error {
+// drained waits until cons has settled every message up to stream sequence
+// last (acknowledged or terminated: its ack floor has reached it) and has
+// none unacknowledged. Its pending count alone is not enough: the server
+// updates it after answering the publish, so a consumer asked at once can
+// look drained before it has seen the last messages.
+func drained(ctx context.Context, cons jetstream.Consumer, last uint64) error {
 	for {
 		ci, err := cons.Info(ctx)
-		if err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 {
+		if err == nil && ci.AckFloor.Stream >= last && ci.NumAckPending == 0 {
 			return nil
 		}
 		select {
