@@ -90,8 +90,13 @@ func (t *tx) CountGraphRows(ctx context.Context) func() (iu.GraphRowCounts, erro
 	}
 }
 
-// rollbackChunk is how many rows one statement of a rollback deletes.
-var rollbackChunk = 10000
+// rollbackChunk is how many rows one statement of a rollback deletes. It
+// bounds the rollback's memory: each statement keeps in memory the first
+// image of every page it changes that the transaction had changed before
+// (its statement journal), and the event log's idempotency keys are hashes,
+// so a chunk's rows lie on as many index pages as there are rows. At a
+// million instances 10,000 held 340 MiB, 1,000 holds 170 MiB, no slower.
+var rollbackChunk = 1000
 
 func (t *tx) RollbackActor(ctx context.Context, actor string, apply bool) (iu.RollbackCounts, error) {
 	var c iu.RollbackCounts
