@@ -115,10 +115,19 @@ func (c *Client) send(req *nethttp.Request) (*nethttp.Response, error) {
 		if ctxErr := req.Context().Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, iu.Errorf(iu.ErrUnavailable, "cannot reach the iu server at %s: %v", c.base, rootCause(err))
+		failed := iu.Errorf(iu.ErrUnavailable, "cannot reach the iu server at %s: %v", c.base, rootCause(err))
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+			return nil, unsent{failed}
+		}
+		return nil, failed
 	}
 	return resp, nil
 }
+
+// unsent marks a failure to connect: the server never had the request.
+type unsent struct{ error }
+
+func (u unsent) Unwrap() error { return u.error }
 
 func rootCause(err error) error {
 	var ue *url.Error
@@ -459,7 +468,7 @@ func (c *Client) Compensate(ctx context.Context, r iu.CompensateRequest) (iu.Com
 // streamed answer, a frame after each batch.
 func (c *Client) Migrate(ctx context.Context, r iu.MigrateRequest, progress iu.MigrateProgress) (*iu.MigrateReport, error) {
 	report, err := c.migrate(ctx, r, progress)
-	if err != nil && report == nil && r.Apply && errors.Is(err, iu.ErrUnavailable) && ctx.Err() == nil {
+	if err != nil && report == nil && r.Apply && errors.Is(err, iu.ErrUnavailable) && !errors.As(err, new(unsent)) && ctx.Err() == nil {
 		// The server may have moved batches before the connection broke (a
 		// report, when there is one, says how many, and the CLI says so).
 		return nil, fmt.Errorf("%w; run the same command again to finish the migration (instances already moved are skipped)", err)
@@ -490,6 +499,7 @@ func (c *Client) migrate(ctx context.Context, r iu.MigrateRequest, progress iu.M
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var sofar *iu.MigrateReport // what the progress frames told
 	for sc.Scan() {
 		var f migrateFrame
 		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
@@ -502,12 +512,13 @@ func (c *Client) migrate(ctx context.Context, r iu.MigrateRequest, progress iu.M
 			return f.Report, nil
 		default:
 			progress(f.Moved, f.Total)
+			sofar = &iu.MigrateReport{From: r.From, To: r.To, Instances: f.Total, Moved: f.Moved}
 		}
 	}
 	if err := sc.Err(); err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
+		return sofar, ctx.Err()
 	}
-	return nil, iu.Errorf(iu.ErrUnavailable, "the connection to the iu server broke during the migration")
+	return sofar, iu.Errorf(iu.ErrUnavailable, "the connection to the iu server broke during the migration")
 }
 
 func (c *Client) ListTriggers(ctx context.Context, r iu.PageRequest) (iu.Page[iu.Trigger], error) {

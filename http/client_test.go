@@ -15,8 +15,9 @@ import (
 
 // A server that dies during a migration (its connection closed after it
 // read the request) may have moved batches: the client's error says to run
-// the command again, with a progress bar or without, and keeps its kind.
-// A dry run moves nothing and gets no such hint.
+// the command again, with a progress bar or without, and keeps its kind;
+// after progress, its report says how many moved. A dry run, or a server
+// never reached, gets no such hint.
 func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
 	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -57,10 +58,25 @@ func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The client knows how many moved: its report says so (the CLI tells
+	// the user to run the command again with those figures).
 	var seen int64
-	_, err = cm.Migrate(ctx, req, func(moved, _ int64) { seen = moved })
-	if seen != 1000 || !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "broke during the migration; run the same command again") {
+	rep, err := cm.Migrate(ctx, req, func(moved, _ int64) { seen = moved })
+	if seen != 1000 || !errors.Is(err, iu.ErrUnavailable) || !strings.Contains(err.Error(), "broke during the migration") {
 		t.Errorf("broken after a frame: saw %d moved, %v", seen, err)
+	}
+	if rep == nil || rep.Moved != 1000 || rep.Instances != 5000 || rep.From != req.From || rep.To != req.To {
+		t.Errorf("broken after a frame: report %+v, want 1000 of 5000 moved", rep)
+	}
+	// A server that cannot be reached never had the request: no hint.
+	down := httptest.NewServer(nethttp.NotFoundHandler())
+	down.Close()
+	cd, err := iuhttp.NewClient(down.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cd.Migrate(ctx, req, nil); !errors.Is(err, iu.ErrUnavailable) || strings.Contains(err.Error(), "again") {
+		t.Errorf("server down: %v, want ErrUnavailable without the hint", err)
 	}
 	req.Apply = false
 	if _, err := c.Migrate(ctx, req, nil); !errors.Is(err, iu.ErrUnavailable) || strings.Contains(err.Error(), "again") {
