@@ -163,36 +163,80 @@ func decodeBinary(h nethttp.Header, body []byte) (Event, error) {
 // a JSON object.
 func DecodeStructured(body []byte) (Event, error) {
 	var m struct {
-		Source     *string         `json:"source"`
-		Data       json.RawMessage `json:"data"`
-		DataBase64 *string         `json:"data_base64"`
+		Source          member `json:"source"`
+		Data            member `json:"data"`
+		DataBase64      member `json:"data_base64"`
+		DataContentType member `json:"datacontenttype"`
+		DataSchema      member `json:"dataschema"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
 	}
-	raw := deref(m.Source)
+	// Data sent twice would let a proxy inspect one and iu keep the other.
+	for _, d := range []struct {
+		name string
+		m    member
+	}{{"data", m.Data}, {"data_base64", m.DataBase64}} {
+		if d.m.n > 1 {
+			return Event{}, invalid("invalid event: %s appears %d times: send the data once", d.name, d.m.n)
+		}
+	}
+	var raw string
+	if m.Source.present() {
+		if err := json.Unmarshal(m.Source.raw, &raw); err != nil {
+			return Event{}, invalid("invalid event: source: %s", jsonMessage(err))
+		}
+	}
 	// A null attribute is an absent one (the JSON format, "Type System
-	// Mapping"); the SDK would read "data_base64": null as base64 and
-	// "datacontenttype": null as a malformed media type.
-	if replace := !sdkExact(raw); replace || bytes.Contains(body, []byte("null")) {
+	// Mapping"). The SDK reads most so, but not these: it would parse
+	// "data_base64": null as base64 and "datacontenttype": null as a media
+	// type.
+	replace := !sdkExact(raw)
+	rewrite := replace || m.Source.null() || m.DataBase64.null() || m.DataContentType.null() || m.DataSchema.null()
+	sdkBody := body
+	if rewrite {
 		var err error
-		if body, err = forSDK(body, replace); err != nil {
+		if sdkBody, err = forSDK(body, replace); err != nil {
 			return Event{}, err
 		}
 	}
 	ce := event.New()
-	if err := json.Unmarshal(body, &ce); err != nil {
+	if err := json.Unmarshal(sdkBody, &ce); err != nil {
 		return Event{}, invalid("invalid event: %s", sdkMessage(err))
+	}
+	if rewrite && m.Data.present() && !ce.DataBase64 {
+		// The rewrite spelled data anew (compacted, HTML escaped); where the
+		// SDK kept that spelling as it is, keep the producer's instead.
+		if spelled, err := json.Marshal(m.Data.raw); err == nil && bytes.Equal(ce.DataEncoded, spelled) {
+			ce.DataEncoded = m.Data.raw
+		}
 	}
 	ev := FromCloudEvent(&ce, raw, Structured)
 	// The SDK takes data_base64 and drops data without a word: what a proxy
 	// inspected (data) would not be what iu kept. Refused after reading the
 	// rest, so that a batch's answer names the event.
-	if ev.Err == nil && m.DataBase64 != nil && len(m.Data) > 0 && string(m.Data) != "null" {
+	if ev.Err == nil && m.DataBase64.present() && m.Data.present() {
 		ev.Err = invalid("invalid event: data and data_base64 are both present: send the data once, in one of them")
 	}
 	return ev, ev.Err
 }
+
+// member is a top-level member of a structured event as sent: its last
+// value and how often it appeared.
+type member struct {
+	raw json.RawMessage
+	n   int
+}
+
+// UnmarshalJSON is called for every appearance of the member, null too.
+func (m *member) UnmarshalJSON(b []byte) error {
+	m.n++
+	m.raw = append(m.raw[:0], b...)
+	return nil
+}
+
+func (m member) null() bool    { return m.n > 0 && string(m.raw) == "null" }
+func (m member) present() bool { return m.n > 0 && string(m.raw) != "null" }
 
 // DecodeBatch reads a batch: a JSON array of structured events. An empty
 // batch is refused; an invalid event fails alone, in its Event.
@@ -217,25 +261,19 @@ func DecodeBatch(body []byte) ([]Event, error) {
 
 // forSDK returns a structured event for the SDK to read: its null
 // attributes left out, and its source, when replaceSource, replaced by the
-// placeholder. The body is returned as it is when there is nothing to do.
+// placeholder.
 func forSDK(body []byte, replaceSource bool) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, invalid("invalid event: %s", jsonMessage(err))
 	}
-	changed := false
 	for k, v := range m {
 		if string(v) == "null" {
 			delete(m, k)
-			changed = true
 		}
 	}
 	if replaceSource {
 		m["source"] = json.RawMessage(`"` + placeholderSource + `"`)
-		changed = true
-	}
-	if !changed {
-		return body, nil
 	}
 	return json.Marshal(m)
 }
@@ -248,13 +286,6 @@ func sdkExact(source string) bool {
 	}
 	u := types.ParseURIRef(source)
 	return u != nil && u.String() == source
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // FromCloudEvent validates a CloudEvent decoded by the SDK and converts it,

@@ -260,3 +260,40 @@ func TestNullAttributesAreAbsent(t *testing.T) {
 		}
 	}
 }
+
+// Data is kept as the producer spelled it, also when iu gives the SDK a
+// rewritten event (a source the SDK would normalise, a null it would
+// misread).
+func TestDataKeepsItsSpelling(t *testing.T) {
+	data := `{"team":"<eng> & co",  "x" : 1}`
+	for _, attrs := range []string{
+		`"source":"s"`,
+		`"source":"HR:x y"`,
+		`"source":"s","datacontenttype":null`,
+		`"source":"HR:x y","data_base64":null,"dataschema":null`,
+	} {
+		body := `{"specversion":"1.0","id":"a","type":"c",` + attrs + `,"data":` + data + `}`
+		ev, err := DecodeStructured([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if string(ev.Event.Data) != data {
+			t.Errorf("%s: data kept as %s", body, ev.Event.Data)
+		}
+	}
+}
+
+// Data sent twice is refused, whatever the second value: a proxy could
+// inspect one and iu keep the other.
+func TestDataTwiceIsRefused(t *testing.T) {
+	for _, body := range []string{
+		`{"specversion":"1.0","id":"a","source":"s","type":"c","data":{"a":"benign"},"data":{"a":"evil"}}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"c","data":{"a":"benign"},"data_base64":"eyJhIjoiZXZpbCJ9","data":null}`,
+		`{"specversion":"1.0","id":"a","source":"s","type":"c","data_base64":"eyJhIjoxfQ==","data_base64":"eyJhIjoyfQ=="}`,
+	} {
+		_, err := DecodeStructured([]byte(body))
+		if err == nil || iu.ErrorCode(err) != iu.CodeInvalid || !strings.Contains(err.Error(), "appears 2 times") {
+			t.Errorf("%s: %v, want a refusal saying data appears twice", body, err)
+		}
+	}
+}
