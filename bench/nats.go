@@ -51,7 +51,7 @@ func RunNATS(ctx context.Context, conn *iunats.Conn, o Options, n NATSOptions) (
 	if err != nil {
 		return nil, err
 	}
-	last, err := settle(ctx, js, futures, n.Subject, rep)
+	last, err := settle(ctx, js, futures, n.Subject, cfg.Stream, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +115,9 @@ func message(subject string, r request) *natsgo.Msg {
 }
 
 // settle waits for the stream's answers to every publish, counts the
-// refusals in rep and returns the highest stream sequence stored.
-func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.PubAckFuture, subject string, rep *NATSReport) (uint64, error) {
+// refusals in rep and returns the highest sequence stream stored. An event
+// stored by another stream is an error: iu serve would never see it.
+func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.PubAckFuture, subject, stream string, rep *NATSReport) (uint64, error) {
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
@@ -126,6 +127,9 @@ func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.Pub
 	for _, f := range futures {
 		select {
 		case ack := <-f.Ok():
+			if ack.Stream != stream {
+				return 0, fmt.Errorf("subject %s is stored by stream %s, not %s (the stream iu serve --nats reads): publish to a subject of %s", subject, ack.Stream, stream, stream)
+			}
 			last = max(last, ack.Sequence)
 		case err := <-f.Err():
 			rep.Errors++
@@ -139,13 +143,14 @@ func settle(ctx context.Context, js jetstream.JetStream, futures []jetstream.Pub
 
 // drained waits until cons has settled every message up to stream sequence
 // last (acknowledged or terminated: its ack floor has reached it) and has
-// none unacknowledged. Its pending count alone is not enough: the server
-// updates it after answering the publish, so a consumer asked at once can
-// look drained before it has seen the last messages.
+// none pending or unacknowledged (a gated message published anew lies past
+// last). The pending count alone is not enough: the server updates it after
+// answering the publish, so a consumer asked at once can look drained
+// before it has seen the last messages.
 func drained(ctx context.Context, cons jetstream.Consumer, last uint64) error {
 	for {
 		ci, err := cons.Info(ctx)
-		if err == nil && ci.AckFloor.Stream >= last && ci.NumAckPending == 0 {
+		if err == nil && ci.AckFloor.Stream >= last && ci.NumPending == 0 && ci.NumAckPending == 0 {
 			return nil
 		}
 		select {

@@ -82,8 +82,21 @@ func TestRunNATS(t *testing.T) {
 	if !rep.Waited || rep.EventsPerSec <= 0 || rep.EndToEndSeconds < rep.PublishSeconds {
 		t.Errorf("with Wait: report %+v", rep)
 	}
-	if ci, err := cons.Info(ctx); err != nil || ci.NumPending != 0 || ci.NumAckPending != 0 {
-		t.Errorf("after Wait: consumer %+v, %v", ci, err)
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci, err := cons.Info(ctx); err != nil || ci.NumPending != 0 || ci.NumAckPending != 0 || ci.AckFloor.Stream != info.State.LastSeq {
+		t.Errorf("after Wait: consumer %+v, %v; want every message to sequence %d acknowledged", ci, err, info.State.LastSeq)
+	}
+
+	// A subject another stream stores is never read by iu serve: waiting
+	// for it would never end.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunNATS(ctx, conn, o, NATSOptions{Subject: "other.x", Wait: true}); err == nil || !strings.Contains(err.Error(), "subject other.x is stored by stream OTHER") {
+		t.Errorf("a subject of another stream: %v", err)
 	}
 
 	o.Events = 3
