@@ -21,7 +21,7 @@ func (f *benchNATSFlags) register(fs *pflag.FlagSet) {
 	// HTTP bench into a NATS one.
 	f.nf.registerURL(fs, "", "publish the events to this NATS server's JetStream instead of posting them (nats://host:port)", false)
 	fs.StringVar(&f.o.Subject, "nats-subject", "iu.events.bench", "with --nats: the subject to publish the events on")
-	fs.BoolVar(&f.o.Wait, "wait", false, "with --nats: wait until the consumer has drained (nothing pending or unacknowledged) and report the end-to-end rate")
+	fs.BoolVar(&f.o.Wait, "wait", false, "with --nats: wait until the consumer has settled every event published (nothing pending or unacknowledged) and report the end-to-end rate")
 	fs.IntVar(&f.o.Invalid, "invalid", 0, "with --nats: make this many of the events invalid (no type): they end in the dead-letter stream")
 }
 
