@@ -187,6 +187,12 @@ func DecodeStructured(body []byte) (Event, error) {
 			return Event{}, invalid("invalid event: source: %s", jsonMessage(err))
 		}
 	}
+	// The SDK panics on a data_base64 that is not a string.
+	if m.DataBase64.present() {
+		if err := json.Unmarshal(m.DataBase64.raw, new(string)); err != nil {
+			return Event{}, invalid("invalid event: data_base64: %s", jsonMessage(err))
+		}
+	}
 	// A null attribute is an absent one (the JSON format, "Type System
 	// Mapping"). The SDK reads most so, but not these: it would parse
 	// "data_base64": null as base64 and "datacontenttype": null as a media

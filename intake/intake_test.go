@@ -99,6 +99,10 @@ func TestRefusals(t *testing.T) {
 		{"base64 of text", structuredH, b64("aGk=", "text/plain"), iu.CodeInvalid, "datacontenttype text/plain: iu takes JSON data only"},
 		{"data twice", structuredH, []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data":{"x":1},"data_base64":"eyJhIjoxfQ=="}`),
 			iu.CodeInvalid, "data and data_base64 are both present"},
+		{"data_base64 not a string", structuredH, []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":5}`),
+			iu.CodeInvalid, "data_base64: want a JSON string, got JSON number"},
+		{"source not a string", structuredH, []byte(`{"specversion":"1.0","id":"a","source":{},"type":"c"}`),
+			iu.CodeInvalid, "source: want a JSON string, got JSON object"},
 		{"batch of nothing", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`[]`), iu.CodeInvalid, "the batch is empty"},
 		{"batch not a list", nethttp.Header{"Content-Type": {ContentTypeBatch}}, []byte(`{}`), iu.CodeInvalid, "want a JSON array of events"},
 		{"control character in source", structuredH, structured("a\x01b"), iu.CodeInvalid, "source contains a control character"},
@@ -158,6 +162,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":"eyJhIjoxfQ==","datacontenttype":"application/json"}`))
 	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"0.3","id":"a","source":"b","type":"c","data":"x","datacontenttype":"text/plain"}`))
 	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","iutemplate":5}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"b","type":"c","data_base64":5,"data":null}`))
+	f.Add(uint8(1), "", "", "", "", "", []byte(`{"specversion":"1.0","id":"a","source":"a b","type":"c","datacontenttype":null,"data":{"a":"<"},"data":null}`))
 	f.Add(uint8(2), "", "", "", "", "", []byte(`[{"specversion":"1.0","id":"a","source":"b","type":"c"},{"specversion":"1.0","id":"","source":"b","type":"c"}]`))
 	f.Add(uint8(2), "", "", "", "", "", []byte(`[]`))
 	f.Add(uint8(2), "", "", "", "", "", []byte(`{"not":"a list"}`))
