@@ -163,7 +163,12 @@ func decodeBinary(h nethttp.Header, body []byte) (Event, error) {
 // a JSON object.
 func DecodeStructured(body []byte) (Event, error) {
 	var m struct {
+		SpecVersion     member `json:"specversion"`
+		ID              member `json:"id"`
 		Source          member `json:"source"`
+		Type            member `json:"type"`
+		Subject         member `json:"subject"`
+		Time            member `json:"time"`
 		Data            member `json:"data"`
 		DataBase64      member `json:"data_base64"`
 		DataContentType member `json:"datacontenttype"`
@@ -171,6 +176,18 @@ func DecodeStructured(body []byte) (Event, error) {
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
+	}
+	// The attributes that are strings are checked here, to be named: the
+	// SDK's words for them are its parser's, and it panics on a data_base64
+	// that is not a string.
+	for _, a := range []struct {
+		name string
+		m    member
+	}{{"specversion", m.SpecVersion}, {"id", m.ID}, {"source", m.Source}, {"type", m.Type}, {"subject", m.Subject},
+		{"time", m.Time}, {"data_base64", m.DataBase64}, {"datacontenttype", m.DataContentType}, {"dataschema", m.DataSchema}} {
+		if a.m.present() && a.m.raw[0] != '"' {
+			return Event{}, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, jsonKindOf(a.m.raw))
+		}
 	}
 	// Data sent twice would let a proxy inspect one and iu keep the other.
 	for _, d := range []struct {
@@ -185,12 +202,6 @@ func DecodeStructured(body []byte) (Event, error) {
 	if m.Source.present() {
 		if err := json.Unmarshal(m.Source.raw, &raw); err != nil {
 			return Event{}, invalid("invalid event: source: %s", jsonMessage(err))
-		}
-	}
-	// The SDK panics on a data_base64 that is not a string.
-	if m.DataBase64.present() {
-		if err := json.Unmarshal(m.DataBase64.raw, new(string)); err != nil {
-			return Event{}, invalid("invalid event: data_base64: %s", jsonMessage(err))
 		}
 	}
 	// A null attribute is an absent one (the JSON format, "Type System
@@ -239,6 +250,23 @@ func (m *member) UnmarshalJSON(b []byte) error {
 	m.n++
 	m.raw = append(m.raw[:0], b...)
 	return nil
+}
+
+// jsonKindOf names the kind of a JSON value, by its first byte.
+func jsonKindOf(v json.RawMessage) string {
+	switch v[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	case '"':
+		return "string"
+	}
+	return "number"
 }
 
 func (m member) null() bool    { return m.n > 0 && string(m.raw) == "null" }
