@@ -165,11 +165,11 @@ func DecodeStructured(body []byte) (Event, error) {
 	var m struct {
 		SpecVersion     member `json:"specversion"`
 		ID              member `json:"id"`
-		Source          member `json:"source"`
+		Source          valued `json:"source"`
 		Type            member `json:"type"`
 		Subject         member `json:"subject"`
 		Time            member `json:"time"`
-		Data            member `json:"data"`
+		Data            valued `json:"data"`
 		DataBase64      member `json:"data_base64"`
 		DataContentType member `json:"datacontenttype"`
 		DataSchema      member `json:"dataschema"`
@@ -183,17 +183,17 @@ func DecodeStructured(body []byte) (Event, error) {
 	for _, a := range []struct {
 		name string
 		m    member
-	}{{"specversion", m.SpecVersion}, {"id", m.ID}, {"source", m.Source}, {"type", m.Type}, {"subject", m.Subject},
+	}{{"specversion", m.SpecVersion}, {"id", m.ID}, {"source", m.Source.member}, {"type", m.Type}, {"subject", m.Subject},
 		{"time", m.Time}, {"data_base64", m.DataBase64}, {"datacontenttype", m.DataContentType}, {"dataschema", m.DataSchema}} {
-		if a.m.present() && a.m.raw[0] != '"' {
-			return Event{}, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, jsonKindOf(a.m.raw))
+		if a.m.present() && a.m.first != '"' {
+			return Event{}, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, valueKind(a.m.first))
 		}
 	}
 	// Data sent twice would let a proxy inspect one and iu keep the other.
 	for _, d := range []struct {
 		name string
 		m    member
-	}{{"data", m.Data}, {"data_base64", m.DataBase64}} {
+	}{{"data", m.Data.member}, {"data_base64", m.DataBase64}} {
 		if d.m.n > 1 {
 			return Event{}, invalid("invalid event: %s appears %d times: send the data once", d.name, d.m.n)
 		}
@@ -238,23 +238,26 @@ func DecodeStructured(body []byte) (Event, error) {
 	return ev, ev.Err
 }
 
-// member is a top-level member of a structured event as sent: its last
-// value and how often it appeared.
+// member is a top-level member of a structured event as sent: how often
+// it appeared and the first byte of its last value, which tells its kind.
 type member struct {
-	raw json.RawMessage
-	n   int
+	n     int
+	first byte
 }
 
 // UnmarshalJSON is called for every appearance of the member, null too.
 func (m *member) UnmarshalJSON(b []byte) error {
 	m.n++
-	m.raw = append(m.raw[:0], b...)
+	m.first = b[0]
 	return nil
 }
 
-// jsonKindOf names the kind of a JSON value, by its first byte.
-func jsonKindOf(v json.RawMessage) string {
-	switch v[0] {
+func (m member) null() bool    { return m.n > 0 && m.first == 'n' }
+func (m member) present() bool { return m.n > 0 && m.first != 'n' }
+
+// valueKind names the kind of a JSON value by its first byte.
+func valueKind(first byte) string {
+	switch first {
 	case '{':
 		return "object"
 	case '[':
@@ -269,8 +272,17 @@ func jsonKindOf(v json.RawMessage) string {
 	return "number"
 }
 
-func (m member) null() bool    { return m.n > 0 && string(m.raw) == "null" }
-func (m member) present() bool { return m.n > 0 && string(m.raw) != "null" }
+// valued is a member whose last value is kept too.
+type valued struct {
+	member
+	raw json.RawMessage
+}
+
+func (v *valued) UnmarshalJSON(b []byte) error {
+	v.member.UnmarshalJSON(b)
+	v.raw = append(v.raw[:0], b...)
+	return nil
+}
 
 // DecodeBatch reads a batch: a JSON array of structured events. An empty
 // batch is refused; an invalid event fails alone, in its Event.
