@@ -186,7 +186,7 @@ func DecodeStructured(body []byte) (Event, error) {
 	}{{"specversion", m.SpecVersion}, {"id", m.ID}, {"source", m.Source.member}, {"type", m.Type}, {"subject", m.Subject},
 		{"time", m.Time}, {"data_base64", m.DataBase64}, {"datacontenttype", m.DataContentType}, {"dataschema", m.DataSchema}} {
 		if a.m.present() && a.m.first != '"' {
-			return Event{}, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, valueKind(a.m.first))
+			return named(body, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, valueKind(a.m.first)))
 		}
 	}
 	// Data sent twice would let a proxy inspect one and iu keep the other.
@@ -195,7 +195,7 @@ func DecodeStructured(body []byte) (Event, error) {
 		m    member
 	}{{"data", m.Data.member}, {"data_base64", m.DataBase64}} {
 		if d.m.n > 1 {
-			return Event{}, invalid("invalid event: %s appears %d times: send the data once", d.name, d.m.n)
+			return named(body, invalid("invalid event: %s appears %d times: send the data once", d.name, d.m.n))
 		}
 	}
 	var raw string
@@ -219,7 +219,7 @@ func DecodeStructured(body []byte) (Event, error) {
 	}
 	ce := event.New()
 	if err := json.Unmarshal(sdkBody, &ce); err != nil {
-		return Event{}, invalid("invalid event: %s", sdkMessage(err))
+		return named(body, invalid("invalid event: %s", sdkMessage(err)))
 	}
 	if rewrite && m.Data.present() && !ce.DataBase64 {
 		// The rewrite spelled data anew (compacted, HTML escaped); where the
@@ -236,6 +236,15 @@ func DecodeStructured(body []byte) (Event, error) {
 		ev.Err = invalid("invalid event: data and data_base64 are both present: send the data once, in one of them")
 	}
 	return ev, ev.Err
+}
+
+// named returns an event refused before the SDK read it, with the id,
+// source and type that are strings, for a batch's answer to name it.
+func named(body []byte, err error) (Event, error) {
+	var a struct{ ID, Source, Type any }
+	_ = json.Unmarshal(body, &a) // best effort: the refusal stands either way
+	str := func(v any) string { s, _ := v.(string); return s }
+	return Event{Event: iu.Event{ID: str(a.ID), Source: str(a.Source), Type: str(a.Type)}, Err: err}, err
 }
 
 // member is a top-level member of a structured event as sent: how often

@@ -309,3 +309,27 @@ func TestDataTwiceIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Events of a batch refused before the SDK reads them are named in the
+// answer too, by what of their id, source and type can be read.
+func TestBatchNamesEventsRefusedEarly(t *testing.T) {
+	body := []byte(`[{"specversion":"1.0","id":"e-1","source":"a b","type":"t","data":{},"data":{}},
+		{"specversion":"1.0","id":"e-2","source":"s","type":"t","data_base64":[1]},
+		{"specversion":"1.0","id":"e-3","source":"s","type":"t","time":"yesterday"},
+		{"specversion":"1.0","id":4,"source":"s","type":"t"}]`)
+	evs, err := DecodeBatch(body)
+	if err != nil || len(evs) != 4 {
+		t.Fatalf("%v %v", evs, err)
+	}
+	for i, want := range []struct{ id, source, msg string }{
+		{"e-1", "a b", "data appears 2 times"},
+		{"e-2", "s", "data_base64: want a JSON string"},
+		{"e-3", "s", "time"},
+		{"", "s", "id: want a JSON string, got JSON number"},
+	} {
+		ev := evs[i]
+		if ev.Err == nil || !strings.Contains(ev.Err.Error(), want.msg) || ev.Event.ID != want.id || ev.Event.Source != want.source || ev.Event.Type != "t" {
+			t.Errorf("event %d: %+v, %v; want it named %q from %q, refused for %q", i, ev.Event, ev.Err, want.id, want.source, want.msg)
+		}
+	}
+}
