@@ -109,8 +109,8 @@ Without --apply it counts the instances and shows how the two graphs differ.`,
 			switch {
 			case !cmd.Flags().Changed("batch"):
 				req.Batch = 0 // the server's default, and a request an older server takes
-			case req.Batch == 0: // typed: the engine reads 0 as its default
-				return usagef("--batch 0: want at least 1 instance per transaction")
+			case req.Batch < 1: // typed (the engine reads 0 as its default)
+				return usagef("--batch %d: want at least 1 instance per transaction", req.Batch)
 			}
 			svc, err := a.open(cmd.Context(), req.Apply)
 			if err != nil {
