@@ -154,13 +154,23 @@ func writeJSON(w nethttp.ResponseWriter, status int, v any) {
 }
 
 // decodeJSON reads a JSON request body strictly into v: unknown fields,
-// trailing data and a non-JSON content type are refused. The body is
-// already bounded by a MaxBytesReader.
+// a field given twice, trailing data and a non-JSON content type are
+// refused. The body is already bounded by a MaxBytesReader.
 func decodeJSON(r *nethttp.Request, v any) error {
 	if mt := intake.MediaType(r.Header.Get("Content-Type")); mt != "" && !intake.IsJSONType(mt) {
 		return httpError(CodeUnsupportedMedia, "the body must be JSON (Content-Type: application/json), not %s", mt)
 	}
-	return decodeStrict(r.Body, v)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	// Go's decoder keeps the last of a field given twice and matches names
+	// without regard to case: {"apply": false, "Apply": true} would apply
+	// where a proxy that read the first saw a dry run.
+	if name, ok := repeatedField(body); ok {
+		return httpError(iu.CodeInvalid, "invalid JSON body: %q is given twice (field names match without regard to case)", clip(name))
+	}
+	return decodeStrict(bytes.NewReader(body), v)
 }
 
 // decodeStrict decodes exactly one JSON value from rd into v.
@@ -178,6 +188,35 @@ func decodeStrict(rd io.Reader, v any) error {
 		return httpError(iu.CodeInvalid, "invalid JSON body: more than one JSON value")
 	}
 	return nil
+}
+
+// repeatedField returns a name that the top-level object of a JSON document
+// has twice, without regard to case. What the fields hold (an event's data)
+// is not looked into. A document that is not valid JSON has none: the
+// decoder words that.
+func repeatedField(doc []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return "", false
+	}
+	names := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		name, _ := tok.(string)
+		k := strings.ToLower(name)
+		if names[k] {
+			return name, true
+		}
+		names[k] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // bodyError words a failure to read or decode a body.
