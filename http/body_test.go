@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"encoding/json"
 	nethttp "net/http"
 	"strings"
 	"testing"
@@ -26,6 +27,18 @@ func TestRepeatedField(t *testing.T) {
 		got, ok := repeatedField([]byte(doc))
 		if got != want || ok != (want != "") {
 			t.Errorf("%s: %q %v, want %q", doc, got, ok, want)
+		}
+	}
+	// Names Go's decoder folds to one another beyond ASCII case: the long s
+	// is an s, the Kelvin sign a k.
+	for _, c := range [][2]string{{"source", "\u017fource"}, {"scope", "\u017fcope"}, {"key", "\u212aey"}} {
+		var v struct{ Source, Scope, Key string }
+		if err := json.Unmarshal([]byte(`{"`+c[1]+`": "b"}`), &v); err != nil || v.Source+v.Scope+v.Key != "b" {
+			t.Fatalf("%s: Go's decoder took it as %+v, %v; the premise is wrong", c[1], v, err)
+		}
+		doc := `{"` + c[0] + `": "a", "` + c[1] + `": "b"}`
+		if got, ok := repeatedField([]byte(doc)); !ok || got != c[1] {
+			t.Errorf("%s: %q %v, want %q", doc, got, ok, c[1])
 		}
 	}
 	// Through the decoder every handler uses, with nothing decoded.

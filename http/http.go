@@ -17,6 +17,7 @@ import (
 	"io"
 	nethttp "net/http"
 	"strings"
+	"unicode"
 
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/intake"
@@ -206,7 +207,7 @@ func repeatedField(doc []byte) (string, bool) {
 			return "", false
 		}
 		name, _ := tok.(string)
-		k := strings.ToLower(name)
+		k := fold(name)
 		if names[k] {
 			return name, true
 		}
@@ -217,6 +218,21 @@ func repeatedField(doc []byte) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// fold returns one spelling for every name Go's decoder takes as the same
+// field: each letter as the least of its Unicode case folding orbit ("ſ",
+// the long s, is an "s" to it, which strings.ToLower does not make).
+func fold(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
 }
 
 // bodyError words a failure to read or decode a body.

@@ -173,29 +173,35 @@ func DecodeStructured(body []byte) (Event, error) {
 		DataBase64      member `json:"data_base64"`
 		DataContentType member `json:"datacontenttype"`
 		DataSchema      member `json:"dataschema"`
+		Template        member `json:"iutemplate"`
+		Actor           member `json:"iuactor"`
+		Prefix          member `json:"iuprefix"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Event{}, invalid("invalid event: %s", jsonMessage(err))
 	}
-	// The attributes that are strings are checked here, to be named: the
-	// SDK's words for them are its parser's, and it panics on a data_base64
-	// that is not a string.
-	for _, a := range []struct {
+	attrs := []struct {
 		name string
 		m    member
-	}{{"specversion", m.SpecVersion}, {"id", m.ID}, {"source", m.Source.member}, {"type", m.Type}, {"subject", m.Subject},
-		{"time", m.Time}, {"data_base64", m.DataBase64}, {"datacontenttype", m.DataContentType}, {"dataschema", m.DataSchema}} {
-		if a.m.present() && a.m.first != '"' {
-			return named(body, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, valueKind(a.m.first)))
+		str  bool // a string attribute
+	}{{"specversion", m.SpecVersion, true}, {"id", m.ID, true}, {"source", m.Source.member, true}, {"type", m.Type, true},
+		{"subject", m.Subject, true}, {"time", m.Time, true}, {"data", m.Data.member, false}, {"data_base64", m.DataBase64, true},
+		{"datacontenttype", m.DataContentType, true}, {"dataschema", m.DataSchema, true},
+		{ExtTemplate, m.Template, false}, {ExtActor, m.Actor, false}, {ExtPrefix, m.Prefix, false}}
+	// An attribute iu reads given twice (Go's decoder matches names without
+	// regard to case, the SDK exactly) would let a proxy read one and iu
+	// keep the other.
+	for _, a := range attrs {
+		if a.m.n > 1 {
+			return named(body, invalid("invalid event: %s appears %d times (names match without regard to case): send it once", a.name, a.m.n))
 		}
 	}
-	// Data sent twice would let a proxy inspect one and iu keep the other.
-	for _, d := range []struct {
-		name string
-		m    member
-	}{{"data", m.Data.member}, {"data_base64", m.DataBase64}} {
-		if d.m.n > 1 {
-			return named(body, invalid("invalid event: %s appears %d times: send the data once", d.name, d.m.n))
+	// The string attributes are checked here, to be named: the SDK's words
+	// for them are its parser's, and it panics on a data_base64 that is not
+	// a string.
+	for _, a := range attrs {
+		if a.str && a.m.present() && a.m.first != '"' {
+			return named(body, invalid("invalid event: %s: want a JSON string, got JSON %s", a.name, valueKind(a.m.first)))
 		}
 	}
 	var raw string

@@ -333,3 +333,21 @@ func TestBatchNamesEventsRefusedEarly(t *testing.T) {
 		}
 	}
 }
+
+// Any attribute iu reads given twice, in any case, is refused: Go's decoder
+// and the SDK would each keep one, and a proxy might read the other.
+func TestAttributeTwiceIsRefused(t *testing.T) {
+	for body, attr := range map[string]string{
+		`{"specversion":"1.0","id":"a","source":"s","type":"t","type":"u"}`:                                  "type",
+		`{"specversion":"1.0","id":"a","source":"https://a","type":"t","source":"https://b"}`:                "source",
+		`{"specversion":"1.0","id":"a","source":"s","type":"t","iutemplate":"x","iutemplate":"tpl:wf:a/v1"}`: "iutemplate",
+		`{"specversion":"1.0","id":"a","ID":"b","source":"s","type":"t"}`:                                    "id",
+		`{"specversion":"1.0","id":"a","source":"x","Source":null,"type":"t"}`:                               "source",
+		`{"specversion":"1.0","id":"a","source":"s","type":"t","iuactor":"ada","IUACTOR":"root"}`:            "iuactor",
+	} {
+		_, err := DecodeStructured([]byte(body))
+		if err == nil || iu.ErrorCode(err) != iu.CodeInvalid || !strings.Contains(err.Error(), attr+" appears 2 times") {
+			t.Errorf("%s: %v, want a refusal saying %s appears twice", body, err, attr)
+		}
+	}
+}
