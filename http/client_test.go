@@ -19,20 +19,7 @@ import (
 // after progress, its report says how many moved. A dry run, or a server
 // never reached, gets no such hint.
 func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
-	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		io.Copy(io.Discard, r.Body)
-		conn, _, err := w.(nethttp.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		conn.Close()
-	}))
-	defer srv.Close()
-	c, err := iuhttp.NewClient(srv.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dyingServer(t, nil)
 	ctx := context.Background()
 	req := iu.MigrateRequest{From: "tpl:wf:a/v1", To: "tpl:wf:a/v2", Apply: true}
 	for name, progress := range map[string]iu.MigrateProgress{"plain": nil, "progress": func(int64, int64) {}} {
@@ -42,22 +29,11 @@ func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
 		}
 	}
 	// Broken after a frame of progress: the same.
-	mid := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+	cm := dyingServer(t, func(w nethttp.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		io.WriteString(w, `{"moved":1000,"total":5000}`+"\n")
 		w.(nethttp.Flusher).Flush()
-		conn, _, err := w.(nethttp.Hijacker).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		conn.Close()
-	}))
-	defer mid.Close()
-	cm, err := iuhttp.NewClient(mid.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	// The client knows how many moved: its report says so (the CLI tells
 	// the user to run the command again with those figures).
 	var seen int64
@@ -82,4 +58,29 @@ func TestMigrateOnABrokenConnectionSaysRunAgain(t *testing.T) {
 	if _, err := c.Migrate(ctx, req, nil); !errors.Is(err, iu.ErrUnavailable) || strings.Contains(err.Error(), "again") {
 		t.Errorf("dry run: %v, want ErrUnavailable without the hint", err)
 	}
+}
+
+// dyingServer returns a client of a server that reads a request, writes
+// what before writes (if anything), and closes the connection, as a server
+// killed in the middle of the answer.
+func dyingServer(t *testing.T, before func(nethttp.ResponseWriter)) *iuhttp.Client {
+	t.Helper()
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		if before != nil {
+			before(w)
+		}
+		conn, _, err := w.(nethttp.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close()
+	}))
+	t.Cleanup(srv.Close)
+	c, err := iuhttp.NewClient(srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
