@@ -49,3 +49,13 @@ func TestRepeatedField(t *testing.T) {
 		t.Errorf("%v, %+v", err, b)
 	}
 }
+
+// A field name that is not ASCII is refused: Go's decoder would take
+// "releaſe" (a long s) for release.
+func TestNonASCIIFieldIsRefused(t *testing.T) {
+	var b struct{ Release bool }
+	r, _ := nethttp.NewRequest("POST", "/", strings.NewReader("{\"apply\": false, \"relea\u017fe\": true}"))
+	if err := decodeJSON(r, &b); err == nil || !strings.Contains(err.Error(), "unknown field") || b.Release {
+		t.Errorf("%v, %+v", err, b)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	nethttp "net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/iu-engine/iu"
 	"github.com/iu-engine/iu/intake"
@@ -171,6 +172,11 @@ func decodeJSON(r *nethttp.Request, v any) error {
 	if name, ok := repeatedField(body); ok {
 		return httpError(iu.CodeInvalid, "invalid JSON body: %q is given twice (field names match without regard to case)", clip(name))
 	}
+	// Go's decoder also takes a look-alike ("releaſe", a long s) for a
+	// field; every field of the API is named in ASCII.
+	if name, ok := nonASCIIField(body); ok {
+		return httpError(iu.CodeInvalid, "invalid JSON body: unknown field %q", clip(name))
+	}
 	return decodeStrict(bytes.NewReader(body), v)
 }
 
@@ -215,6 +221,23 @@ func repeatedField(doc []byte) (string, bool) {
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
 			return "", false
+		}
+	}
+	return "", false
+}
+
+// nonASCIIField returns a name of the top-level object of a JSON document
+// that is not all ASCII.
+func nonASCIIField(doc []byte) (string, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(doc, &m) != nil {
+		return "", false
+	}
+	for k := range m {
+		for i := 0; i < len(k); i++ {
+			if k[i] >= utf8.RuneSelf {
+				return k, true
+			}
 		}
 	}
 	return "", false

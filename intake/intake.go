@@ -144,6 +144,14 @@ func canonical(h nethttp.Header) nethttp.Header {
 // decodeBinary reads a binary-mode event: attributes in ce-* headers, the
 // data as the body.
 func decodeBinary(h nethttp.Header, body []byte) (Event, error) {
+	// An attribute given twice (in any case: the names are canonical here)
+	// would be read as its first by iu and perhaps as its last by a proxy;
+	// structured mode refuses it too.
+	for k, v := range h {
+		if len(v) > 1 && strings.HasPrefix(k, "Ce-") {
+			return Event{}, invalid("invalid event: the %s header is given %d times: send it once", strings.ToLower(k), len(v))
+		}
+	}
 	raw := h.Get("Ce-Source")
 	if !sdkExact(raw) {
 		h = h.Clone()

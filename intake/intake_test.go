@@ -351,3 +351,18 @@ func TestAttributeTwiceIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A ce-* header given twice, in any case, is refused in binary mode, as an
+// attribute given twice is in structured mode.
+func TestBinaryHeaderTwiceIsRefused(t *testing.T) {
+	for name, h := range map[string]nethttp.Header{
+		"id twice": {"Ce-Specversion": {"1.0"}, "Ce-Id": {"d1", "d1x"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}, "Content-Type": {"application/json"}},
+		"actor in two cases": {"Ce-Specversion": {"1.0"}, "Ce-Id": {"d2"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}, "Content-Type": {"application/json"},
+			"ce-iuactor": {"alice"}, "CE-IUACTOR": {"mallory"}},
+	} {
+		_, _, err := Decode(h, []byte(`{}`))
+		if err == nil || iu.ErrorCode(err) != iu.CodeInvalid || !strings.Contains(err.Error(), "header is given 2 times") {
+			t.Errorf("%s: %v, want a refusal of the header given twice", name, err)
+		}
+	}
+}
